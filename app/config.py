@@ -81,6 +81,8 @@ class Settings(BaseSettings):
 
     # Holds model/ (model.onnx + model_meta.json) and store/.
     data_dir: Path = Path("index_data")
+    # Where model.onnx + model_meta.json live; default <data_dir>/model.
+    model_dir: Path | None = None
     # Fail at startup unless a GPU execution provider is active.
     require_gpu: bool = False
     log_level: str = "INFO"
@@ -89,9 +91,8 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     rerank: RerankSettings = RerankSettings()
 
-    @property
-    def model_dir(self) -> Path:
-        return self.data_dir / "model"
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.data_dir / "model"
 
     @property
     def store_dir(self) -> Path:

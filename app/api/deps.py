@@ -1,0 +1,49 @@
+"""Annotated dependency aliases: routes declare what they need, never reach into app.state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.config import Settings
+from app.errors import NotReady
+from app.metrics import Metrics
+from app.runtime import Runtime
+from app.search.service import SearchService
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        raise NotReady("the service is starting: model and store are not loaded yet; retry shortly")
+    return runtime
+
+
+def get_ready_runtime(request: Request) -> Runtime:
+    runtime = get_runtime(request)
+    if not runtime.ready.is_set():
+        reason = runtime.warmup_error or "the model is warming up"
+        raise NotReady(f"not ready: {reason}; retry shortly")
+    return runtime
+
+
+def get_service(runtime: Annotated[Runtime, Depends(get_ready_runtime)]) -> SearchService:
+    return runtime.service
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ReadyRuntimeDep = Annotated[Runtime, Depends(get_ready_runtime)]
+ServiceDep = Annotated[SearchService, Depends(get_service)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

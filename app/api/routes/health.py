@@ -1,0 +1,56 @@
+"""GET /health (the truth about what runs), /health/live and /health/ready for orchestrators."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.api.schemas import HealthResponse, IndexHealth, ModelHealth
+from app.errors import NotReady
+from app.runtime import Runtime
+
+router = APIRouter(tags=["health"])
+
+
+def _runtime(request: Request) -> Runtime | None:
+    return getattr(request.app.state, "runtime", None)
+
+
+@router.get("/health", response_model=HealthResponse)
+def health(request: Request) -> HealthResponse:
+    runtime = _runtime(request)
+    if runtime is None:
+        return HealthResponse(status="starting", ready=False, detail="loading model and store")
+    meta, stats = runtime.meta, runtime.store.stats()
+    ready = runtime.ready.is_set()
+    runtime.refresh_gauges()
+    return HealthResponse(
+        status="ok" if ready else ("degraded" if runtime.warmup_error else "starting"),
+        ready=ready,
+        detail=runtime.warmup_error,
+        model=ModelHealth(
+            name=meta.name, version=meta.version, source=meta.source.kind,
+            description=meta.source.description, intended_use=meta.intended_use,
+            embedding_dim=meta.embedding_dim, precision=meta.precision,
+            providers=list(runtime.session.active_providers), device=runtime.session.device,
+        ),
+        index=IndexHealth(
+            type=stats.index_type, ntotal=stats.ntotal, generation=stats.generation,
+            tombstones=stats.tombstones, training=stats.training, params=stats.index_params,
+        ),
+    )
+
+
+@router.get("/health/live")
+def live() -> dict[str, str]:
+    """The process answers: nothing else is checked (restart only if this fails)."""
+    return {"status": "alive"}
+
+
+@router.get("/health/ready", responses={503: {"description": "Not ready; see Retry-After"}})
+def ready(request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    if runtime is None or not runtime.ready.is_set():
+        reason = (runtime.warmup_error if runtime else None) or "loading or warming up"
+        raise NotReady(f"not ready: {reason}")
+    return JSONResponse({"status": "ready"})

@@ -1,0 +1,18 @@
+"""GET /metrics in the Prometheus text format."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import MetricsDep
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request, registry: MetricsDep) -> Response:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        runtime.refresh_gauges()
+    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

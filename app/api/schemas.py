@@ -1,0 +1,87 @@
+"""Request and response bodies of the HTTP API (OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+RerankName = Literal["none", "superglobal"]
+
+
+class HitOut(BaseModel):
+    id: str
+    score: float = Field(description="Cosine similarity, or SuperGlobal's score when re-ranked")
+    metadata: dict[str, Any] | None = None
+
+
+class SearchResponse(BaseModel):
+    results: list[HitOut]
+    rerank: RerankName = Field(description="Which re-ranking ran")
+    timings_ms: dict[str, float]
+
+
+class VectorSearchRequest(BaseModel):
+    vector: list[float] = Field(description="Query descriptor; normalised to unit length here")
+    top_k: int = 10
+    rerank: RerankName = "none"
+    rerank_top_m: int | None = None
+    nprobe: int | None = None
+    score_threshold: float | None = None
+
+
+class IndexResponse(BaseModel):
+    ids: list[str]
+    count: int
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class VectorItem(BaseModel):
+    id: str
+    vector: list[float]
+    metadata: dict[str, Any] | None = None
+
+
+class VectorIndexRequest(BaseModel):
+    items: list[VectorItem] = Field(min_length=1)
+
+
+class ItemOut(BaseModel):
+    id: str
+    metadata: dict[str, Any] | None = None
+    created_at: float
+    vector: list[float] | None = None
+
+
+class DeleteResponse(BaseModel):
+    id: str
+    deleted: bool
+
+
+class ModelHealth(BaseModel):
+    name: str
+    version: str
+    source: str
+    description: str
+    intended_use: str
+    embedding_dim: int
+    precision: str
+    providers: list[str] = Field(description="session.get_providers() of the live session")
+    device: str
+
+
+class IndexHealth(BaseModel):
+    type: str
+    ntotal: int
+    generation: int
+    tombstones: int
+    training: bool
+    params: dict[str, Any]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "starting", "degraded"]
+    ready: bool
+    detail: str | None = None
+    model: ModelHealth | None = None
+    index: IndexHealth | None = None

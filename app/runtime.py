@@ -1,0 +1,105 @@
+"""Everything the service holds while it runs: model artifact, ORT session, batcher, embedder,
+store and search service. Built once in the lifespan; routes reach it through app/api/deps.py."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from app.artifacts import MODEL_FILE, ModelMeta, load_model_meta
+from app.config import Settings
+from app.errors import ArtifactMismatch
+from app.index.faiss_store import FaissStore
+from app.inference.batcher import DynamicBatcher
+from app.inference.embedder import Embedder
+from app.inference.session import OnnxSession
+from app.metrics import Metrics
+from app.search.service import SearchService
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    meta: ModelMeta
+    session: OnnxSession
+    batcher: DynamicBatcher
+    executor: ThreadPoolExecutor
+    embedder: Embedder
+    store: FaissStore
+    service: SearchService
+    ready: threading.Event = field(default_factory=threading.Event)
+    warmup_error: str | None = None
+
+    @classmethod
+    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        """Load and cross-check the artifact and the store; refuse to start on any mismatch."""
+        model_dir = settings.resolved_model_dir()
+        meta = load_model_meta(model_dir)
+        session = OnnxSession(
+            model_dir / meta.onnx_file, meta, settings.inference,
+            require_gpu=settings.require_gpu,
+            intra_op_threads=settings.resolved_intra_op_threads(),
+        )
+        logger.info(
+            "model %s %s (%s) on providers %s", meta.name, meta.version, meta.source.kind,
+            session.active_providers,
+        )
+        batcher = DynamicBatcher(
+            session.run, max_batch=settings.inference.max_batch,
+            max_wait_ms=settings.inference.max_wait_ms, queue_size=settings.inference.queue_size,
+            observer=metrics,
+        )
+        executor = ThreadPoolExecutor(
+            max_workers=settings.resolved_decode_threads(), thread_name_prefix="decode"
+        )
+        embedder = Embedder(meta, batcher, executor, settings.limits)
+        try:
+            store = FaissStore.open(
+                settings.store_dir, meta.embedding_dim, settings.index,
+                model_sha256=meta.onnx_sha256,
+            )
+        except ArtifactMismatch:
+            batcher.close()
+            executor.shutdown(wait=False)
+            raise
+        service = SearchService(embedder, store, settings, metrics)
+        metrics.model_info.info({
+            "name": meta.name, "version": meta.version, "source": meta.source.kind,
+            "providers": ",".join(session.active_providers), "file": MODEL_FILE,
+        })
+        return cls(settings, metrics, meta, session, batcher, executor, embedder, store, service)
+
+    def warm_up_in_background(self) -> threading.Thread:
+        """Run every scale once so the first request does not pay graph initialisation."""
+
+        def _run() -> None:
+            try:
+                if self.settings.inference.warmup:
+                    self.embedder.warmup()
+                self.ready.set()
+                logger.info("warm-up done; ready")
+            except Exception as exc:  # noqa: BLE001 - reported by /health, never swallowed silently
+                self.warmup_error = f"{type(exc).__name__}: {exc}"
+                logger.exception("warm-up failed; the service stays not-ready")
+
+        thread = threading.Thread(target=_run, name="warmup", daemon=True)
+        thread.start()
+        return thread
+
+    def refresh_gauges(self) -> None:
+        stats = self.store.stats()
+        self.metrics.ntotal.set(stats.ntotal)
+        self.metrics.index_info.info({
+            "type": stats.index_type, "generation": str(stats.generation),
+        })
+
+    def close(self) -> None:
+        self.ready.clear()
+        self.batcher.close()
+        self.executor.shutdown(wait=True)
+        self.store.close()

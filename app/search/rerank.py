@@ -1,0 +1,138 @@
+"""SuperGlobal re-ranking (ICCV 2023) of one query's top-M list, pure numpy.
+
+Reproduces the official MDescAug + RerankwMDA (ShihaoShao-GH/SuperGlobal,
+modules/reranking/MDescAug.py and RerankwMDA.py) for a single query (ALGORITHMS.md 3.4):
+
+1. MDescAug: every candidate is replaced by a weighted mean of its K+1 nearest neighbours found
+   *inside the top-M list* (itself included, normally as the nearest): the nearest gets weight 1,
+   the next K get beta * similarity. The refined vectors are not re-normalised. s1 = query . R.
+2. RerankwMDA: the query is expanded by the element-wise max over the K+1 best refined vectors
+   by s1 (the query itself is not part of it); s2 = expansion . R; final = (s1 + s2) / 2.
+
+Defaults M = 400 (the caller passes that many candidates), K = 9, beta = 0.15 as in the
+official code. Everything is computed in float32, like the official CUDA tensors.
+
+Where the official code is silent or non-deterministic, this module chooses:
+- Ties: torch.argsort on CUDA is not stable; here every sort is stable and ties go to the
+  candidate ranked earlier in the input order (the better initial rank).
+- M < K + 1: the official slices `[:, :, :self.K]` and `[:, :self.K]` silently shorten to M, so
+  the neighbour count and the expansion size are both clamped to M (k effectively M - 1).
+- Weight 1 goes to the most similar entry of each row, which is the candidate itself except for
+  (near-)duplicates; with exact duplicates the choice does not change the refined vector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _top_neighbours(sims: np.ndarray, n_nn: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of sims [M, M]: the n_nn largest entries, best first, ties to the lower index.
+
+    Returns (idx [M, n_nn] int64, vals [M, n_nn] float32), as a full stable descending argsort
+    truncated to n_nn would, but in O(M^2) via argpartition for the common tie-free rows.
+    """
+    M = sims.shape[0]
+    if n_nn >= M:
+        idx = np.argsort(-sims, axis=1, kind="stable")
+        return idx, np.take_along_axis(sims, idx, axis=1)
+
+    idx = np.argpartition(-sims, n_nn - 1, axis=1)[:, :n_nn]  # [M, n_nn], unordered
+    vals = np.take_along_axis(sims, idx, axis=1)
+    # argpartition breaks ties at the cut arbitrarily: a row with more entries >= its n_nn-th
+    # value than slots has a tie at the boundary and is redone with the stable full sort.
+    kth = vals.min(axis=1, keepdims=True)  # [M, 1]
+    tied = np.count_nonzero(sims >= kth, axis=1) > n_nn  # [M]
+    # Order the selected entries: descending value, ascending index among equal values.
+    within = np.lexsort((idx, -vals), axis=1)
+    idx = np.take_along_axis(idx, within, axis=1)
+    vals = np.take_along_axis(vals, within, axis=1)
+    if tied.any():
+        rows = np.flatnonzero(tied)
+        full = np.argsort(-sims[rows], axis=1, kind="stable")[:, :n_nn]
+        idx[rows] = full
+        vals[rows] = np.take_along_axis(sims[rows], full, axis=1)
+    return idx, vals
+
+
+def _refine(cands: np.ndarray, n_nn: int, beta: float) -> np.ndarray:
+    """MDescAug: refined descriptors R [M, D] of candidates [M, D] (not re-normalised)."""
+    # [M, M] pairwise similarities; `a @ a.T` on one buffer lets numpy use BLAS syrk (half the work).
+    sims = cands @ cands.T
+    idx, vals = _top_neighbours(sims, n_nn)  # [M, n_nn] each, nearest (normally self) first
+    # Official: values[:, :, 1:] *= beta; values[:, :, 0:1] = 1.
+    weights = vals * np.float32(beta)
+    weights[:, 0] = 1.0
+    refined = cands[idx[:, 0]] * weights[:, 0:1]  # [M, D]
+    for j in range(1, n_nn):
+        # One gather of M rows per neighbour slot: M*D*n_nn work instead of a dense M x M matmul.
+        refined += cands[idx[:, j]] * weights[:, j : j + 1]
+    refined /= weights.sum(axis=1, keepdims=True)
+    return refined
+
+
+def superglobal_rerank(
+    query: np.ndarray,
+    candidates: np.ndarray,
+    k: int = 9,
+    beta: float = 0.15,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank one query's top-M candidates with SuperGlobal (MDescAug + RerankwMDA).
+
+    query: [D] float32, L2-normalised.
+    candidates: [M, D] float32, L2-normalised, in initial ranking order (best first). M is the
+        official "M" (400 by default upstream): pass exactly the list to re-rank.
+    k: neighbours besides self (official K = 9, so K + 1 = 10 are used); clamped to M - 1.
+    beta: weight factor of the neighbours and of nothing else (official 0.15).
+
+    Returns (order [M] int64, scores [M] float32): `order` is a permutation of range(M), best
+    first, indexing `candidates`; `scores[j]` is the final (s1 + s2) / 2 of `order[j]`,
+    non-increasing.
+    """
+    q = np.asarray(query, dtype=np.float32)
+    cands = np.asarray(candidates, dtype=np.float32)
+    if q.ndim != 1 or cands.ndim != 2 or cands.shape[1] != q.shape[0]:
+        raise ValueError(f"expected query [D] and candidates [M, D], got {q.shape}, {cands.shape}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    M = cands.shape[0]
+    if M == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+
+    # Official self.K = K + 1 (self included), used both for the neighbours and the expansion.
+    n_nn = min(k + 1, M)
+    refined = _refine(cands, n_nn, beta)  # [M, D]
+
+    s1 = refined @ q  # [M]
+    ord1 = np.argsort(-s1, kind="stable")  # [M], MDescAug's new order
+    # RerankwMDA: max-pool the n_nn best refined descriptors (query not included).
+    expansion = refined[ord1[:n_nn]].max(axis=0)  # [D]
+    s2 = (refined @ expansion)[ord1]  # [M], in ord1 order
+    final = (s1[ord1] + s2) / np.float32(2.0)  # [M], in ord1 order
+    ord2 = np.argsort(-final, kind="stable")
+    return ord1[ord2], final[ord2]
+
+
+def superglobal_rerank_batch(
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    k: int = 9,
+    beta: float = 0.15,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`superglobal_rerank` for Q queries at once.
+
+    queries: [Q, D]; candidates: [Q, M, D] (each query's own top-M list).
+    Returns (orders [Q, M] int64, scores [Q, M] float32), row q as superglobal_rerank would.
+    A loop over queries: the per-query work is already a BLAS-sized M x M x D product.
+    """
+    qs = np.asarray(queries, dtype=np.float32)
+    cands = np.asarray(candidates, dtype=np.float32)
+    if qs.ndim != 2 or cands.ndim != 3 or cands.shape[0] != qs.shape[0]:
+        raise ValueError(f"expected queries [Q, D] and candidates [Q, M, D], got {qs.shape}, "
+                         f"{cands.shape}")
+    n_q, M = cands.shape[:2]
+    orders = np.empty((n_q, M), dtype=np.int64)
+    scores = np.empty((n_q, M), dtype=np.float32)
+    for i in range(n_q):
+        orders[i], scores[i] = superglobal_rerank(qs[i], cands[i], k=k, beta=beta)
+    return orders, scores

@@ -1,0 +1,172 @@
+"""The search pipeline without FastAPI: embed -> ANN -> exact re-score -> re-rank -> hits.
+
+Routes call it, and so do scripts (bulk indexing, evaluation), so what we evaluate is what we
+serve. Blocking store calls run in worker threads; the event loop never waits on an fsync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from app.config import Settings
+from app.errors import InvalidRequest
+from app.index.store import Hit, VectorStore
+from app.inference.embedder import Embedder
+from app.metrics import Metrics
+from app.search.rerank import superglobal_rerank
+
+RerankMode = Literal["none", "superglobal"]
+
+
+@dataclass
+class SearchOutcome:
+    hits: list[Hit]
+    rerank: RerankMode
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def content_id(data: bytes) -> str:
+    """Default id of an uploaded image: its SHA-256, so re-uploading the same bytes replaces."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class SearchService:
+    def __init__(
+        self, embedder: Embedder, store: VectorStore, settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+
+    # ---------------------------------------------------------------- validation
+    def check_search_params(
+        self, top_k: int, nprobe: int | None, score_threshold: float | None, top_m: int | None,
+    ) -> None:
+        lim, idx, rr = self.settings.limits, self.settings.index, self.settings.rerank
+        if not 1 <= top_k <= lim.max_top_k:
+            raise InvalidRequest(f"top_k must be between 1 and {lim.max_top_k}; got {top_k}")
+        if nprobe is not None and not 1 <= nprobe <= idx.max_nprobe:
+            raise InvalidRequest(f"nprobe must be between 1 and {idx.max_nprobe}; got {nprobe}")
+        if score_threshold is not None and not (
+            math.isfinite(score_threshold) and -1.0 <= score_threshold <= 1.0
+        ):
+            raise InvalidRequest(
+                f"score_threshold must be a cosine similarity in [-1, 1]; got {score_threshold}"
+            )
+        if top_m is not None and not 2 <= top_m <= rr.max_top_m:
+            raise InvalidRequest(
+                f"rerank_top_m must be between 2 and {rr.max_top_m}; got {top_m}"
+            )
+
+    def check_vector(self, vector: Sequence[float] | np.ndarray, what: str = "vector") -> np.ndarray:
+        """[D] list -> unit float32 [D]; 422 for the wrong dimension, NaN/inf or a zero vector."""
+        arr = np.asarray(vector, dtype=np.float32)
+        dim = self.embedder.dim
+        if arr.ndim != 1 or arr.shape[0] != dim:
+            raise InvalidRequest(f"{what} must have {dim} numbers; got shape {list(arr.shape)}")
+        if not np.all(np.isfinite(arr)):
+            raise InvalidRequest(f"{what} contains NaN or infinity; only finite numbers are accepted")
+        norm = float(np.linalg.norm(arr))
+        if norm == 0.0:
+            raise InvalidRequest(f"{what} is all zeros; it has no direction to search by")
+        return arr / norm
+
+    # ---------------------------------------------------------------- search
+    async def search_image(
+        self, data: bytes, *, top_k: int = 10, rerank: RerankMode = "none",
+        nprobe: int | None = None, score_threshold: float | None = None,
+        bbox: tuple[float, float, float, float] | None = None, top_m: int | None = None,
+    ) -> SearchOutcome:
+        self.check_search_params(top_k, nprobe, score_threshold, top_m)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        query = await self.embedder.embed_bytes(data, bbox=bbox, timings=timings)
+        embed_s = time.perf_counter() - t0
+        timings["embed"] = embed_s * 1e3
+        self._observe("embed", embed_s)
+        outcome = await run_in_threadpool(
+            self.search_vector_sync, query, top_k=top_k, rerank=rerank, nprobe=nprobe,
+            score_threshold=score_threshold, top_m=top_m,
+        )
+        outcome.timings_ms = {**timings, **outcome.timings_ms}
+        outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
+        return outcome
+
+    async def search_vector(self, vector: np.ndarray, **kwargs: Any) -> SearchOutcome:
+        self.check_search_params(
+            kwargs.get("top_k", 10), kwargs.get("nprobe"), kwargs.get("score_threshold"),
+            kwargs.get("top_m"),
+        )
+        return await run_in_threadpool(self.search_vector_sync, vector, **kwargs)
+
+    def search_vector_sync(
+        self, query: np.ndarray, *, top_k: int = 10, rerank: RerankMode = "none",
+        nprobe: int | None = None, score_threshold: float | None = None,
+        top_m: int | None = None,
+    ) -> SearchOutcome:
+        """query: unit float32 [D]. Blocking; call from a worker thread."""
+        timings: dict[str, float] = {}
+        m = top_m or self.settings.rerank.top_m
+        fetch = max(top_k, m) if rerank == "superglobal" else top_k
+        t0 = time.perf_counter()
+        hits = self.store.search(
+            query[None, :], fetch, nprobe=nprobe, score_threshold=score_threshold,
+            with_vectors=rerank == "superglobal",
+        )[0]
+        ann_s = time.perf_counter() - t0
+        timings["ann_rescore"] = ann_s * 1e3
+        self._observe("ann_rescore", ann_s)
+        if rerank == "superglobal" and len(hits) >= 2:
+            t1 = time.perf_counter()
+            hits = self._superglobal(query, hits, m)
+            rr_s = time.perf_counter() - t1
+            timings["rerank"] = rr_s * 1e3
+            self._observe("rerank", rr_s)
+        for hit in hits:
+            hit.vector = None  # never leak vectors into responses by accident
+        return SearchOutcome(hits=hits[:top_k], rerank=rerank, timings_ms=timings)
+
+    def _superglobal(self, query: np.ndarray, hits: list[Hit], m: int) -> list[Hit]:
+        """Re-rank the exact top-M (initial order) with SuperGlobal; the tail keeps its order."""
+        head, tail = hits[:m], hits[m:]
+        cands = np.stack([np.asarray(h.vector, dtype=np.float32) for h in head])  # [M, D]
+        rr = self.settings.rerank
+        order, scores = superglobal_rerank(query, cands, k=rr.k, beta=rr.beta)
+        reranked = []
+        for pos, score in zip(order, scores, strict=True):
+            hit = head[int(pos)]
+            hit.score = float(score)
+            reranked.append(hit)
+        return reranked + tail
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.stage_seconds.labels(stage).observe(seconds)
+
+    # ---------------------------------------------------------------- indexing
+    async def index_images(
+        self, images: Sequence[bytes], ids: Sequence[str | None],
+        metadata: Sequence[dict[str, Any] | None],
+    ) -> list[str]:
+        """Embed every image (all scales batched together), then one durable store add."""
+        vectors = await self.embedder.embed_many(list(images))  # [N, D]
+        final_ids = [i if i is not None else content_id(b) for i, b in zip(ids, images, strict=True)]
+        return await self.index_vectors(final_ids, vectors, list(metadata))
+
+    async def index_vectors(
+        self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any] | None],
+    ) -> list[str]:
+        stored = await run_in_threadpool(self.store.add, list(ids), vectors, list(metadata))
+        if self.metrics is not None:
+            self.metrics.indexed.inc(len(stored))
+        return stored
