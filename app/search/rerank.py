@@ -29,29 +29,37 @@ import numpy as np
 def _top_neighbours(sims: np.ndarray, n_nn: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row of sims [M, M]: the n_nn largest entries, best first, ties to the lower index.
 
-    Returns (idx [M, n_nn] int64, vals [M, n_nn] float32), as a full stable descending argsort
-    truncated to n_nn would, but in O(M^2) via argpartition for the common tie-free rows.
+    Returns (idx [M, n_nn] int64, vals [M, n_nn] float32), exactly what a full stable descending
+    argsort truncated to n_nn gives, in O(M^2): a SIMD partition finds each row's n_nn-th largest
+    value, and the entries >= it are the neighbours (already in ascending index order).
     """
     M = sims.shape[0]
     if n_nn >= M:
         idx = np.argsort(-sims, axis=1, kind="stable")
         return idx, np.take_along_axis(sims, idx, axis=1)
 
-    idx = np.argpartition(-sims, n_nn - 1, axis=1)[:, :n_nn]  # [M, n_nn], unordered
+    # [M, 1] n_nn-th largest value of each row (np.partition is much faster than argpartition).
+    kth = -np.partition(-sims, n_nn - 1, axis=1)[:, n_nn - 1 : n_nn]
+    mask = sims >= kth  # [M, M]
+    # A row with more than n_nn entries >= its threshold has a tie at the cut (e.g. duplicate
+    # images); it is redone with the stable full sort so the lower indices win, as documented.
+    irregular = np.count_nonzero(mask, axis=1) != n_nn  # [M]
+    idx = np.empty((M, n_nn), dtype=np.int64)
+    if irregular.any():
+        rows = np.flatnonzero(irregular)
+        idx[rows] = np.argsort(-sims[rows], axis=1, kind="stable")[:, :n_nn]
+        mask[rows] = False
+        regular = np.flatnonzero(~irregular)
+    else:
+        regular = slice(None)
+    # Row-major nonzero: n_nn column indices per regular row, ascending.
+    idx[regular] = np.nonzero(mask)[1].reshape(-1, n_nn)
     vals = np.take_along_axis(sims, idx, axis=1)
-    # argpartition breaks ties at the cut arbitrarily: a row with more entries >= its n_nn-th
-    # value than slots has a tie at the boundary and is redone with the stable full sort.
-    kth = vals.min(axis=1, keepdims=True)  # [M, 1]
-    tied = np.count_nonzero(sims >= kth, axis=1) > n_nn  # [M]
-    # Order the selected entries: descending value, ascending index among equal values.
-    within = np.lexsort((idx, -vals), axis=1)
+    # Best first: descending value, ascending index among equal values (stable sort of -vals
+    # keeps the ascending-index order of regular rows; irregular rows are already sorted).
+    within = np.argsort(-vals, axis=1, kind="stable")
     idx = np.take_along_axis(idx, within, axis=1)
     vals = np.take_along_axis(vals, within, axis=1)
-    if tied.any():
-        rows = np.flatnonzero(tied)
-        full = np.argsort(-sims[rows], axis=1, kind="stable")[:, :n_nn]
-        idx[rows] = full
-        vals[rows] = np.take_along_axis(sims[rows], full, axis=1)
     return idx, vals
 
 

@@ -1,0 +1,64 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up, make sure a model exists, index the bundled samples, serve on :8000
+#   make test   set up and run the test suite (CPU; torch tests use tiny inputs)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= index_data
+MODEL_DIR := $(DATA_DIR)/model
+SAMPLES ?= index_data/samples
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The venv is rebuilt when pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup run serve model index test test-slow lint fmt bench clean-data
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch==2.13.0 (train extra) resolves to the local CPU build on this project's machines.
+	$(PY) -m pip install --quiet -e '.[train,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# The default model: DOLG-R50, fixed random initialisation (seed 0), BatchNorm statistics
+# calibrated on the bundled photos. Honest about itself in /health: near-duplicate search only.
+# Bring your own: scripts/export.py --checkpoint r50_dolg_512.pyth --out $(MODEL_DIR)
+$(MODEL_DIR)/model_meta.json: | $(STAMP)
+	$(PY) scripts/export.py --random-init --depth 50 --seed 0 \
+		--calibrate-bn $(SAMPLES) --out $(MODEL_DIR) \
+		--name dolg-r50-random-bncal --version 1
+
+model: $(MODEL_DIR)/model_meta.json
+
+index: model
+	$(PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR)
+
+run: index
+	SIMSEARCH_DATA_DIR=$(DATA_DIR) $(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT) --workers 1
+
+serve: setup
+	SIMSEARCH_DATA_DIR=$(DATA_DIR) $(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT) --workers 1
+
+test: setup
+	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check app models scripts tests
+	$(VENV)/bin/mypy
+
+fmt: setup
+	$(VENV)/bin/ruff check --fix app models scripts tests
+
+bench: setup
+	$(PY) scripts/bench.py
+
+clean-data:
+	rm -rf $(DATA_DIR)/model $(DATA_DIR)/store

@@ -1,0 +1,106 @@
+"""The `VectorStore` protocol and the value types it speaks.
+
+The API and `app.search` depend only on this module, so a Milvus (or any other) backend can
+replace `FaissStore` without touching them. Vectors crossing this boundary are float32 and
+L2-normalised by the caller; scores are inner products, i.e. cosine similarities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from app.errors import InvalidRequest
+
+IndexType = Literal["flat", "ivfpq"]
+
+
+class InvalidVectors(InvalidRequest, ValueError):
+    """Bad input to a store call (shape, dim, non-finite values, duplicate or empty ids).
+
+    A `ValueError` for library callers and an `InvalidRequest` (-> 422) for the API layer.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result. `score` is the exact inner product with the stored (fp16) vector."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] | None
+    # Storage row of the vector; stable for the life of the item (a re-add gets a new row).
+    row: int
+    # [D] float32, the stored vector (fp16-rounded), when the search asked for vectors.
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: str
+    metadata: dict[str, Any] | None
+    # [D] float32 (fp16-rounded) when requested, else None.
+    vector: np.ndarray | None
+    # Unix time of the add that stored this version of the item.
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    index_type: IndexType
+    # Live (searchable) items.
+    ntotal: int
+    # Vector rows ever written (live + tombstoned).
+    rows: int
+    # Rows whose item was deleted or replaced.
+    tombstones: int
+    # Generation of the last durable index snapshot (0 before the first).
+    generation: int
+    dim: int
+    # True while an IVF-PQ index is being trained in the background.
+    training: bool
+    index_params: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """What the service needs from a vector store.
+
+    Contract: `add` and `delete` are durable when they return; re-adding an id replaces it;
+    `search` returns, per query, at most k hits sorted by decreasing exact score.
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    def add(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+    ) -> list[str]: ...
+
+    def delete(self, id: str) -> bool: ...
+
+    def get(self, id: str, with_vector: bool = False) -> Item | None: ...
+
+    def contains(self, ids: Sequence[str]) -> set[str]: ...
+
+    def __len__(self) -> int: ...
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        nprobe: int | None = None,
+        score_threshold: float | None = None,
+        candidate_factor: int | None = None,
+        with_vectors: bool = False,
+    ) -> list[list[Hit]]: ...
+
+    def stats(self) -> StoreStats: ...
+
+    def close(self) -> None: ...
