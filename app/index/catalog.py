@@ -187,32 +187,34 @@ class Catalog:
         metadata_json: Sequence[str | None],
         first_row: int,
         created_at: float | None = None,
-    ) -> list[int]:
-        """Insert ids at rows first_row.. in ONE transaction; return the rows they replaced.
+    ) -> list[tuple[int, int]]:
+        """Insert ids at rows first_row.. in ONE transaction; return (old_row, new_row) pairs.
 
         Live rows that already carry one of `ids` become tombstones in the same transaction,
         so a crash leaves either the old or the new version live, never both or neither.
-        `ids` must be unique within the batch (the store checks).
+        `ids` must be unique within the batch (the store checks). Pairs are sorted by new row.
         """
         if len(ids) != len(metadata_json):
             raise ValueError("ids and metadata_json differ in length")
         if first_row != self._next_row:
             raise ValueError(f"rows must be appended: expected row {self._next_row}, got {first_row}")
         now = time.time() if created_at is None else created_at
-        replaced: list[int] = []
+        new_row = {item_id: first_row + i for i, item_id in enumerate(ids)}
+        replaced: list[tuple[int, int]] = []
         with self._transaction() as conn:
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 replaced.extend(
-                    int(r)
-                    for (r,) in conn.execute(
-                        f"SELECT row FROM items WHERE deleted_at IS NULL AND id IN ({marks})",
+                    (int(row), new_row[item_id])
+                    for row, item_id in conn.execute(
+                        f"SELECT row, id FROM items WHERE deleted_at IS NULL AND id IN ({marks})",
                         tuple(chunk),
                     )
                 )
             if replaced:
                 conn.executemany(
-                    "UPDATE items SET deleted_at = ? WHERE row = ?", [(now, r) for r in replaced]
+                    "UPDATE items SET deleted_at = ? WHERE row = ?",
+                    [(now, old) for old, _ in replaced],
                 )
             conn.executemany(
                 "INSERT INTO items(row, id, metadata, created_at) VALUES (?, ?, ?, ?)",
@@ -222,7 +224,7 @@ class Catalog:
                 ],
             )
         self._next_row = first_row + len(ids)
-        replaced.sort()
+        replaced.sort(key=lambda pair: pair[1])
         return replaced
 
     def delete(self, item_id: str, deleted_at: float | None = None) -> int | None:

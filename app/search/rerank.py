@@ -65,7 +65,8 @@ def _top_neighbours(sims: np.ndarray, n_nn: int) -> tuple[np.ndarray, np.ndarray
 
 def _refine(cands: np.ndarray, n_nn: int, beta: float) -> np.ndarray:
     """MDescAug: refined descriptors R [M, D] of candidates [M, D] (not re-normalised)."""
-    # [M, M] pairwise similarities; `a @ a.T` on one buffer lets numpy use BLAS syrk (half the work).
+    # [M, M] pairwise similarities; `a @ a.T` on one buffer lets numpy call BLAS syrk (half the
+    # multiply-adds of a general matmul).
     sims = cands @ cands.T
     idx, vals = _top_neighbours(sims, n_nn)  # [M, n_nn] each, nearest (normally self) first
     # Official: values[:, :, 1:] *= beta; values[:, :, 0:1] = 1.

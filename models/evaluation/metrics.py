@@ -199,6 +199,8 @@ def evaluate_revisitop(
     for setup in SETUPS:
         m, aps, mpr, _ = compute_map(ranks, protocol_gnd(gnd_list, setup), kappas)
         result["mAP"][setup] = _percent(m)
-        result["mP@k"][setup] = {str(k): _percent(float(v)) for k, v in zip(kappas, mpr, strict=True)}
+        result["mP@k"][setup] = {
+            str(k): _percent(float(v)) for k, v in zip(kappas, mpr, strict=True)
+        }
         result["n_evaluated"][setup] = int(np.count_nonzero(~np.isnan(aps)))
     return result

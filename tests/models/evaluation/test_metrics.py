@@ -165,7 +165,7 @@ def test_matches_loop_reference_bit_for_bit_on_random_rankings():
     n_db, nq, kappas = 300, 12, (1, 5, 10, 50)
     ranks = np.stack([rng.permutation(n_db) for _ in range(nq)], axis=1)  # [n_db, nq]
     gnd = []
-    for q in range(nq):
+    for _ in range(nq):
         ids = rng.permutation(n_db)
         n_ok, n_junk = int(rng.integers(0, 30)), int(rng.integers(0, 30))
         gnd.append({"ok": ids[:n_ok], "junk": ids[n_ok : n_ok + n_junk]})
@@ -231,7 +231,9 @@ def ideal_ranks(cfg: dict, junk_first: bool = False) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-@pytest.mark.parametrize(("name", "n_db", "n_easy"), [("roxford5k", 4993, 68), ("rparis6k", 6322, 70)])
+@pytest.mark.parametrize(
+    ("name", "n_db", "n_easy"), [("roxford5k", 4993, 68), ("rparis6k", 6322, 70)]
+)
 def test_real_gnd_perfect_reversed_and_junk_first(name, n_db, n_easy):
     cfg = load_real(name)
     assert len(cfg["imlist"]) == n_db and len(cfg["qimlist"]) == 70 and len(cfg["gnd"]) == 70
