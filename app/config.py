@@ -34,6 +34,15 @@ class InferenceSettings(BaseModel):
     # Threads that decode and resize uploads off the event loop.
     decode_threads: int = Field(default=0, ge=0)
     warmup: bool = True
+    # Let idle onnxruntime intra-op threads spin (lower latency, but they burn the cores the
+    # decode threads need on small CPU machines).
+    allow_spinning: bool = False
+    # CUDA EP cuDNN convolution algorithm search. EXHAUSTIVE benchmarks every new input shape,
+    # and multi-scale uploads bring new shapes all the time, so HEURISTIC is the default.
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
+    # Decode large JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when the long-side cap
+    # would shrink them anyway. Faster, slightly different pixels: index and queries must agree.
+    jpeg_draft: bool = False
 
 
 class IndexSettings(BaseModel):

@@ -85,7 +85,8 @@ class Catalog:
     def __init__(self, path: Path, writer: sqlite3.Connection) -> None:
         self.path = path
         self._writer = writer
-        self._write_lock = threading.Lock()
+        # Re-entrant: upsert holds it across its transaction and the next_row update.
+        self._write_lock = threading.RLock()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -156,10 +157,11 @@ class Catalog:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ meta
     def get_meta(self, key: str) -> str | None:
@@ -196,34 +198,38 @@ class Catalog:
         """
         if len(ids) != len(metadata_json):
             raise ValueError("ids and metadata_json differ in length")
-        if first_row != self._next_row:
-            raise ValueError(f"rows must be appended: expected row {self._next_row}, got {first_row}")
         now = time.time() if created_at is None else created_at
         new_row = {item_id: first_row + i for i, item_id in enumerate(ids)}
         replaced: list[tuple[int, int]] = []
-        with self._transaction() as conn:
-            for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
-                replaced.extend(
-                    (int(row), new_row[item_id])
-                    for row, item_id in conn.execute(
-                        f"SELECT row, id FROM items WHERE deleted_at IS NULL AND id IN ({marks})",
-                        tuple(chunk),
+        with self._write_lock:  # held across the commit and the next_row update
+            if first_row != self._next_row:
+                raise ValueError(
+                    f"rows must be appended: expected row {self._next_row}, got {first_row}"
+                )
+            with self._transaction() as conn:
+                for chunk in _chunks(ids):
+                    marks = ",".join("?" * len(chunk))
+                    replaced.extend(
+                        (int(row), new_row[item_id])
+                        for row, item_id in conn.execute(
+                            "SELECT row, id FROM items "
+                            f"WHERE deleted_at IS NULL AND id IN ({marks})",
+                            tuple(chunk),
+                        )
                     )
-                )
-            if replaced:
+                if replaced:
+                    conn.executemany(
+                        "UPDATE items SET deleted_at = ? WHERE row = ?",
+                        [(now, old) for old, _ in replaced],
+                    )
                 conn.executemany(
-                    "UPDATE items SET deleted_at = ? WHERE row = ?",
-                    [(now, old) for old, _ in replaced],
+                    "INSERT INTO items(row, id, metadata, created_at) VALUES (?, ?, ?, ?)",
+                    [
+                        (first_row + i, item_id, meta, now)
+                        for i, (item_id, meta) in enumerate(zip(ids, metadata_json, strict=True))
+                    ],
                 )
-            conn.executemany(
-                "INSERT INTO items(row, id, metadata, created_at) VALUES (?, ?, ?, ?)",
-                [
-                    (first_row + i, item_id, meta, now)
-                    for i, (item_id, meta) in enumerate(zip(ids, metadata_json, strict=True))
-                ],
-            )
-        self._next_row = first_row + len(ids)
+            self._next_row = first_row + len(ids)
         replaced.sort(key=lambda pair: pair[1])
         return replaced
 

@@ -18,16 +18,19 @@ from app.errors import InvalidRequest
 IndexType = Literal["flat", "ivfpq"]
 
 
-class InvalidVectors(InvalidRequest, ValueError):
+class InvalidVectors(InvalidRequest, ValueError):  # noqa: N818 - named like app.errors
     """Bad input to a store call (shape, dim, non-finite values, duplicate or empty ids).
 
     A `ValueError` for library callers and an `InvalidRequest` (-> 422) for the API layer.
     """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hit:
-    """One search result. `score` is the exact inner product with the stored (fp16) vector."""
+    """One search result. `score` is the exact inner product with the stored (fp16) vector.
+
+    Mutable on purpose: re-ranking rewrites `score`, and callers drop `vector` before replying.
+    """
 
     id: str
     score: float
@@ -38,7 +41,7 @@ class Hit:
     vector: np.ndarray | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Item:
     id: str
     metadata: dict[str, Any] | None

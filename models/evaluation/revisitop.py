@@ -62,9 +62,7 @@ def load_gnd(path: str | Path) -> dict[str, Any]:
     if not isinstance(gnd, dict) or not {"imlist", "qimlist", "gnd"} <= gnd.keys():
         raise ValueError(f"{path}: not a revisitop gnd pickle (need imlist, qimlist, gnd)")
     if len(gnd["gnd"]) != len(gnd["qimlist"]):
-        raise ValueError(
-            f"{path}: {len(gnd['gnd'])} gnd entries for {len(gnd['qimlist'])} queries"
-        )
+        raise ValueError(f"{path}: {len(gnd['gnd'])} gnd entries for {len(gnd['qimlist'])} queries")
     return gnd
 
 
@@ -114,7 +112,10 @@ class RevisitopDataset:
             self.dir_distractors = distractors.parent / "jpg"
             logger.info(
                 "%s: %d db images + %d distractors from %s",
-                name, len(self.imlist), len(self.distractor_list), distractors,
+                name,
+                len(self.imlist),
+                len(self.distractor_list),
+                distractors,
             )
 
     @property
@@ -146,7 +147,7 @@ class RevisitopDataset:
 
     def query_bboxes(self) -> list[tuple[float, float, float, float]]:
         """Raw query boxes [x1, y1, x2, y2] as stored (floats for ROxf, ints for RPar)."""
-        return [tuple(g["bbx"]) for g in self.gnd]  # type: ignore[misc]
+        return [tuple(g["bbx"]) for g in self.gnd]
 
     def query_crop_boxes(self) -> list[tuple[int, int, int, int]]:
         """Query boxes truncated with int(), see `query_crop_box`."""

@@ -52,10 +52,20 @@ def retrieval_case(rng, n_cands, dim, spread=0.5):
     return q, np.ascontiguousarray(c[np.argsort(-(c @ q), kind="stable")])
 
 
-@pytest.mark.parametrize(("n_cands", "dim", "k", "seed"), [
-    (400, 512, 9, 0), (120, 64, 9, 1), (50, 32, 3, 2), (37, 16, 0, 3), (11, 8, 9, 4),
-    (10, 8, 9, 5), (5, 8, 9, 6), (2, 4, 9, 7), (1, 4, 9, 8),
-])
+@pytest.mark.parametrize(
+    ("n_cands", "dim", "k", "seed"),
+    [
+        (400, 512, 9, 0),
+        (120, 64, 9, 1),
+        (50, 32, 3, 2),
+        (37, 16, 0, 3),
+        (11, 8, 9, 4),
+        (10, 8, 9, 5),
+        (5, 8, 9, 6),
+        (2, 4, 9, 7),
+        (1, 4, 9, 8),
+    ],
+)
 def test_matches_loop_reference(n_cands, dim, k, seed):
     q, c = retrieval_case(np.random.default_rng(seed), n_cands, dim)
     order, scores = superglobal_rerank(q, c, k=k)

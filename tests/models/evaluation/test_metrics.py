@@ -224,8 +224,11 @@ def ideal_ranks(cfg: dict, junk_first: bool = False) -> np.ndarray:
     n = len(cfg["imlist"])
     cols = []
     for g in cfg["gnd"]:
-        head = [*g["junk"], *g["easy"], *g["hard"]] if junk_first else [
-            *g["easy"], *g["hard"], *g["junk"]]
+        head = (
+            [*g["junk"], *g["easy"], *g["hard"]]
+            if junk_first
+            else [*g["easy"], *g["hard"], *g["junk"]]
+        )
         rest = np.setdiff1d(np.arange(n), head)
         cols.append(np.concatenate([np.asarray(head, dtype=np.int64), rest]))
     return np.stack(cols, axis=1)

@@ -37,8 +37,10 @@ def test_paths_and_boxes(tmp_path):
     ds = RevisitopDataset(tmp_path, "toy5")
     assert ds.n_db == len(ds) == 6 and ds.n_queries == 2 and ds.n_distractors == 0
     assert ds.db_paths()[0] == tmp_path / "toy5" / "jpg" / "db_0.jpg"
-    assert ds.query_paths() == [tmp_path / "toy5" / "jpg" / "q_0.jpg",
-                                tmp_path / "toy5" / "jpg" / "q_1.jpg"]
+    assert ds.query_paths() == [
+        tmp_path / "toy5" / "jpg" / "q_0.jpg",
+        tmp_path / "toy5" / "jpg" / "q_1.jpg",
+    ]
     assert ds.query_bboxes()[0] == (10.7, 5.2, 100.9, 80.5)
     assert ds.query_crop_boxes() == [(10, 5, 100, 80), (0, 0, 50, 40)]
     assert ds.protocol_gnd("medium")[0]["ok"].tolist() == [0, 1, 2]
@@ -86,9 +88,21 @@ def test_load_gnd_refuses_code_and_accepts_numpy(tmp_path):
     # Older conversions store numpy arrays; those stay readable.
     ok = tmp_path / "np.pkl"
     buf = io.BytesIO()
-    pickle.dump({"imlist": ["a"], "qimlist": ["q"],
-                 "gnd": [{"bbx": np.array([1.5, 2.0, 3.0, 4.0]), "easy": np.array([0]),
-                          "hard": np.array([], dtype=np.int64), "junk": np.array([])}]}, buf)
+    pickle.dump(
+        {
+            "imlist": ["a"],
+            "qimlist": ["q"],
+            "gnd": [
+                {
+                    "bbx": np.array([1.5, 2.0, 3.0, 4.0]),
+                    "easy": np.array([0]),
+                    "hard": np.array([], dtype=np.int64),
+                    "junk": np.array([]),
+                }
+            ],
+        },
+        buf,
+    )
     ok.write_bytes(buf.getvalue())
     cfg = load_gnd(ok)
     assert cfg["gnd"][0]["easy"].tolist() == [0]
