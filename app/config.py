@@ -53,6 +53,9 @@ class IndexSettings(BaseModel):
     retrain_growth: float = Field(default=4.0, gt=1.0)
     # ANN fetches top_k x candidate_factor candidates, then re-scores them exactly (fp16 rows).
     candidate_factor: int = Field(default=8, ge=1, le=64)
+    # ...but never fewer than this many: at top_k 1-5, k x 8 PQ candidates can miss the true
+    # nearest neighbour, and re-scoring 64 fp16 rows costs microseconds.
+    min_candidates: int = Field(default=64, ge=1)
     nprobe: int = Field(default=16, ge=1)
     max_nprobe: int = Field(default=1024, ge=1)
     # Snapshot the FAISS index after this many adds (and on shutdown, and after training).

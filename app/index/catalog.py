@@ -188,17 +188,24 @@ class Catalog:
         ids: Sequence[str],
         metadata_json: Sequence[str | None],
         first_row: int,
-        created_at: float | None = None,
+        created_at: float | Sequence[float] | None = None,
     ) -> list[tuple[int, int]]:
         """Insert ids at rows first_row.. in ONE transaction; return (old_row, new_row) pairs.
 
         Live rows that already carry one of `ids` become tombstones in the same transaction,
         so a crash leaves either the old or the new version live, never both or neither.
         `ids` must be unique within the batch (the store checks). Pairs are sorted by new row.
+        `created_at`: one time for the batch (default now) or one per id (offline rebuilds).
         """
         if len(ids) != len(metadata_json):
             raise ValueError("ids and metadata_json differ in length")
-        now = time.time() if created_at is None else created_at
+        now = time.time()
+        if created_at is None or isinstance(created_at, int | float):
+            times = [now if created_at is None else float(created_at)] * len(ids)
+        else:
+            times = [float(t) for t in created_at]
+            if len(times) != len(ids):
+                raise ValueError("ids and created_at differ in length")
         new_row = {item_id: first_row + i for i, item_id in enumerate(ids)}
         replaced: list[tuple[int, int]] = []
         with self._write_lock:  # held across the commit and the next_row update
@@ -225,8 +232,10 @@ class Catalog:
                 conn.executemany(
                     "INSERT INTO items(row, id, metadata, created_at) VALUES (?, ?, ?, ?)",
                     [
-                        (first_row + i, item_id, meta, now)
-                        for i, (item_id, meta) in enumerate(zip(ids, metadata_json, strict=True))
+                        (first_row + i, item_id, meta, t)
+                        for i, (item_id, meta, t) in enumerate(
+                            zip(ids, metadata_json, times, strict=True)
+                        )
                     ],
                 )
             self._next_row = first_row + len(ids)

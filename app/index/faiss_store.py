@@ -310,6 +310,21 @@ def _quarantine(path: Path, why: str) -> None:
         logger.warning("%s: %s; could not move it aside (%s)", path, why, exc)
 
 
+def _lock_directory(directory: Path) -> int:
+    """Create `directory` if needed and take its exclusive flock; return the lock fd."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(lock_fd)
+        raise StoreLocked(
+            f"{directory}: store is open in another process or object ({exc}); a store "
+            "directory has exactly one owner (run one service worker per store)"
+        ) from exc
+    return lock_fd
+
+
 def _generation_of(path: Path) -> int | None:
     stem = path.name.removeprefix("index-").removesuffix(".faiss")
     return int(stem) if stem.isdigit() else None
@@ -380,16 +395,7 @@ class FaissStore:
         directory = Path(directory)
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
-        directory.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(lock_fd)
-            raise StoreLocked(
-                f"{directory}: store is open in another process or object ({exc}); a store "
-                "directory has exactly one owner (run one service worker per store)"
-            ) from exc
+        lock_fd = _lock_directory(directory)
         catalog: Catalog | None = None
         vectors: VectorFile | None = None
         try:
@@ -793,12 +799,23 @@ class FaissStore:
         x = self._as_matrix(vectors, "vectors")
         if x.shape[0] != len(ids):
             raise InvalidVectors(f"got {x.shape[0]} vectors for {len(ids)} ids")
-        x16 = x.astype(DTYPE)  # [N, D] float16: what is stored and what every score uses
+        with np.errstate(over="ignore"):  # overflow becomes inf, rejected just below
+            x16 = x.astype(DTYPE)  # [N, D] float16: what is stored and what every score uses
         if not np.isfinite(x16).all():
             raise InvalidVectors("vectors exceed the float16 range; pass L2-normalised vectors")
         meta_json = self._metadata_json(metadata, len(ids))
-        exact = x16.astype(np.float32)
+        self._append(ids, x16, meta_json)
+        return ids
 
+    def _append(
+        self,
+        ids: list[str],
+        x16: np.ndarray,
+        meta_json: list[str | None],
+        created_at: Sequence[float] | None = None,
+    ) -> None:
+        """The write path of validated input: x16 [N, D] float16, unique ids."""
+        exact = x16.astype(np.float32)  # [N, D]: the index holds exactly what re-scoring uses
         with self._write_mutex:
             self._check_open()
             first = self._catalog.next_row
@@ -809,7 +826,7 @@ class FaissStore:
                 )
             self._vectors.append(x16)  # fsync'd before the catalog may point at it
             try:
-                pairs = self._catalog.upsert(ids, meta_json, first)
+                pairs = self._catalog.upsert(ids, meta_json, first, created_at)
             except BaseException:
                 self._vectors.truncate(first)
                 raise
@@ -831,7 +848,6 @@ class FaissStore:
                     self._live = live
                     state.dead = state.index.ntotal - live.count_below(state.covered)
         self._schedule()
-        return ids
 
     def delete(self, id: str) -> bool:
         """Tombstone `id`; durable on return. False when the id is not live."""
@@ -881,9 +897,9 @@ class FaissStore:
         """Top-k live items per query [Q, D] (float32, L2-normalised), best first.
 
         Scores are exact inner products with the stored fp16 vectors (cosine similarity).
-        IVF-PQ fetches k x candidate_factor candidates probing `nprobe` lists (clamped to
-        [1, min(max_nprobe, nlist)]; per call, the shared index is never mutated) and
-        re-scores them exactly. Hits scoring below `score_threshold` are dropped.
+        IVF-PQ fetches max(k x candidate_factor, settings.min_candidates) candidates probing
+        `nprobe` lists (clamped to [1, min(max_nprobe, nlist)]; per call, the shared index is
+        never mutated) and re-scores them exactly. Hits below `score_threshold` are dropped.
         """
         q = self._as_matrix(queries, "queries")
         if k < 1:
@@ -906,7 +922,7 @@ class FaissStore:
                 probes = nprobe if nprobe is not None else self.settings.nprobe
                 probes = max(1, min(probes, self.settings.max_nprobe, state.params["nlist"]))
                 params = faiss.SearchParametersIVF(nprobe=probes, sel=sel)
-                fetch = k * factor
+                fetch = max(k * factor, self.settings.min_candidates)
             else:
                 params = faiss.SearchParameters(sel=sel) if sel is not None else None
                 fetch = k
@@ -953,8 +969,11 @@ class FaissStore:
             for score, row in zip(
                 scores[qi][keep[qi]].tolist(), rows[qi][keep[qi]].tolist(), strict=True
             ):
+                # A search answers as of the live rows it started with: a row replaced or
+                # deleted since is still returned (rows are immutable), so a concurrent
+                # re-add never makes an id vanish from a result.
                 entry = info.get(row)
-                if entry is None or entry.deleted:  # deleted while we searched
+                if entry is None:  # pragma: no cover - every indexed row is in the catalog
                     continue
                 hits.append(
                     Hit(
@@ -1122,8 +1141,10 @@ class FaissStore:
             self._schedule()
 
     def _train_in_background(self) -> None:
-        live = self._live
-        covered = self._state.covered
+        # Read both under the lock: a write between the two reads would leave rows that are
+        # live in neither the sample's view nor the catch-up range.
+        with self._index_lock.read():
+            live, covered = self._live, self._state.covered
         rows = live.rows_between(0, covered)
         if rows.size < _MIN_IVF_ROWS:
             return
@@ -1196,3 +1217,56 @@ def open_store(
         yield store
     finally:
         store.close()
+
+
+def rebuild_store(
+    source: Path,
+    target: Path,
+    dim: int,
+    settings: IndexSettings,
+    model_sha256: str | None = None,
+) -> int:
+    """Offline: copy the live items of `source` into a new store at `target`; return how many.
+
+    Rows are renumbered densely, so the space tombstoned rows hold in `vectors.f16` (which an
+    online store never gives back) is reclaimed; ids, metadata, created_at and the exact fp16
+    vectors are kept bit for bit. `source` must not be open elsewhere (its lock is taken) and
+    is left untouched; `target` must not exist or be empty. Swap the directories afterwards.
+    """
+    source, target = Path(source), Path(target)
+    if not (source / CATALOG_FILE).is_file():
+        raise StoreCorrupt(f"{source}: no {CATALOG_FILE}; not a store directory")
+    if target.exists() and any(target.iterdir()):
+        raise ValueError(f"{target}: rebuild target must be a new or empty directory")
+    lock_fd = _lock_directory(source)
+    try:
+        catalog = Catalog.open(source / CATALOG_FILE)
+        try:
+            FaissStore._check_identity(source, catalog, dim, model_sha256)
+            vectors = VectorFile.open(source / VECTORS_FILE, dim, catalog.next_row)
+            try:
+                with open_store(target, dim, settings, model_sha256) as out:
+                    rows = catalog.live_rows()
+                    for start in range(0, rows.size, _BUILD_CHUNK):
+                        chunk = rows[start : start + _BUILD_CHUNK]
+                        info = catalog.rows_info(chunk)
+                        entries = [info[int(r)] for r in chunk]
+                        out._append(
+                            [e.id for e in entries],
+                            vectors.gather(chunk).astype(DTYPE),  # fp16 -> fp32 -> fp16: exact
+                            [
+                                None if e.metadata is None else json.dumps(e.metadata)
+                                for e in entries
+                            ],
+                            created_at=[e.created_at for e in entries],
+                        )
+                    out.wait_for_training()
+                    copied = len(out)
+            finally:
+                vectors.close()
+        finally:
+            catalog.close()
+    finally:
+        os.close(lock_fd)
+    logger.info("rebuilt %s into %s: %d live items", source, target, copied)
+    return copied

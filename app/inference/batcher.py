@@ -162,7 +162,9 @@ class DynamicBatcher:
 
     # ------------------------------------------------------------------ worker
 
-    def _take_same_shape(self, key: tuple[tuple[int, ...], np.dtype], batch: list[_Request]) -> None:
+    def _take_same_shape(
+        self, key: tuple[tuple[int, ...], np.dtype], batch: list[_Request]
+    ) -> None:
         """Move queued requests with this key into `batch` (up to max_batch), keeping the
         order of the others. Caller holds the lock."""
         if not self._pending or len(batch) >= self.max_batch:
@@ -219,7 +221,7 @@ class DynamicBatcher:
                 raise RuntimeError(
                     f"run_fn returned {out.shape[0]} rows for a batch of {len(batch)}"
                 )
-        except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error
+        except Exception as exc:
             self.stats.failed_batches += 1
             logger.warning("inference batch of %d failed: %s", len(batch), exc)
             for request in batch:
@@ -238,5 +240,5 @@ class DynamicBatcher:
         if self._observer is not None:
             try:
                 self._observer.on_batch(size, queue_wait_s, run_s)
-            except Exception:  # noqa: BLE001 - metrics must never break inference
+            except Exception:
                 logger.exception("batch observer failed")

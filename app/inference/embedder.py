@@ -65,7 +65,8 @@ class Embedder:
             )
         # Images embed_many keeps in flight: enough for same-shaped scales to share batches,
         # few enough that one bulk request cannot fill the queue on its own.
-        self._many_in_flight = max(1, min(batcher.max_batch, batcher.queue_size // (2 * len(self.prep.scales))))
+        per_image = len(self.prep.scales)
+        self._many_in_flight = max(1, min(batcher.max_batch, batcher.queue_size // (2 * per_image)))
 
     # ------------------------------------------------------------------ preprocessing
 

@@ -18,11 +18,12 @@ import io
 import logging
 import math
 import struct
+import threading
 import zlib
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from app.artifacts import Preprocessing
 from app.errors import InvalidImage, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -66,6 +67,7 @@ _ALPHA_MODES = frozenset(("RGBA", "LA", "La", "RGBa", "PA"))
 # Exceptions Pillow raises for broken or truncated files (zlib.error and struct.error are not
 # OSErrors; SyntaxError comes from several header parsers).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +95,7 @@ def decode_image(data: bytes, max_pixels: int, draft_max_side: int | None = None
     """
     if not data:
         raise InvalidImage(f"empty upload: expected an image file ({ACCEPTED_DESCRIPTION})")
+    _ensure_pillow_bomb_limit(max_pixels)
     try:
         img = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -138,15 +141,37 @@ def decode_image(data: bytes, max_pixels: int, draft_max_side: int | None = None
                 f"could not decode the {fmt} image ({exc}); the file may be truncated or "
                 f"corrupt; accepted formats: {ACCEPTED_DESCRIPTION}"
             ) from exc
-        img = _apply_exif_orientation(img)
+        oriented = _apply_exif_orientation(img)
         try:
-            rgb = _to_rgb(img)
+            rgb = _to_rgb(oriented)
         except _DECODE_ERRORS as exc:
             raise InvalidImage(
-                f"could not convert the {fmt} image (mode {img.mode}) to RGB ({exc})"
+                f"could not convert the {fmt} image (mode {oriented.mode}) to RGB ({exc})"
             ) from exc
         # np.asarray(PIL image) is a read-only view of a bytes copy; callers may write.
         return np.array(rgb, dtype=np.uint8, copy=True, order="C")
+
+
+def _ensure_pillow_bomb_limit(max_pixels: int) -> None:
+    """Keep Pillow's own decompression-bomb guard at or above our limit.
+
+    Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS inside `Image.open` (default about
+    179 Mpx) before our check runs. We keep that guard as a backstop but raise it when the
+    configured max_pixels is higher, so our limit (and its message) is the one that applies.
+    Never lowered, never disabled (None): other Pillow users in the process keep a guard.
+    """
+    if not _pillow_limit_below(max_pixels):
+        return
+    with _PILLOW_LIMIT_LOCK:
+        if _pillow_limit_below(max_pixels):
+            logger.info("raising Image.MAX_IMAGE_PIXELS from %s to max_pixels=%d",
+                        Image.MAX_IMAGE_PIXELS, max_pixels)
+            Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _pillow_limit_below(max_pixels: int) -> bool:
+    current = Image.MAX_IMAGE_PIXELS
+    return current is not None and current < max_pixels
 
 
 def _sniff_foreign_format(data: bytes) -> str | None:
@@ -178,7 +203,11 @@ def _draft(img: Image.Image, draft_max_side: int) -> None:
 
 
 def _apply_exif_orientation(img: Image.Image) -> Image.Image:
+    """Rotate/flip to the displayed orientation (EXIF tag 0x0112); no copy when upright."""
     try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+        if orientation in (1, None):
+            return img
         transposed = ImageOps.exif_transpose(img)
     except (*_DECODE_ERRORS, KeyError, TypeError) as exc:
         # A corrupt EXIF block is not a reason to refuse the pixels; use them as stored.
@@ -237,6 +266,9 @@ def _stretch(values: np.ndarray) -> np.ndarray:
 # Long-side cap and query crop
 
 
+_CAP_REDUCING_GAP = 3.0
+
+
 def cap_scale(width: int, height: int, max_side: int) -> float:
     """Factor that `cap_long_side` applies to an image of this size (1.0 = untouched)."""
     long_side = max(width, height)
@@ -254,8 +286,10 @@ def capped_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 def cap_long_side(img: np.ndarray, max_side: int) -> np.ndarray:
     """Downscale H,W,3 uint8 so that max(H, W) <= max_side; never upscales.
 
-    Uses Pillow LANCZOS (antialiased, what cirtorch's `imresize` uses for the same purpose)
-    with no `reducing_gap` shortcut, so the result does not depend on the source encoding.
+    Uses Pillow LANCZOS (antialiased; what cirtorch's `imresize` uses for the same purpose)
+    with reducing_gap=3.0: beyond a 6x reduction Pillow first box-reduces by an integer
+    factor, which its docs call indistinguishable from the exact result and which bounds the
+    cost for very large photos. The result depends only on the pixels, never on the file.
     Returns `img` itself when it is already small enough.
     """
     height, width = img.shape[:2]
@@ -263,7 +297,7 @@ def cap_long_side(img: np.ndarray, max_side: int) -> np.ndarray:
     if (new_w, new_h) == (width, height):
         return img
     resized = Image.fromarray(np.ascontiguousarray(img)).resize(
-        (new_w, new_h), Image.Resampling.LANCZOS
+        (new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=_CAP_REDUCING_GAP
     )
     return np.asarray(resized).copy()
 
@@ -312,7 +346,9 @@ def crop_bbox(
 
 
 @lru_cache(maxsize=512)
-def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _linear_taps(
+    in_size: int, out_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Source indices and weights of cv2.INTER_LINEAR along one axis.
 
     Mirrors cv2's resize setup: scale = 1 / (out/in); f = float((d + 0.5) * scale - 0.5);
@@ -434,9 +470,13 @@ def preprocess_multiscale(img: np.ndarray, prep: Preprocessing) -> list[np.ndarr
     height, width = img.shape[:2]
     sizes = scale_sizes(width, height, prep)
     planes = _normalise_planar(img, prep)  # [3,H,W]
-    # Scale 1.0 returns `planes` itself; every other output is a fresh array, so no two
-    # outputs share memory.
-    return [np.ascontiguousarray(_resize_planar(planes, w, h)) for _, w, h in sizes]
+    tensors: list[np.ndarray] = []
+    for _, w, h in sizes:
+        resized = _resize_planar(planes, w, h)
+        if resized is planes and any(t is planes for t in tensors):
+            resized = planes.copy()  # callers may own each output; never hand out one twice
+        tensors.append(np.ascontiguousarray(resized))
+    return tensors
 
 
 def _resize_planar(planes: np.ndarray, out_w: int, out_h: int) -> np.ndarray:

@@ -164,7 +164,7 @@ class OnnxSession:
             return ort.InferenceSession(path, sess_options=options, providers=providers)
         # onnxruntime's pybind exceptions (Fail, InvalidProtobuf, EPFail, ...) derive from
         # Exception only, so nothing narrower catches them.
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             first_error = exc
         if _provider_names(providers) == [CPU]:
             raise ArtifactMismatch(
@@ -176,7 +176,7 @@ class OnnxSession:
                      _provider_names(providers), first_error)
         try:
             session = ort.InferenceSession(path, sess_options=options, providers=[CPU])
-        except Exception as exc:  # noqa: BLE001 - see above
+        except Exception as exc:
             raise ArtifactMismatch(
                 f"{self.model_path}: onnxruntime cannot load the model: {exc}"
             ) from exc
@@ -220,7 +220,8 @@ class OnnxSession:
         for axis, (graph_dim, meta_dim) in enumerate(zip(shape, meta.input.shape, strict=True)):
             if isinstance(graph_dim, int) and isinstance(meta_dim, int) and graph_dim != meta_dim:
                 raise ArtifactMismatch(
-                    f"{where}: input axis {axis} is {graph_dim} in the graph, {meta_dim} in the meta"
+                    f"{where}: input axis {axis} is {graph_dim} in the graph, {meta_dim} in "
+                    "the meta"
                 )
         max_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
 
@@ -233,8 +234,8 @@ class OnnxSession:
         if len(out_shape) != 2:
             raise ArtifactMismatch(f"{where}: output {meta.output.name!r} has shape {out_shape}, "
                                    "expected [batch, dim]")
-        meta_dim = meta.output.shape[-1] if meta.output.shape else None
-        if isinstance(meta_dim, int) and meta_dim != meta.embedding_dim:
+        meta_out_dim = meta.output.shape[-1] if meta.output.shape else None
+        if isinstance(meta_out_dim, int) and meta_out_dim != meta.embedding_dim:
             raise ArtifactMismatch(f"{where}: meta output shape {meta.output.shape} disagrees "
                                    f"with embedding_dim {meta.embedding_dim}")
         dim = out_shape[-1]

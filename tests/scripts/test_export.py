@@ -1,0 +1,90 @@
+"""scripts/export.py end to end: artifact written through app.artifacts and read back."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from app.artifacts import OFFICIAL_SCALES, load_model_meta
+
+pytestmark = pytest.mark.torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "export.py"
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("export_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _photos(folder: Path) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(90, 60), (64, 100)]):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo{i}.jpg", quality=90)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_random_init_with_calibration(script: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    summary = script.main([
+        "--random-init", "--depth", "50", "--seed", "7", "--out", str(out),
+        "--calibrate-bn", str(_photos(tmp_path / "photos")), "--calib-max-side", "96",
+        "--calib-scales", "0.7071,1.0", "--name", "tiny", "--version", "0.1",
+    ])
+    assert json.dumps(summary)  # the CLI prints it as JSON
+    assert summary["calibration"]["batches"] == 4  # 2 images x 2 scales
+    meta = load_model_meta(out)  # verifies the sha256 of model.onnx too
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model_meta.json"]
+    assert (meta.name, meta.version, meta.depth, meta.with_ma) == ("tiny", "0.1", 50, False)
+    assert meta.opset == 17 and meta.precision == "fp32" and meta.embedding_dim == 512
+    assert meta.input.name == "image" and meta.input.shape == ["batch", 3, "height", "width"]
+    assert meta.output.name == "embedding" and meta.output.shape == ["batch", 512]
+    assert meta.l2_normalized_in_graph
+    assert meta.preprocessing.colour_order == "BGR" and meta.preprocessing.scales == OFFICIAL_SCALES
+    assert meta.preprocessing.max_side == 1024
+    assert meta.source.kind == "random-init" and meta.source.seed == 7
+    assert meta.source.config["depth"] == 50
+    assert "random" in meta.intended_use and "near-duplicate" in meta.intended_use
+    assert str(tmp_path) not in meta.model_dump_json()  # names only, never paths
+    session = ort.InferenceSession(str(out / meta.onnx_file), providers=["CPUExecutionProvider"])
+    vec = session.run(None, {"image": np.random.default_rng(1).standard_normal(
+        (2, 3, 61, 83), dtype=np.float32)})[0]
+    np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
+
+
+def test_our_checkpoint_fp16(script: ModuleType, tmp_path: Path) -> None:
+    from models.calibrate import calibrate_batchnorm
+    from models.checkpoint import save_checkpoint
+    from models.dolg import DOLGConfig
+    from models.factory import build_model
+
+    torch.manual_seed(0)
+    model = build_model(DOLGConfig(architecture="resnet_pool", pooling="gem"))
+    calibrate_batchnorm(model, [torch.randn(1, 3, 64, 64)])
+    checkpoint = save_checkpoint(tmp_path / "ours_e3.pth", model, epoch=3,
+                                 preprocessing={"max_side": 800, "scales": [0.7071, 1.0, 1.4142]})
+    out = tmp_path / "artifact"
+    summary = script.main(["--checkpoint", str(checkpoint), "--out", str(out), "--fp16",
+                           "--max-side", "640"])
+    assert summary["precision"] == "fp16" and min(summary["cosines"].values()) >= 0.999
+    meta = load_model_meta(out)
+    assert meta.architecture == "resnet_pool" and meta.precision == "fp16"
+    assert meta.source.kind == "ours" and meta.source.checkpoint == "ours_e3.pth"
+    assert meta.source.epoch == 3 and meta.source.checkpoint_sha256
+    # Preprocessing comes from the checkpoint, command-line flags override single fields.
+    assert meta.preprocessing.scales == (0.7071, 1.0, 1.4142) and meta.preprocessing.max_side == 640
