@@ -21,7 +21,8 @@ def _cpu_count() -> int:
 
 
 class InferenceSettings(BaseModel):
-    # "auto": TensorRT/CUDA when the installed onnxruntime has them, then CPU.
+    # "auto": CUDA when the installed onnxruntime has it, then CPU. TensorRT only when asked
+    # for ("tensorrt"): it builds an engine per new input shape, and multi-scale has many.
     providers: Literal["auto", "cuda", "tensorrt", "cpu"] = "auto"
     # onnxruntime intra-op threads; 0 = number of usable cores.
     intra_op_threads: int = Field(default=0, ge=0)

@@ -49,15 +49,21 @@ class Runtime:
             "model %s %s (%s) on providers %s", meta.name, meta.version, meta.source.kind,
             session.active_providers,
         )
+        # A graph exported with a fixed batch axis caps the batch size.
+        max_batch = settings.inference.max_batch
+        if session.max_batch is not None:
+            max_batch = min(max_batch, session.max_batch)
         batcher = DynamicBatcher(
-            session.run, max_batch=settings.inference.max_batch,
+            session.run, max_batch=max_batch,
             max_wait_ms=settings.inference.max_wait_ms, queue_size=settings.inference.queue_size,
             observer=metrics,
         )
         executor = ThreadPoolExecutor(
             max_workers=settings.resolved_decode_threads(), thread_name_prefix="decode"
         )
-        embedder = Embedder(meta, batcher, executor, settings.limits)
+        embedder = Embedder(
+            meta, batcher, executor, settings.limits, jpeg_draft=settings.inference.jpeg_draft
+        )
         try:
             store = FaissStore.open(
                 settings.store_dir, meta.embedding_dim, settings.index,

@@ -21,17 +21,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from app.artifacts import (  # noqa: E402
-    MODEL_FILE, ModelMeta, Preprocessing, SourceInfo, TensorSpec, save_model_meta, sha256_file,
+from app.artifacts import (
+    MODEL_FILE,
+    ModelMeta,
+    Preprocessing,
+    SourceInfo,
+    TensorSpec,
+    save_model_meta,
+    sha256_file,
 )
-from app.inference.preprocess import cap_long_side, decode_image, preprocess_multiscale  # noqa: E402
-from models.calibrate import calibrate_batchnorm  # noqa: E402
-from models.checkpoint import build_model_from_checkpoint  # noqa: E402
-from models.dolg import DOLGConfig  # noqa: E402
-from models.export import DEFAULT_OPSET, export_onnx  # noqa: E402
-from models.factory import build_model  # noqa: E402
+from app.inference.preprocess import cap_long_side, decode_image, preprocess_multiscale
+from models.calibrate import calibrate_batchnorm
+from models.checkpoint import build_model_from_checkpoint
+from models.dolg import DOLGConfig
+from models.export import DEFAULT_OPSET, export_onnx
+from models.factory import build_model
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 # A BN in train mode needs > 1 value per channel: f4 is ceil(h/32) x ceil(w/32) for one image.
