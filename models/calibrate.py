@@ -33,8 +33,10 @@ def calibrate_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> int:
     was_training = model.training
     momenta = [bn.momentum for bn in bns]
     # Kept to undo a failed calibration (no batches, or a batch too small for train-mode BN).
-    saved = [{k: v.clone() for k, v in bn.state_dict().items() if "running" in k or "num_batches" in k}
-             for bn in bns]
+    saved = [
+        {k: v.clone() for k, v in bn.state_dict().items() if k.startswith(("running", "num_"))}
+        for bn in bns
+    ]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None

@@ -174,10 +174,7 @@ def build_model_from_checkpoint(
     obj = load_file(path, trusted=trusted)
     is_ours = isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT
     state, dropped = drop_head(extract_state_dict(obj))
-    if is_ours:
-        config = DOLGConfig.from_dict(dict(obj["config"]))
-    else:
-        config = infer_config(state)
+    config = DOLGConfig.from_dict(dict(obj["config"])) if is_ours else infer_config(state)
     model = build_model(config)
     try:
         load_state_strict(model, state, what=f"{config.architecture} R{config.depth}")
@@ -262,7 +259,7 @@ def _fsync_dir(directory: Path) -> None:
 # ------------------------------------------------------------------- backbone initialisation
 
 _TV_BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.(conv[123]|bn[123]|downsample\.[01])\.(.+)$")
-_PY_BLOCK = re.compile(r"^s([1-4])\.b(\d+)\.(f\.a|f\.b|f\.c|f\.a_bn|f\.b_bn|f\.c_bn|proj|bn)\.(.+)$")
+_PY_BLOCK = re.compile(r"^s([1-4])\.b(\d+)\.(f\.[abc]|f\.[abc]_bn|proj|bn)\.(.+)$")
 _TV_TO_PY = {
     "conv1": "f.a", "bn1": "f.a_bn", "conv2": "f.b", "bn2": "f.b_bn",
     "conv3": "f.c", "bn3": "f.c_bn", "downsample.0": "proj", "downsample.1": "bn",

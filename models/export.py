@@ -193,7 +193,9 @@ def export_onnx(
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    required = min_cosine if min_cosine is not None else (FP16_MIN_COSINE if fp16 else FP32_MIN_COSINE)
+    if min_cosine is None:
+        min_cosine = FP16_MIN_COSINE if fp16 else FP32_MIN_COSINE
+    required = min_cosine
     was_training = model.training
     model.eval()
     graph = (HalfBackboneEmbeddingGraph(model) if fp16 else EmbeddingGraph(model)).eval()

@@ -20,7 +20,9 @@ class ResNetPool(nn.Module):
         super().__init__()
         config = config or DOLGConfig(architecture="resnet_pool")
         if config.architecture != "resnet_pool":
-            raise ValueError(f"ResNetPool needs architecture='resnet_pool', got {config.architecture!r}")
+            raise ValueError(
+                f"ResNetPool needs architecture='resnet_pool', got {config.architecture!r}"
+            )
         if config.with_ma:
             raise ValueError("with_ma applies to DOLG only")
         self.config = config

@@ -36,7 +36,9 @@ def exported(model: DOLG, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 
 @pytest.fixture(scope="module")
-def exported_fp16(model: DOLG, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, E.ExportInfo]:
+def exported_fp16(
+    model: DOLG, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, E.ExportInfo]:
     path = tmp_path_factory.mktemp("onnx16") / "model.onnx"
     return path, E.export_onnx(model, path, fp16=True, parity_shapes=TINY_SHAPES[:2])
 
@@ -90,7 +92,9 @@ def test_ort_matches_torch_on_other_shapes(exported: tuple[Path, E.ExportInfo], 
     assert (got * expected).sum(axis=1).min() >= 0.9999
 
 
-def test_fp16_graph_runs_with_float32_io(exported_fp16: tuple[Path, E.ExportInfo], model: DOLG) -> None:
+def test_fp16_graph_runs_with_float32_io(
+    exported_fp16: tuple[Path, E.ExportInfo], model: DOLG
+) -> None:
     path, info = exported_fp16
     assert info.precision == "fp16" and info.min_cosine >= E.FP16_MIN_COSINE
     graph = onnx.load(str(path))
