@@ -20,7 +20,7 @@ from app.errors import ArtifactMismatch
 
 MODEL_FILE = "model.onnx"
 META_FILE = "model_meta.json"
-META_SCHEMA_VERSION = 1
+META_SCHEMA_VERSION: Literal[1] = 1
 
 # Official DOLG extraction: 5 scales, ImageNet constants in BGR order (ALGORITHMS.md 1.7).
 OFFICIAL_SCALES = (0.3535, 0.5, 0.7071, 1.0, 1.4142)
@@ -165,7 +165,9 @@ def load_model_meta(directory: Path, verify_sha: bool = True) -> ModelMeta:
     """Read and validate `model_meta.json`; raise ArtifactMismatch naming the file otherwise."""
     path = directory / META_FILE
     if not path.is_file():
-        raise ArtifactMismatch(f"{path}: model meta not found (export a model with scripts/export.py)")
+        raise ArtifactMismatch(
+            f"{path}: model meta not found (export a model with scripts/export.py)"
+        )
     try:
         meta = ModelMeta.model_validate_json(path.read_text(encoding="utf-8"))
     except (ValidationError, ValueError) as exc:

@@ -20,7 +20,7 @@ class PayloadTooLarge(SimSearchError):
 
 
 class InvalidRequest(SimSearchError):
-    """A field is syntactically fine but semantically wrong, e.g. a bbox outside the image (-> 422)."""
+    """A field is well-formed but semantically wrong, e.g. a bbox outside the image (-> 422)."""
 
 
 class NotFound(SimSearchError):

@@ -49,8 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     limits = settings.limits
     # Largest body we could accept: every file at the limit plus form fields and boundaries.
-    max_body = limits.max_upload_bytes * limits.max_files_per_request + 1024 * 1024 + (
-        limits.max_metadata_bytes * limits.max_files_per_request
+    max_body = (
+        limits.max_upload_bytes * limits.max_files_per_request
+        + 1024 * 1024
+        + (limits.max_metadata_bytes * limits.max_files_per_request)
     )
     max_body = max(max_body, limits.max_vectors_per_request * 16 * 1024)
     app.add_middleware(RequestGuard, metrics=app_metrics, max_body_bytes=max_body)

@@ -13,29 +13,42 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "simsearch_http_requests_total", "HTTP requests", ["method", "route", "status"],
+            "simsearch_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=r,
         )
         self.request_seconds = Histogram(
-            "simsearch_http_request_seconds", "HTTP request latency", ["method", "route"],
-            buckets=_LATENCY, registry=r,
+            "simsearch_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=_LATENCY,
+            registry=r,
         )
         self.batch_size = Histogram(
-            "simsearch_inference_batch_size", "Tensors per onnxruntime run",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r,
+            "simsearch_inference_batch_size",
+            "Tensors per onnxruntime run",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
         )
         self.queue_wait_seconds = Histogram(
-            "simsearch_inference_queue_wait_seconds", "Time a tensor waited for its batch",
-            buckets=_LATENCY, registry=r,
+            "simsearch_inference_queue_wait_seconds",
+            "Time a tensor waited for its batch",
+            buckets=_LATENCY,
+            registry=r,
         )
         self.inference_seconds = Histogram(
-            "simsearch_inference_seconds", "onnxruntime session.run time per batch",
-            buckets=_LATENCY, registry=r,
+            "simsearch_inference_seconds",
+            "onnxruntime session.run time per batch",
+            buckets=_LATENCY,
+            registry=r,
         )
         self.stage_seconds = Histogram(
             "simsearch_search_stage_seconds",
-            "Search pipeline stages (embed, ann_rescore, rerank)", ["stage"],
-            buckets=_LATENCY, registry=r,
+            "Search pipeline stages (embed, ann_rescore, rerank)",
+            ["stage"],
+            buckets=_LATENCY,
+            registry=r,
         )
         self.indexed = Counter("simsearch_indexed_items_total", "Items added", registry=r)
         self.ntotal = Gauge("simsearch_index_ntotal", "Live items in the store", registry=r)

@@ -41,12 +41,17 @@ class Runtime:
         model_dir = settings.resolved_model_dir()
         meta = load_model_meta(model_dir)
         session = OnnxSession(
-            model_dir / meta.onnx_file, meta, settings.inference,
+            model_dir / meta.onnx_file,
+            meta,
+            settings.inference,
             require_gpu=settings.require_gpu,
             intra_op_threads=settings.resolved_intra_op_threads(),
         )
         logger.info(
-            "model %s %s (%s) on providers %s", meta.name, meta.version, meta.source.kind,
+            "model %s %s (%s) on providers %s",
+            meta.name,
+            meta.version,
+            meta.source.kind,
             session.active_providers,
         )
         # A graph exported with a fixed batch axis caps the batch size.
@@ -54,8 +59,10 @@ class Runtime:
         if session.max_batch is not None:
             max_batch = min(max_batch, session.max_batch)
         batcher = DynamicBatcher(
-            session.run, max_batch=max_batch,
-            max_wait_ms=settings.inference.max_wait_ms, queue_size=settings.inference.queue_size,
+            session.run,
+            max_batch=max_batch,
+            max_wait_ms=settings.inference.max_wait_ms,
+            queue_size=settings.inference.queue_size,
             observer=metrics,
         )
         executor = ThreadPoolExecutor(
@@ -66,7 +73,9 @@ class Runtime:
         )
         try:
             store = FaissStore.open(
-                settings.store_dir, meta.embedding_dim, settings.index,
+                settings.store_dir,
+                meta.embedding_dim,
+                settings.index,
                 model_sha256=meta.onnx_sha256,
             )
         except ArtifactMismatch:
@@ -74,10 +83,15 @@ class Runtime:
             executor.shutdown(wait=False)
             raise
         service = SearchService(embedder, store, settings, metrics)
-        metrics.model_info.info({
-            "name": meta.name, "version": meta.version, "source": meta.source.kind,
-            "providers": ",".join(session.active_providers), "file": MODEL_FILE,
-        })
+        metrics.model_info.info(
+            {
+                "name": meta.name,
+                "version": meta.version,
+                "source": meta.source.kind,
+                "providers": ",".join(session.active_providers),
+                "file": MODEL_FILE,
+            }
+        )
         return cls(settings, metrics, meta, session, batcher, executor, embedder, store, service)
 
     def warm_up_in_background(self) -> threading.Thread:
@@ -89,7 +103,7 @@ class Runtime:
                     self.embedder.warmup()
                 self.ready.set()
                 logger.info("warm-up done; ready")
-            except Exception as exc:  # noqa: BLE001 - reported by /health, never swallowed silently
+            except Exception as exc:
                 self.warmup_error = f"{type(exc).__name__}: {exc}"
                 logger.exception("warm-up failed; the service stays not-ready")
 
@@ -100,9 +114,12 @@ class Runtime:
     def refresh_gauges(self) -> None:
         stats = self.store.stats()
         self.metrics.ntotal.set(stats.ntotal)
-        self.metrics.index_info.info({
-            "type": stats.index_type, "generation": str(stats.generation),
-        })
+        self.metrics.index_info.info(
+            {
+                "type": stats.index_type,
+                "generation": str(stats.generation),
+            }
+        )
 
     def close(self) -> None:
         self.ready.clear()

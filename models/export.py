@@ -19,6 +19,7 @@ Exporter and opset: the TorchScript exporter (`dynamo=False`) at opset 17.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import time
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.dolg import DOLGConfig
 from models.layers.functional import l2n
 from models.resnet import fuse_conv_bn_
 
@@ -80,13 +82,16 @@ class HalfBackboneEmbeddingGraph(nn.Module):
         super().__init__()
         if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
             raise TypeError("fp16 export needs a model with forward_features/forward_head")
-        self.model = copy.deepcopy(model).eval()
+        # Any: forward_features / forward_head / globalmodel are duck-typed (DOLG, ResNetPool).
+        net: Any = copy.deepcopy(model).eval()
         # Fold BN in float32, then round once (see fuse_conv_bn_).
-        fuse_conv_bn_(self.model.globalmodel).half()
+        fuse_conv_bn_(net.globalmodel).half()
+        self.model = net
 
     def forward(self, image: Tensor) -> Tensor:
-        f3, f4 = self.model.forward_features(image.half())
-        return l2n(self.model.forward_head(f3.float(), f4.float()), dim=1)
+        net: Any = self.model
+        f3, f4 = net.forward_features(image.half())
+        return l2n(net.forward_head(f3.float(), f4.float()), dim=1)
 
 
 @dataclass
@@ -155,10 +160,11 @@ def check_parity(
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(seed)
     reference = EmbeddingGraph(model).eval()
+    device = next(model.parameters()).device
     cosines: dict[str, float] = {}
     for shape in shapes:
         x = torch.randn(*shape, generator=generator)
-        expected = reference(x).numpy().astype(np.float64)  # [B,D]
+        expected = reference(x.to(device)).cpu().numpy().astype(np.float64)  # [B,D]
         got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0].astype(np.float64)
         if got.shape != expected.shape:
             raise ExportParityError(f"shape {_shape_name(shape)}: ORT gave {got.shape}, "
@@ -207,7 +213,7 @@ def export_onnx(
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(
                 graph,
-                (torch.randn(*TRACE_SHAPE),),
+                (torch.randn(*TRACE_SHAPE, device=next(model.parameters()).device),),
                 str(tmp),
                 dynamo=False,
                 opset_version=opset,
@@ -224,7 +230,7 @@ def export_onnx(
             "producer": "dolg-simsearch models.export",
             "precision": "fp16" if fp16 else "fp32",
             "l2_normalized": "true",
-            "config": repr(config.to_dict()) if hasattr(config, "to_dict") else "",
+            "config": json.dumps(config.to_dict()) if isinstance(config, DOLGConfig) else "",
         }
         input_shape, output_shape = _finalise_graph(tmp, props)
         export_seconds = time.perf_counter() - start

@@ -36,6 +36,8 @@ class CurricularFace(nn.Module):
     here eval mode leaves it untouched so that validation does not change the head.
     """
 
+    t: Tensor  # buffer [1]
+
     def __init__(
         self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.15
     ) -> None:

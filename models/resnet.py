@@ -124,6 +124,12 @@ class ResNet(nn.Module):
     f3 = s3 output [B,1024,ceil(H/16),ceil(W/16)] and f4 = s4 output [B,2048,ceil(H/32),ceil(W/32)].
     """
 
+    # Registered with add_module in __init__; declared for type checkers.
+    s1: ResStage
+    s2: ResStage
+    s3: ResStage
+    s4: ResStage
+
     def __init__(self, depth: int = 50, zero_init_final_gamma: bool = False) -> None:
         super().__init__()
         if depth not in STAGE_DEPTHS:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config import Settings  # noqa: E402
-from app.errors import SimSearchError  # noqa: E402
-from app.metrics import Metrics  # noqa: E402
-from app.runtime import Runtime  # noqa: E402
-from app.search.service import content_id  # noqa: E402
+from app.config import Settings
+from app.errors import SimSearchError
+from app.metrics import Metrics
+from app.runtime import Runtime
+from app.search.service import content_id
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 logger = logging.getLogger("build_index")
@@ -33,7 +33,7 @@ def find_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _progress(total: int):  # noqa: ANN202 - tqdm when installed, a plain counter otherwise
+def _progress(total: int):
     try:
         from tqdm import tqdm
 
@@ -72,12 +72,13 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             ids = [content_id(p.read_bytes()) for p in paths]
         present = runtime.store.contains(ids)
         todo = [(p, i) for p, i in zip(paths, ids, strict=True) if i not in present]
-        logger.info("%d images found, %d already stored, %d to index",
-                    len(paths), len(present), len(todo))
+        logger.info(
+            "%d images found, %d already stored, %d to index", len(paths), len(present), len(todo)
+        )
         bar = _progress(len(todo))
         start, done, failed = time.perf_counter(), 0, 0
         for lo in range(0, len(todo), args.batch):
-            chunk = todo[lo:lo + args.batch]
+            chunk = todo[lo : lo + args.batch]
             ok, bad = await _index_chunk(runtime, [c[0] for c in chunk], [c[1] for c in chunk])
             done, failed = done + ok, failed + bad
             if bar is not None:
@@ -89,26 +90,41 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             runtime.store.wait_for_training(timeout=3600)
         stats = runtime.store.stats()
         return {
-            "found": len(paths), "skipped_existing": len(present), "indexed": done,
-            "failed": failed, "seconds": round(elapsed, 2),
+            "found": len(paths),
+            "skipped_existing": len(present),
+            "indexed": done,
+            "failed": failed,
+            "seconds": round(elapsed, 2),
             "images_per_s": round(done / elapsed, 2) if elapsed > 0 and done else 0.0,
-            "ntotal": stats.ntotal, "index_type": stats.index_type,
+            "ntotal": stats.ntotal,
+            "index_type": stats.index_type,
         }
     finally:
         runtime.close()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("root", type=Path, help="folder tree of images")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="data directory (default: SIMSEARCH_DATA_DIR or index_data)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data directory (default: SIMSEARCH_DATA_DIR or index_data)",
+    )
     parser.add_argument("--batch", type=int, default=16, help="images per durable store add")
     parser.add_argument("--id-mode", choices=("relpath", "sha256"), default="relpath")
-    parser.add_argument("--wait-training", action="store_true",
-                        help="wait for a background IVF-PQ training to finish before exiting")
+    parser.add_argument(
+        "--wait-training",
+        action="store_true",
+        help="wait for a background IVF-PQ training to finish before exiting",
+    )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not args.root.is_dir():
         parser.error(f"{args.root} is not a directory")
     import json

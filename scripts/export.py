@@ -18,10 +18,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from torch import nn
 
 from app.artifacts import (
     MODEL_FILE,
@@ -42,6 +44,7 @@ from models.factory import build_model
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 # A BN in train mode needs > 1 value per channel: f4 is ceil(h/32) x ceil(w/32) for one image.
 MIN_CALIB_SIDE = 33
+MAX_PIXELS = 100_000_000
 logger = logging.getLogger("export")
 
 
@@ -50,25 +53,28 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="official DOLG (.pyth / state dict) or ours")
     src.add_argument("--random-init", action="store_true", help="fixed random weights (seeded)")
     p.add_argument("--out", type=Path, required=True, help="artifact directory")
     p.add_argument("--depth", type=int, choices=(50, 101), default=50)
-    p.add_argument("--with-ma", action="store_true", help="random init: add the multi-atrous module")
+    p.add_argument("--with-ma", action="store_true", help="random init: multi-atrous module")
     p.add_argument("--architecture", choices=("dolg", "resnet_pool"), default="dolg")
-    p.add_argument("--pooling", choices=("gem", "mac", "spoc"), default="gem", help="resnet_pool only")
+    p.add_argument("--pooling", choices=("gem", "mac", "spoc"), default="gem")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trusted", action="store_true", help="allow pickled objects in the checkpoint")
+    p.add_argument("--trusted", action="store_true", help="allow pickled objects in checkpoint")
     p.add_argument("--fp16", action="store_true", help="fp16 backbone, float32 input/output")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
-    p.add_argument("--scales", type=_floats, help="comma list; default: the 5 official scales")
+    p.add_argument("--scales", type=_floats, help="comma list (default: the 5 official scales)")
     p.add_argument("--max-side", type=int, help="long-side cap of uploads (default 1024)")
-    p.add_argument("--calibrate-bn", type=Path, metavar="DIR", help="recompute BN statistics on these images")
-    p.add_argument("--calib-max-side", type=int, default=512, help="long-side cap for calibration")
-    p.add_argument("--calib-scales", type=_floats, help="calibration scales (default: --scales)")
-    p.add_argument("--calib-limit", type=int, default=0, help="use at most N images (0 = all)")
+    p.add_argument("--calibrate-bn", type=Path, metavar="DIR", help="recompute BN stats on images")
+    # 512 px: ~70 s for 30 photos x 5 scales on 2 cores with R50 (1024 px takes ~4x longer).
+    p.add_argument("--calib-max-side", type=int, default=512)
+    p.add_argument("--calib-scales", type=_floats, help="default: the artifact's scales")
+    p.add_argument("--calib-limit", type=int, default=0, help="at most N images (0 = all)")
     p.add_argument("--name")
     p.add_argument("--version", default="1")
     return p.parse_args(argv)
@@ -80,66 +86,77 @@ def calibration_batches(folder: Path, prep: Preprocessing, limit: int) -> Iterat
     if not paths:
         raise SystemExit(f"--calibrate-bn: no images in {folder}")
     for path in paths[:limit] if limit > 0 else paths:
-        img = cap_long_side(decode_image(path.read_bytes(), max_pixels=100_000_000), prep.max_side)
+        img = cap_long_side(decode_image(path.read_bytes(), MAX_PIXELS), prep.max_side)
         for planes in preprocess_multiscale(img, prep):
             if max(planes.shape[1:]) >= MIN_CALIB_SIDE:
                 yield torch.from_numpy(planes)[None]
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    prep_fields: dict = {}
+def load_model(args: argparse.Namespace) -> tuple[nn.Module, DOLGConfig, SourceInfo, dict]:
+    """(model, config, source, preprocessing fields stored in the checkpoint)."""
     if args.checkpoint:
         model, info = build_model_from_checkpoint(args.checkpoint, trusted=args.trusted)
-        config, prep_fields = info.config, dict(info.preprocessing or {})
-        source = SourceInfo(kind=info.kind, checkpoint=info.file_name, checkpoint_sha256=info.sha256,
-                            epoch=info.epoch, config=config.to_dict())
-    else:
-        torch.manual_seed(args.seed)
-        config = DOLGConfig(depth=args.depth, with_ma=args.with_ma, architecture=args.architecture,
-                            pooling=args.pooling)
-        model = build_model(config).eval()
-        source = SourceInfo(kind="random-init", seed=args.seed, config=config.to_dict())
-    prep_fields.update({k: v for k, v in (("scales", args.scales), ("max_side", args.max_side)) if v})
+        source = SourceInfo(kind=info.kind, checkpoint=info.file_name, epoch=info.epoch,
+                            checkpoint_sha256=info.sha256, config=info.config.to_dict())
+        return model, info.config, source, dict(info.preprocessing or {})
+    torch.manual_seed(args.seed)
+    config = DOLGConfig(depth=args.depth, with_ma=args.with_ma, architecture=args.architecture,
+                        pooling=args.pooling)
+    source = SourceInfo(kind="random-init", seed=args.seed, config=config.to_dict())
+    return build_model(config).eval(), config, source, {}
+
+
+def intended_use(args: argparse.Namespace, arch: str, source: SourceInfo) -> str:
+    if source.kind != "random-init":
+        return (f"DOLG {arch} descriptor ({source.kind} weights, {source.checkpoint}): "
+                "instance-level retrieval (landmarks, objects, near-duplicates).")
+    bn = ("BatchNorm statistics calibrated on the bundled photos" if args.calibrate_bn
+          else "uncalibrated BatchNorm statistics (pipeline tests only)")
+    return (f"Fixed random initialisation (seed {args.seed}), never trained, with {bn}. "
+            "Good for near-duplicate search only (copies, crops, re-encodings, colour edits); "
+            "not for semantic or landmark retrieval.")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    model, config, source, prep_fields = load_model(args)
+    overrides = {"scales": args.scales, "max_side": args.max_side}
+    prep_fields.update({k: v for k, v in overrides.items() if v})
     prep = Preprocessing(**prep_fields)
-    summary: dict = {}
+    summary: dict[str, Any] = {}
     if args.calibrate_bn:
         calib = prep.model_copy(update={"max_side": args.calib_max_side,
                                         "scales": args.calib_scales or prep.scales})
         start = time.perf_counter()
-        used = calibrate_batchnorm(model, calibration_batches(args.calibrate_bn, calib, args.calib_limit))
-        summary["calibration"] = {"batches": used, "max_side": calib.max_side, "scales": list(calib.scales),
+        batches = calibration_batches(args.calibrate_bn, calib, args.calib_limit)
+        used = calibrate_batchnorm(model, batches)
+        summary["calibration"] = {"batches": used, "max_side": calib.max_side,
+                                  "scales": list(calib.scales),
                                   "seconds": round(time.perf_counter() - start, 1)}
         note = (f"BatchNorm statistics calibrated on {used} inputs from the images in "
-                f"'{args.calibrate_bn.name}' (max side {calib.max_side}, scales {list(calib.scales)})")
+                f"'{args.calibrate_bn.name}' (max side {calib.max_side}, scales "
+                f"{list(calib.scales)})")
         source = source.model_copy(update={"description": note})
     export = export_onnx(model, args.out / MODEL_FILE, opset=args.opset, fp16=args.fp16)
     arch = f"{config.architecture}-r{config.depth}{'-ma' if config.with_ma else ''}"
-    if source.kind == "random-init":
-        calibrated = "with BatchNorm statistics calibrated on the bundled photos" if args.calibrate_bn \
-            else "with uncalibrated BatchNorm statistics (pipeline tests only)"
-        intended = (f"Fixed random initialisation (seed {args.seed}), never trained, {calibrated}. "
-                    "Good for near-duplicate search only (copies, crops, re-encodings, colour edits); "
-                    "not for semantic or landmark retrieval.")
-    else:
-        intended = (f"DOLG {arch} descriptor ({source.kind} weights from {source.checkpoint}): "
-                    "instance-level retrieval (landmarks, objects, near-duplicates).")
+    default_name = f"{arch}-random-s{args.seed}" if source.kind == "random-init" else arch
     meta = ModelMeta(
-        name=args.name or (f"{arch}-random-s{args.seed}" if source.kind == "random-init" else arch),
-        version=args.version, architecture=config.architecture, depth=config.depth,
-        with_ma=config.with_ma, onnx_sha256=sha256_file(args.out / MODEL_FILE), opset=export.opset,
+        name=args.name or default_name, version=args.version, architecture=config.architecture,
+        depth=config.depth, with_ma=config.with_ma, opset=export.opset,
+        onnx_sha256=sha256_file(args.out / MODEL_FILE),
         precision=export.precision,  # type: ignore[arg-type]
         input=TensorSpec(name="image", shape=export.input_shape),
         output=TensorSpec(name="embedding", shape=export.output_shape),
         embedding_dim=export.embedding_dim, l2_normalized_in_graph=True, preprocessing=prep,
-        source=source, intended_use=intended,
+        source=source, intended_use=intended_use(args, arch, source),
     )
-    save_model_meta(meta, args.out)
+    logger.info("wrote %s", save_model_meta(meta, args.out))
     summary.update({"out": str(args.out), "name": meta.name, "precision": export.precision,
                     "opset": export.opset, "cosines": export.cosines,
-                    "export_seconds": export.export_seconds, "parity_seconds": export.parity_seconds,
+                    "export_seconds": export.export_seconds,
+                    "parity_seconds": export.parity_seconds,
                     "megabytes": round(export.file_bytes / 1e6, 1)})
     return summary
 

@@ -18,8 +18,12 @@ def _compose_cmd() -> list[str]:
 
 def _config(*extra: str) -> dict:
     out = subprocess.run(
-        [*_compose_cmd(), "--profile", "gpu", "config", *extra], cwd=REPO,
-        capture_output=True, text=True, timeout=60, check=True,
+        [*_compose_cmd(), "--profile", "gpu", "config", *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     import yaml  # docker-compose depends on PyYAML; only the system one is needed
 

@@ -25,8 +25,11 @@ class RequestGuard:
         method = scope["method"]
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await _reject(send, 413, f"request body of {declared} bytes is over the "
-                                     f"{self.max_body_bytes} byte limit")
+            await _reject(
+                send,
+                413,
+                f"request body of {declared} bytes is over the {self.max_body_bytes} byte limit",
+            )
             self.metrics.requests.labels(method, "unmatched", "413").inc()
             return
         status_holder = {"status": 500}
@@ -60,9 +63,14 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _reject(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({
-        "type": "http.response.start", "status": status,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -13,10 +13,20 @@ from fastapi import UploadFile
 from app.config import LimitSettings
 from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
-ACCEPTED_CONTENT_TYPES = frozenset({
-    "image/jpeg", "image/jpg", "image/pjpeg", "image/png", "image/webp", "image/gif",
-    "image/bmp", "image/x-ms-bmp", "image/tiff", "application/octet-stream",
-})
+ACCEPTED_CONTENT_TYPES = frozenset(
+    {
+        "image/jpeg",
+        "image/jpg",
+        "image/pjpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "image/bmp",
+        "image/x-ms-bmp",
+        "image/tiff",
+        "application/octet-stream",
+    }
+)
 ACCEPTED_TEXT = "JPEG, PNG, WebP, GIF, BMP or TIFF (image/* or application/octet-stream)"
 
 
@@ -53,9 +63,7 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
         )
     x1, y1, x2, y2 = values
     if x1 < 0 or y1 < 0 or x2 <= x1 or y2 <= y1:
-        raise InvalidRequest(
-            f"bbox must satisfy 0 <= x1 < x2 and 0 <= y1 < y2; got {text[:80]!r}"
-        )
+        raise InvalidRequest(f"bbox must satisfy 0 <= x1 < x2 and 0 <= y1 < y2; got {text[:80]!r}")
     return (x1, y1, x2, y2)
 
 
@@ -71,7 +79,9 @@ def check_item_id(item_id: str, limits: LimitSettings) -> str:
     return item_id
 
 
-def check_metadata(value: Any, limits: LimitSettings, where: str = "metadata") -> dict[str, Any] | None:
+def check_metadata(
+    value: Any, limits: LimitSettings, where: str = "metadata"
+) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -97,7 +107,9 @@ def parse_list_field(values: list[str] | None, name: str, count: int) -> list[st
             raise InvalidRequest(f"{name} must be a JSON array with one entry per file")
         values = [v if isinstance(v, str) else json.dumps(v) for v in parsed]
     if len(values) != count:
-        raise InvalidRequest(f"{name} has {len(values)} entries for {count} files; send one per file")
+        raise InvalidRequest(
+            f"{name} has {len(values)} entries for {count} files; send one per file"
+        )
     return values
 
 

@@ -11,11 +11,13 @@ Search path. Below the IVF threshold the index is `IDMap,Flat` (exact inner prod
 fp16-rounded vectors, so its scores equal exact re-scoring). Above it, a background thread
 trains `IVF{nlist},PQ{m}x{nbits}np` on a sample of `vectors.f16`, adds every live row, catches
 up with rows written meanwhile and swaps the new index in. IVF-PQ searches fetch
-k x candidate_factor candidates with a per-call `SearchParametersIVF(nprobe, sel)` and
-re-score them exactly from `vectors.f16`. FAISS ids are vector rows; tombstoned rows stay in
-the index until compaction and are excluded by an `IDSelectorBitmap` over the live rows.
+max(k x candidate_factor, min_candidates) candidates with a per-call
+`SearchParametersIVF(nprobe, sel)` and re-score them exactly from `vectors.f16`. FAISS ids are
+vector rows; tombstoned rows stay in the index until compaction and are excluded by an
+`IDSelectorBitmap` over the live rows. A search answers as of the live rows it started with.
 
-Locks (always taken in this order; none is held while waiting on another's owner):
+Locks (taken in this order: _write_mutex before _index_lock; _snapshot_mutex before
+_index_lock; never _index_lock before either):
     _write_mutex   one writer at a time: add, delete, and the final catch-up + swap of a
                    background rebuild. fsync and the catalog commit happen under it only.
     _index_lock    readers-writer lock on the FAISS object and the live-row view. Searches
@@ -37,8 +39,10 @@ Recovery rules (`FaissStore.open`):
       by size, synchronously), and a fresh snapshot written in the background;
     * another dim or model sha256 recorded in the catalog -> ArtifactMismatch.
 
-`vectors.f16` is append-only: tombstoned rows keep their bytes until an offline rebuild
-(re-index into a new directory); compaction only removes dead rows from the FAISS index.
+Compaction: once tombstones exceed compact_ratio of the index, the worker clones the index
+(shared lock), `remove_ids` the dead rows from the clone, catches up and swaps it in.
+`vectors.f16` is append-only: tombstoned rows keep their bytes until `rebuild_store` copies
+the live items into a new directory offline.
 """
 
 from __future__ import annotations
@@ -93,11 +97,11 @@ _RETRY_AFTER_S = 30.0
 _CATCHUP_UNDER_LOCK = 4096
 
 
-class StoreLocked(SimSearchError):  # noqa: N818 - named like app.errors
+class StoreLocked(SimSearchError):
     """Another process (or another open store object) owns this store directory."""
 
 
-class _Stopped(Exception):  # noqa: N818 - a signal, not an error
+class _Stopped(Exception):
     """A background build noticed close() and gave up."""
 
 
@@ -218,6 +222,12 @@ class _RWLock:
 _popcount = getattr(np, "bitwise_count", None)
 
 
+def _bitmap_selector(bits: np.ndarray) -> Any:
+    """`IDSelectorBitmap` over uint8 [ceil(n / 8)] little-endian bits (row r <-> bit r % 8 of
+    byte r // 8). The numpy form of the SWIG constructor keeps a reference to `bits`."""
+    return faiss.IDSelectorBitmap(bits)  # type: ignore[call-arg, arg-type]
+
+
 @dataclass(frozen=True)
 class _LiveRows:
     """Immutable view of which rows are live: replaced, never mutated, so a search can use
@@ -270,7 +280,7 @@ class _LiveRows:
 
     def selector(self) -> faiss.IDSelectorBitmap:
         # The FAISS wrapper keeps a reference to `bits`; the view itself is immutable.
-        return faiss.IDSelectorBitmap(self.bits)
+        return _bitmap_selector(self.bits)
 
 
 @dataclass
@@ -598,7 +608,7 @@ class FaissStore:
                 path, f"truncated or extended index file ({data.size} != {want_bytes} bytes)"
             )
             return None
-        if want_sha is not None and hashlib.sha256(data).hexdigest() != want_sha:
+        if want_sha is not None and hashlib.sha256(data.data).hexdigest() != want_sha:
             _quarantine(path, "index file checksum mismatch")
             return None
         try:
@@ -680,7 +690,7 @@ class FaissStore:
         # Spherical k-means: centroids on the unit sphere, as the data (cosine similarity).
         faiss.extract_index_ivf(index).cp.spherical = True
         # Default for callers that search without parameters; we always pass nprobe per call.
-        index.nprobe = min(self.settings.nprobe, params["nlist"])
+        faiss.extract_index_ivf(index).nprobe = min(self.settings.nprobe, params["nlist"])
         t0 = time.perf_counter()
         index.train(train_x)
         del train_x
@@ -921,10 +931,16 @@ class FaissStore:
             if state.kind == "ivfpq":
                 probes = nprobe if nprobe is not None else self.settings.nprobe
                 probes = max(1, min(probes, self.settings.max_nprobe, state.params["nlist"]))
-                params = faiss.SearchParametersIVF(nprobe=probes, sel=sel)
+                params: Any = faiss.SearchParametersIVF()
+                params.nprobe = probes
+                if sel is not None:
+                    params.sel = sel  # the wrapper keeps a reference to sel (and its bitmap)
                 fetch = max(k * factor, self.settings.min_candidates)
             else:
-                params = faiss.SearchParameters(sel=sel) if sel is not None else None
+                params = None
+                if sel is not None:
+                    params = faiss.SearchParameters()
+                    params.sel = sel
                 fetch = k
             # scores, rows: [Q, fetch]; rows -1 where fewer candidates exist.
             scores, rows = state.index.search(q, fetch, params=params)
@@ -1036,7 +1052,7 @@ class FaissStore:
             final = self.directory / name
             tmp = self.directory / f".{name}.tmp"
             with tmp.open("wb") as handle:
-                handle.write(memoryview(blob))
+                handle.write(blob.data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, final)
@@ -1044,7 +1060,7 @@ class FaissStore:
             params.update(
                 ntotal=ntotal,
                 file_bytes=int(blob.size),
-                file_sha256=hashlib.sha256(blob).hexdigest(),
+                file_sha256=hashlib.sha256(blob.data).hexdigest(),
             )
             manifest = StoreManifest(
                 generation=generation,
@@ -1181,7 +1197,7 @@ class FaissStore:
             )
             live = self._live
         # Dead = not live; rows >= covered are not in the clone, so their bits do not matter.
-        removed = clone.remove_ids(faiss.IDSelectorBitmap(np.invert(live.bits)))
+        removed = clone.remove_ids(_bitmap_selector(np.invert(live.bits)))
         if self._catch_up_and_swap(clone, covered, kind, params, ntrained):
             logger.info(
                 "%s: compacted %d tombstones out of the %s index", self.directory, removed, kind

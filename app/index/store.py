@@ -18,7 +18,7 @@ from app.errors import InvalidRequest
 IndexType = Literal["flat", "ivfpq"]
 
 
-class InvalidVectors(InvalidRequest, ValueError):  # noqa: N818 - named like app.errors
+class InvalidVectors(InvalidRequest, ValueError):
     """Bad input to a store call (shape, dim, non-finite values, duplicate or empty ids).
 
     A `ValueError` for library callers and an `InvalidRequest` (-> 422) for the API layer.

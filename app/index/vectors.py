@@ -16,6 +16,7 @@ beyond the mapped length, so appends never pay for a re-map.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -99,9 +100,16 @@ class VectorFile:
             data = block.tobytes()
             offset = first * self.row_bytes
             written = 0
-            while written < len(data):
-                written += os.pwrite(self._fd, data[written:], offset + written)
-            os.fsync(self._fd)
+            try:
+                while written < len(data):
+                    written += os.pwrite(self._fd, data[written:], offset + written)
+                os.fsync(self._fd)
+            except OSError:
+                # Disk full or I/O error: drop the partial rows so the file stays row-aligned
+                # (open() would truncate them anyway; this keeps the running store clean).
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, offset)
+                raise
             self._rows = first + block.shape[0]
         return first
 

@@ -40,7 +40,10 @@ def content_id(data: bytes) -> str:
 
 class SearchService:
     def __init__(
-        self, embedder: Embedder, store: VectorStore, settings: Settings,
+        self,
+        embedder: Embedder,
+        store: VectorStore,
+        settings: Settings,
         metrics: Metrics | None = None,
     ) -> None:
         self.embedder = embedder
@@ -50,7 +53,11 @@ class SearchService:
 
     # ---------------------------------------------------------------- validation
     def check_search_params(
-        self, top_k: int, nprobe: int | None, score_threshold: float | None, top_m: int | None,
+        self,
+        top_k: int,
+        nprobe: int | None,
+        score_threshold: float | None,
+        top_m: int | None,
     ) -> None:
         lim, idx, rr = self.settings.limits, self.settings.index, self.settings.rerank
         if not 1 <= top_k <= lim.max_top_k:
@@ -64,18 +71,20 @@ class SearchService:
                 f"score_threshold must be a cosine similarity in [-1, 1]; got {score_threshold}"
             )
         if top_m is not None and not 2 <= top_m <= rr.max_top_m:
-            raise InvalidRequest(
-                f"rerank_top_m must be between 2 and {rr.max_top_m}; got {top_m}"
-            )
+            raise InvalidRequest(f"rerank_top_m must be between 2 and {rr.max_top_m}; got {top_m}")
 
-    def check_vector(self, vector: Sequence[float] | np.ndarray, what: str = "vector") -> np.ndarray:
+    def check_vector(
+        self, vector: Sequence[float] | np.ndarray, what: str = "vector"
+    ) -> np.ndarray:
         """[D] list -> unit float32 [D]; 422 for the wrong dimension, NaN/inf or a zero vector."""
         arr = np.asarray(vector, dtype=np.float32)
         dim = self.embedder.dim
         if arr.ndim != 1 or arr.shape[0] != dim:
             raise InvalidRequest(f"{what} must have {dim} numbers; got shape {list(arr.shape)}")
         if not np.all(np.isfinite(arr)):
-            raise InvalidRequest(f"{what} contains NaN or infinity; only finite numbers are accepted")
+            raise InvalidRequest(
+                f"{what} contains NaN or infinity; only finite numbers are accepted"
+            )
         norm = float(np.linalg.norm(arr))
         if norm == 0.0:
             raise InvalidRequest(f"{what} is all zeros; it has no direction to search by")
@@ -83,9 +92,15 @@ class SearchService:
 
     # ---------------------------------------------------------------- search
     async def search_image(
-        self, data: bytes, *, top_k: int = 10, rerank: RerankMode = "none",
-        nprobe: int | None = None, score_threshold: float | None = None,
-        bbox: tuple[float, float, float, float] | None = None, top_m: int | None = None,
+        self,
+        data: bytes,
+        *,
+        top_k: int = 10,
+        rerank: RerankMode = "none",
+        nprobe: int | None = None,
+        score_threshold: float | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        top_m: int | None = None,
     ) -> SearchOutcome:
         self.check_search_params(top_k, nprobe, score_threshold, top_m)
         timings: dict[str, float] = {}
@@ -95,8 +110,13 @@ class SearchService:
         timings["embed"] = embed_s * 1e3
         self._observe("embed", embed_s)
         outcome = await run_in_threadpool(
-            self.search_vector_sync, query, top_k=top_k, rerank=rerank, nprobe=nprobe,
-            score_threshold=score_threshold, top_m=top_m,
+            self.search_vector_sync,
+            query,
+            top_k=top_k,
+            rerank=rerank,
+            nprobe=nprobe,
+            score_threshold=score_threshold,
+            top_m=top_m,
         )
         outcome.timings_ms = {**timings, **outcome.timings_ms}
         outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
@@ -104,14 +124,21 @@ class SearchService:
 
     async def search_vector(self, vector: np.ndarray, **kwargs: Any) -> SearchOutcome:
         self.check_search_params(
-            kwargs.get("top_k", 10), kwargs.get("nprobe"), kwargs.get("score_threshold"),
+            kwargs.get("top_k", 10),
+            kwargs.get("nprobe"),
+            kwargs.get("score_threshold"),
             kwargs.get("top_m"),
         )
         return await run_in_threadpool(self.search_vector_sync, vector, **kwargs)
 
     def search_vector_sync(
-        self, query: np.ndarray, *, top_k: int = 10, rerank: RerankMode = "none",
-        nprobe: int | None = None, score_threshold: float | None = None,
+        self,
+        query: np.ndarray,
+        *,
+        top_k: int = 10,
+        rerank: RerankMode = "none",
+        nprobe: int | None = None,
+        score_threshold: float | None = None,
         top_m: int | None = None,
     ) -> SearchOutcome:
         """query: unit float32 [D]. Blocking; call from a worker thread."""
@@ -120,7 +147,10 @@ class SearchService:
         fetch = max(top_k, m) if rerank == "superglobal" else top_k
         t0 = time.perf_counter()
         hits = self.store.search(
-            query[None, :], fetch, nprobe=nprobe, score_threshold=score_threshold,
+            query[None, :],
+            fetch,
+            nprobe=nprobe,
+            score_threshold=score_threshold,
             with_vectors=rerank == "superglobal",
         )[0]
         ann_s = time.perf_counter() - t0
@@ -155,16 +185,23 @@ class SearchService:
 
     # ---------------------------------------------------------------- indexing
     async def index_images(
-        self, images: Sequence[bytes], ids: Sequence[str | None],
+        self,
+        images: Sequence[bytes],
+        ids: Sequence[str | None],
         metadata: Sequence[dict[str, Any] | None],
     ) -> list[str]:
         """Embed every image (all scales batched together), then one durable store add."""
         vectors = await self.embedder.embed_many(list(images))  # [N, D]
-        final_ids = [i if i is not None else content_id(b) for i, b in zip(ids, images, strict=True)]
+        final_ids = [
+            i if i is not None else content_id(b) for i, b in zip(ids, images, strict=True)
+        ]
         return await self.index_vectors(final_ids, vectors, list(metadata))
 
     async def index_vectors(
-        self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any] | None],
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: Sequence[dict[str, Any] | None],
     ) -> list[str]:
         stored = await run_in_threadpool(self.store.add, list(ids), vectors, list(metadata))
         if self.metrics is not None:

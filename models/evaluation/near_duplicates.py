@@ -69,8 +69,9 @@ def _blur(img: Image.Image) -> Image.Image:
 def _occlude(img: Image.Image) -> Image.Image:
     out = img.copy()
     w, h = out.size
-    ImageDraw.Draw(out).rectangle((int(0.6 * w), int(0.6 * h), int(0.95 * w), int(0.95 * h)),
-                                  fill=(255, 0, 255))
+    ImageDraw.Draw(out).rectangle(
+        (int(0.6 * w), int(0.6 * h), int(0.95 * w), int(0.95 * h)), fill=(255, 0, 255)
+    )
     return out
 
 

@@ -18,10 +18,15 @@ from app.errors import ArtifactMismatch
 
 def _meta(sha: str) -> ModelMeta:
     return ModelMeta(
-        name="t", version="1", depth=50, onnx_sha256=sha, opset=17,
+        name="t",
+        version="1",
+        depth=50,
+        onnx_sha256=sha,
+        opset=17,
         input=TensorSpec(name="image", shape=["batch", 3, "height", "width"]),
         output=TensorSpec(name="embedding", shape=["batch", 512]),
-        embedding_dim=512, source=SourceInfo(kind="random-init", seed=0),
+        embedding_dim=512,
+        source=SourceInfo(kind="random-init", seed=0),
     )
 
 

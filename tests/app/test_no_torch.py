@@ -14,7 +14,11 @@ def test_app_main_does_not_import_torch() -> None:
         "print(','.join(bad))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=True,
     )
     assert out.stdout.strip() == "", f"app.main imported {out.stdout.strip()}"

@@ -12,7 +12,7 @@ from models import checkpoint as ckpt
 from models.dolg import DOLG, DOLGConfig
 from models.factory import build_model
 from models.resnet import ResNet
-from tests.models.official_keys import DEPTHS, official_keys, random_state
+from tests.models.official_keys import DEPTHS, backbone_keys, official_keys, random_state
 
 pytestmark = pytest.mark.torch
 
@@ -124,12 +124,18 @@ def test_our_dolg_checkpoint_round_trip(tmp_path: Path) -> None:
 def _torchvision_state(depth: int = 50) -> dict[str, torch.Tensor]:
     """A torchvision-style ResNet state dict, names per ALGORITHMS.md 2.5, random values."""
     gen = torch.Generator().manual_seed(1)
-    reference = ResNet(depth).state_dict()  # shapes only, looked up through the spec mapping
-    state: dict[str, torch.Tensor] = {"fc.weight": torch.randn(1000, 2048), "fc.bias": torch.zeros(1000)}
+    shapes = backbone_keys(depth)  # spec shapes, looked up through the spec's name table
+
+    def rand(name: str) -> torch.Tensor:
+        if name.endswith("num_batches_tracked"):
+            return torch.tensor(5, dtype=torch.long)
+        return torch.rand(shapes[name], generator=gen)
+
+    state = {"fc.weight": torch.randn(1000, 2048), "fc.bias": torch.zeros(1000)}
     bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-    state["conv1.weight"] = torch.randn(reference["stem.conv.weight"].shape, generator=gen)
+    state["conv1.weight"] = rand("stem.conv.weight")
     for k in bn:
-        state[f"bn1.{k}"] = torch.rand(reference[f"stem.bn.{k}"].shape, generator=gen)
+        state[f"bn1.{k}"] = rand(f"stem.bn.{k}")
     for layer, blocks in enumerate(DEPTHS[depth], start=1):
         for b in range(blocks):
             pairs = [("conv1", "f.a"), ("conv2", "f.b"), ("conv3", "f.c")]
@@ -138,8 +144,7 @@ def _torchvision_state(depth: int = 50) -> dict[str, torch.Tensor]:
                 pairs += [("downsample.0", "proj"), ("downsample.1", "bn")]
             for tv, py in pairs:
                 for k in (("weight",) if tv.startswith("conv") or tv == "downsample.0" else bn):
-                    shape = reference[f"s{layer}.b{b + 1}.{py}.{k}"].shape
-                    state[f"layer{layer}.{b}.{tv}.{k}"] = torch.rand(shape, generator=gen)
+                    state[f"layer{layer}.{b}.{tv}.{k}"] = rand(f"s{layer}.b{b + 1}.{py}.{k}")
     return state
 
 

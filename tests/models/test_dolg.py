@@ -28,7 +28,9 @@ def dolg_r50() -> DOLG:
     ("depth", "with_ma", "ours", "official"),
     [(50, False, 332, 334), (50, True, 344, 346), (101, False, 638, 640), (101, True, 650, 652)],
 )
-def test_state_dict_equals_official_table(depth: int, with_ma: bool, ours: int, official: int) -> None:
+def test_state_dict_equals_official_table(
+    depth: int, with_ma: bool, ours: int, official: int
+) -> None:
     model = DOLG(DOLGConfig(depth=depth, with_ma=with_ma))
     # The official model_state has 334 (R50) / 640 (R101) keys including desc_cls.weight and
     # desc_cls.t; ours is that minus the head.
@@ -88,7 +90,8 @@ def test_forward_matches_spec_pseudo_code(dolg_r50: DOLG) -> None:
         with torch.no_grad():
             f3, f4 = m64.globalmodel(x)
             z = m64.localmodel.bn(m64.localmodel.conv1(f3))
-            att = torch.nn.functional.softplus(m64.localmodel.conv2(torch.relu(z)), beta=1, threshold=20)
+            logits = m64.localmodel.conv2(torch.relu(z))
+            att = torch.nn.functional.softplus(logits, beta=1, threshold=20)
             fl = att * torch.nn.functional.normalize(z, dim=1)
             p = m64.pool_g.p
             g = f4.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1 / p)

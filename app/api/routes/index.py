@@ -34,8 +34,10 @@ async def index_images(
     files: Annotated[list[UploadFile], File(description="One or more images")],
     ids: Annotated[
         list[str] | None,
-        Form(description="One id per file (repeat the field, or one JSON array); "
-                         "default: the SHA-256 of the file"),
+        Form(
+            description="One id per file (repeat the field, or one JSON array); "
+            "default: the SHA-256 of the file"
+        ),
     ] = None,
     metadata: Annotated[
         list[str] | None,
@@ -47,7 +49,8 @@ async def index_images(
         raise InvalidRequest("send at least one image in the 'files' field")
     if len(files) > limits.max_files_per_request:
         raise InvalidRequest(
-            f"{len(files)} files in one request; at most {limits.max_files_per_request} are accepted"
+            f"{len(files)} files in one request; "
+            f"at most {limits.max_files_per_request} are accepted"
         )
     given_ids = parse_list_field(ids, "ids", len(files))
     if given_ids is not None:
@@ -77,7 +80,10 @@ async def index_vectors(
     ids = [check_item_id(item.id, limits) for item in body.items]
     _check_unique(ids)
     vectors = np.stack(
-        [service.check_vector(item.vector, f"items[{i}].vector") for i, item in enumerate(body.items)]
+        [
+            service.check_vector(item.vector, f"items[{i}].vector")
+            for i, item in enumerate(body.items)
+        ]
     )
     metas = [
         check_metadata(item.metadata, limits, f"items[{i}].metadata")

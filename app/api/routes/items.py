@@ -21,12 +21,16 @@ async def get_item(
     item = await run_in_threadpool(runtime.store.get, item_id, include_vector)
     if item is None:
         raise NotFound(f"no item with id {item_id!r}")
-    vector = item.vector.astype(float).tolist() if include_vector and item.vector is not None else None
+    vector = (
+        item.vector.astype(float).tolist() if include_vector and item.vector is not None else None
+    )
     return ItemOut(id=item.id, metadata=item.metadata, created_at=item.created_at, vector=vector)
 
 
 @router.delete("/items/{item_id:path}", response_model=DeleteResponse)
-async def delete_item(item_id: str, runtime: ReadyRuntimeDep, settings: SettingsDep) -> DeleteResponse:
+async def delete_item(
+    item_id: str, runtime: ReadyRuntimeDep, settings: SettingsDep
+) -> DeleteResponse:
     check_item_id(item_id, settings.limits)
     deleted = await run_in_threadpool(runtime.store.delete, item_id)
     if not deleted:

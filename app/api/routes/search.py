@@ -29,17 +29,26 @@ async def search_image(
     file: Annotated[UploadFile, File(description="Query image (JPEG, PNG, WebP, GIF, BMP, TIFF)")],
     top_k: Annotated[int, Form(description="Number of results")] = 10,
     rerank: Annotated[RerankName, Form(description="'none' or 'superglobal'")] = "none",
-    rerank_top_m: Annotated[int | None, Form(description="SuperGlobal's M (candidates re-ranked)")] = None,
+    rerank_top_m: Annotated[
+        int | None, Form(description="SuperGlobal's M (candidates re-ranked)")
+    ] = None,
     nprobe: Annotated[int | None, Form(description="IVF lists probed (IVF-PQ only)")] = None,
     score_threshold: Annotated[float | None, Form(description="Minimum cosine similarity")] = None,
-    bbox: Annotated[str | None, Form(description="Query region 'x1,y1,x2,y2' in image pixels")] = None,
+    bbox: Annotated[
+        str | None, Form(description="Query region 'x1,y1,x2,y2' in image pixels")
+    ] = None,
 ) -> SearchResponse:
     box = parse_bbox(bbox)
     service.check_search_params(top_k, nprobe, score_threshold, rerank_top_m)
     data = await read_upload(file, settings.limits)
     outcome = await service.search_image(
-        data, top_k=top_k, rerank=rerank, nprobe=nprobe, score_threshold=score_threshold,
-        bbox=box, top_m=rerank_top_m,
+        data,
+        top_k=top_k,
+        rerank=rerank,
+        nprobe=nprobe,
+        score_threshold=score_threshold,
+        bbox=box,
+        top_m=rerank_top_m,
     )
     return _response(outcome)
 
@@ -48,7 +57,11 @@ async def search_image(
 async def search_vector(body: VectorSearchRequest, service: ServiceDep) -> SearchResponse:
     query = service.check_vector(body.vector)
     outcome = await service.search_vector(
-        query, top_k=body.top_k, rerank=body.rerank, nprobe=body.nprobe,
-        score_threshold=body.score_threshold, top_m=body.rerank_top_m,
+        query,
+        top_k=body.top_k,
+        rerank=body.rerank,
+        nprobe=body.nprobe,
+        score_threshold=body.score_threshold,
+        top_m=body.rerank_top_m,
     )
     return _response(outcome)

@@ -19,14 +19,20 @@ def photo_bytes(name: str) -> bytes:
     return (PHOTOS / name).read_bytes()
 
 
-def make_client(data_dir: Path, model_dir: Path, max_upload_bytes: int | None = None,
-                **index: object) -> TestClient:
-    limits = LimitSettings() if max_upload_bytes is None else LimitSettings(
-        max_upload_bytes=max_upload_bytes)
+def make_client(
+    data_dir: Path, model_dir: Path, max_upload_bytes: int | None = None, **index: object
+) -> TestClient:
+    limits = (
+        LimitSettings()
+        if max_upload_bytes is None
+        else LimitSettings(max_upload_bytes=max_upload_bytes)
+    )
     settings = Settings(
-        data_dir=data_dir, model_dir=model_dir,
+        data_dir=data_dir,
+        model_dir=model_dir,
         inference=InferenceSettings(intra_op_threads=1, decode_threads=2),
-        index=IndexSettings(**index), limits=limits,
+        index=IndexSettings(**index),
+        limits=limits,
     )
     return TestClient(create_app(settings))
 

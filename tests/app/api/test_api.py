@@ -26,8 +26,11 @@ def _index(client: TestClient, names: list[str], **form: str) -> dict:
 
 
 def _search(client: TestClient, data: bytes, **form: object) -> dict:
-    resp = client.post("/search", files={"file": ("q.jpg", data, "image/jpeg")},
-                       data={k: str(v) for k, v in form.items()})
+    resp = client.post(
+        "/search",
+        files={"file": ("q.jpg", data, "image/jpeg")},
+        data={k: str(v) for k, v in form.items()},
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -79,7 +82,9 @@ def test_default_ids_are_content_hashes(api_client: TestClient, photo_names: lis
     assert resp.json()["ids"] == [hashlib.sha256(data).hexdigest()]
 
 
-def test_restart_keeps_everything(tmp_path: Path, tiny_model_dir: Path, photo_names: list[str]) -> None:
+def test_restart_keeps_everything(
+    tmp_path: Path, tiny_model_dir: Path, photo_names: list[str]
+) -> None:
     names = photo_names[:5]
     with make_client(tmp_path, tiny_model_dir) as client:
         wait_ready(client)
@@ -102,8 +107,7 @@ def test_bbox_crop_and_superglobal(api_client: TestClient, photo_names: list[str
     w, h = img.size
     res = _search(api_client, photo_bytes(names[1]), top_k=5, bbox=f"0,0,{w * 0.9},{h * 0.9}")
     assert res["results"][0]["id"] == names[1]
-    res = _search(api_client, photo_bytes(names[1]), top_k=5, rerank="superglobal",
-                  rerank_top_m=8)
+    res = _search(api_client, photo_bytes(names[1]), top_k=5, rerank="superglobal", rerank_top_m=8)
     assert res["rerank"] == "superglobal" and "rerank" in res["timings_ms"]
     assert len(res["results"]) == 5
     assert res["results"][0]["id"] == names[1]
@@ -113,7 +117,9 @@ def test_vector_endpoints_and_score_threshold(api_client: TestClient) -> None:
     dim = api_client.get("/health").json()["model"]["embedding_dim"]
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((20, dim)).astype(np.float32)
-    items = [{"id": f"v{i}", "vector": v.tolist(), "metadata": {"i": i}} for i, v in enumerate(vecs)]
+    items = [
+        {"id": f"v{i}", "vector": v.tolist(), "metadata": {"i": i}} for i, v in enumerate(vecs)
+    ]
     resp = api_client.post("/index/vectors", json={"items": items})
     assert resp.status_code == 201 and resp.json()["count"] == 20
     res = api_client.post("/search/vector", json={"vector": vecs[7].tolist(), "top_k": 3}).json()
@@ -181,13 +187,18 @@ def test_index_rejects_bad_input(api_client: TestClient, photo_names: list[str])
         {"items": [{"id": "a", "vector": [1.0] * dim}, {"id": "a", "vector": [1.0] * dim}]},
     ]
     for body in bad_vectors:
-        resp = api_client.post("/index/vectors", content=json.dumps(body, allow_nan=True),
-                               headers={"content-type": "application/json"})
+        resp = api_client.post(
+            "/index/vectors",
+            content=json.dumps(body, allow_nan=True),
+            headers={"content-type": "application/json"},
+        )
         assert resp.status_code == 422, (body["items"][:1], resp.text)
     assert api_client.get("/health").json()["index"]["ntotal"] == 0
 
 
-def test_upload_over_limit_is_413(tmp_path: Path, tiny_model_dir: Path, photo_names: list[str]) -> None:
+def test_upload_over_limit_is_413(
+    tmp_path: Path, tiny_model_dir: Path, photo_names: list[str]
+) -> None:
     with make_client(tmp_path, tiny_model_dir, max_upload_bytes=4096) as client:
         wait_ready(client)
         resp = client.post(
