@@ -35,6 +35,7 @@ CHECKPOINT_FORMAT = "dolg-simsearch/checkpoint/v1"
 HEAD_PREFIX = "desc_cls."
 BACKBONE_PREFIX = "globalmodel."
 _MA_KEY = "localmodel.aspp.aspp.0.weight"
+GEM_P_KEY = "pool_g.p"
 # How many offending keys an error message lists per category before summarising.
 _MAX_LISTED = 20
 
@@ -175,6 +176,11 @@ def build_model_from_checkpoint(
     is_ours = isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT
     state, dropped = drop_head(extract_state_dict(obj))
     config = DOLGConfig.from_dict(dict(obj["config"])) if is_ours else infer_config(state)
+    if not is_ours and GEM_P_KEY not in state:
+        # Official code before 2022-04-11 used a fixed GeM p=3 with no parameter (ALGORITHMS.md
+        # 1.3); a learnable p holding 3.0 computes exactly the same function.
+        logger.warning("%s has no %s (fixed-p GeM model): using p=3.0", path.name, GEM_P_KEY)
+        state[GEM_P_KEY] = torch.tensor([3.0])
     model = build_model(config)
     try:
         load_state_strict(model, state, what=f"{config.architecture} R{config.depth}")

@@ -51,6 +51,15 @@ def test_bare_ddp_state_dict_and_multi_atrous_detection(tmp_path: Path) -> None:
                        state["localmodel.aspp.conv_after.0.weight"])
 
 
+def test_fixed_p_official_checkpoint_gets_p3(tmp_path: Path) -> None:
+    state = random_state(official_keys(50))
+    del state["pool_g.p"]  # official code before the learnable-p change
+    path = tmp_path / "old.pyth"
+    torch.save({"model_state": state}, path)
+    model, _ = ckpt.build_model_from_checkpoint(path)
+    assert model.pool_g.p.item() == 3.0
+
+
 def test_infer_depth_from_key_names() -> None:
     # Names only: an R101 key table with empty tensors is enough to infer the config.
     keys = official_keys(101, with_ma=True)

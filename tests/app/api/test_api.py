@@ -205,3 +205,48 @@ def test_upload_over_limit_is_413(
             "/search", files={"file": ("q.jpg", photo_bytes(photo_names[0]), "image/jpeg")}
         )
         assert resp.status_code == 413 and "limit" in resp.json()["detail"]
+
+
+def test_switch_to_ivfpq_keeps_top_hits(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Exact search while small; IVF-PQ trained in the background past a test-sized threshold;
+    stored vectors find themselves before and after the swap, and near queries agree with a
+    brute-force reference after it."""
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((40, 32)).astype(np.float32)
+    labels = rng.integers(0, 40, 3000)
+    vecs = centres[labels] + 0.35 * rng.standard_normal((3000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    own = vecs[:1500:75]  # 20 stored vectors
+    near = vecs[1:3000:60] + 0.02 * rng.standard_normal((50, 32)).astype(np.float32)
+
+    def top1(client: TestClient, queries: np.ndarray) -> list[str]:
+        out = []
+        for q in queries:
+            body = {"vector": q.tolist(), "top_k": 1}
+            out.append(client.post("/search/vector", json=body).json()["results"][0]["id"])
+        return out
+
+    def add(client: TestClient, lo: int, hi: int) -> None:
+        for s in range(lo, hi, 500):
+            rows = range(s, min(hi, s + 500))
+            items = [{"id": f"v{i}", "vector": vecs[i].tolist()} for i in rows]
+            assert client.post("/index/vectors", json={"items": items}).status_code == 201
+
+    # Test-sized PQ (4 sub-quantizers of 5 bits on 32-d) is very coarse: re-score more candidates.
+    with make_client(tmp_path, tiny_model_dir, ivf_min_vectors=2000, min_candidates=300) as client:
+        wait_ready(client)
+        add(client, 0, 1500)
+        assert client.get("/health").json()["index"]["type"] == "flat"
+        before = top1(client, own)
+        add(client, 1500, 3000)
+        assert client.app.state.runtime.store.wait_for_training(timeout=120)
+        index = client.get("/health").json()["index"]
+        assert index["type"] == "ivfpq" and index["ntotal"] == 3000
+        after = top1(client, own)
+        near_hits = top1(client, near)
+    assert before == after == [f"v{i}" for i in range(0, 1500, 75)]
+    stored = vecs.astype(np.float16).astype(np.float32)
+    qn = near / np.linalg.norm(near, axis=1, keepdims=True)
+    reference = [f"v{i}" for i in np.argmax(qn @ stored.T, axis=1)]
+    agree = np.mean([a == b for a, b in zip(near_hits, reference, strict=True)])
+    assert agree >= 0.9, agree
