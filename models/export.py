@@ -9,8 +9,10 @@ Exporter and opset: the TorchScript exporter (`dynamo=False`) at opset 17.
   height and width dynamic (verified by the parity shapes below, odd sizes included) and writes
   no source paths into the graph.
 - The torch.export-based exporter (the default since 2.9) took ~20 s here, cannot produce
-  opset 17 for this graph (its 18 -> 17 down-conversion fails on ReduceL2) and stores stack
-  traces with absolute paths in node metadata.
+  opset 17 for this graph (its 18 -> 17 down-conversion fails on a Reduce* node whose axes
+  input must become an attribute) and stores stack traces with absolute paths in node
+  metadata. It does produce a correct opset-18 graph (parity 1.0 here), so it is the fallback
+  when torch drops the deprecated TorchScript exporter.
 - Opset 17 because every op used (Conv, Pow, ReduceL2, Softplus, Expand, Gemm, ...) exists
   there unchanged, and 17 is the newest opset that onnxruntime >= 1.13 and TensorRT 8.6 both
   accept; nothing here needs 18+. `opset=` overrides it (18..20 export fine too).
