@@ -25,12 +25,14 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# The default model: DOLG-R50, fixed random initialisation (seed 0), BatchNorm statistics
-# calibrated on the bundled photos. Honest about itself in /health: near-duplicate search only.
+# The default model: DOLG-R50, fixed random initialisation (seed 0) as the official trainer
+# initialises it (each block's last BN gamma = 0), BatchNorm statistics calibrated on the bundled
+# photos; 512 px at 2 scales to keep CPU latency under a second. Honest about itself in /health:
+# near-duplicate search only.
 # Bring your own: scripts/export.py --checkpoint r50_dolg_512.pyth --out $(MODEL_DIR)
 $(MODEL_DIR)/model_meta.json: | $(STAMP)
-	$(PY) scripts/export.py --random-init --depth 50 --seed 0 \
-		--calibrate-bn $(SAMPLES) --out $(MODEL_DIR) \
+	$(PY) scripts/export.py --random-init --depth 50 --seed 0 --zero-init-final-gamma \
+		--calibrate-bn $(SAMPLES) --max-side 512 --scales 0.7071,1.0 --out $(MODEL_DIR) \
 		--name dolg-r50-random-bncal --version 1
 
 model: $(MODEL_DIR)/model_meta.json

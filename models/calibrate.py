@@ -59,3 +59,4 @@ def calibrate_batchnorm(model: nn.Module, batches: Iterable[Tensor]) -> int:
         raise ValueError("calibrate_batchnorm got no batches; statistics left unchanged")
     logger.info("calibrated %d BatchNorm layers on %d batches", len(bns), count)
     return count
+

@@ -192,12 +192,14 @@ def export_onnx(
     parity_shapes: Sequence[Sequence[int]] = PARITY_SHAPES,
     min_cosine: float | None = None,
     seed: int = 0,
+    extra_props: dict[str, str] | None = None,
 ) -> ExportInfo:
     """Export `model` (forward -> un-normalised [B,D]) to one .onnx file and verify it.
 
     The graph is written to a temp file beside `out_path` and moved into place only after
     `onnx.checker` (full_check) and the parity check pass, so a failed export never leaves a
-    half-good model behind. Returns per-shape cosines and timings.
+    half-good model behind. Returns per-shape cosines and timings. `extra_props` are added
+    to the graph's metadata (e.g. which SuperGlobal modules were applied).
     """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -233,6 +235,7 @@ def export_onnx(
             "precision": "fp16" if fp16 else "fp32",
             "l2_normalized": "true",
             "config": json.dumps(config.to_dict()) if isinstance(config, DOLGConfig) else "",
+            **(extra_props or {}),
         }
         input_shape, output_shape = _finalise_graph(tmp, props)
         export_seconds = time.perf_counter() - start

@@ -3,13 +3,16 @@
 The descriptor never goes through a head; they exist only to train `DOLG`.
 - `CurricularFace`: the official DOLG head (class "Arcface" there, `desc_cls`), ALGORITHMS.md 1.5.
 - `ArcFace`: plain additive angular margin (Deng et al. 2019).
+- `MadaCos`: CFCD's adaptive-scale, adaptive-margin cosine head, ALGORITHMS.md 4.2.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from models.layers.functional import l2n
@@ -122,4 +125,111 @@ class ArcFace(nn.Module):
         return (
             f"in_features={self.in_features}, num_classes={self.num_classes}, "
             f"scale={self.scale}, margin={self.margin}, easy_margin={self.easy_margin}"
+        )
+
+
+MadaCosMode = Literal["default", "median", "mean"]
+
+
+def _gather_rows(x: Tensor) -> Tensor:
+    """Concatenate a [B] tensor over all processes (rank order); itself outside DDP.
+
+    all_gather needs equal sizes on every rank: the training loader drops the last incomplete
+    batch, so every rank's batch has the same B.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+class MadaCos(nn.Module):
+    """CFCD's MadaCos head (ALGORITHMS.md 4.2): an additive cosine margin whose scale s and
+    margin m are re-derived from every (global) batch so that the median sample's target
+    softmax probability is exactly `alpha`.
+
+    Per batch, with c = l2n(f) l2n(W)^T [B,C] (no clamp) and c_y the target cosines gathered
+    over all processes [B_global]:
+        med = lower median of c_y, b* its index;  s = max(ln(9999999 (1-a)/a) / (1-med), 32)
+        B_i = sum_{j != y_i} exp(s c_ij);  B_avg = B_{b*} ("default"), median or mean of B
+        m = med - ln(B_avg a/(1-a)) / s, set to 0 when negative or in eval mode
+        logits = s c - s m onehot(y)
+    s and m are constants for backward (d logit / d c = s), as in CFCD's autograd.Function.
+
+    Difference from CFCD's code: B is handled in log space (logsumexp), so a large s cannot
+    overflow exp() to inf; CFCD's float32 exp overflows once s*c > 88, which turns m into -inf
+    and silently drops the margin. Where CFCD's value is finite both agree.
+    `weight` [C,D] matches CFCD's `desc_cls.weight`; the head has no buffers.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        alpha: float = 0.02,
+        b_mode: MadaCosMode = "default",
+        min_scale: float = 32.0,
+        gather: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if b_mode not in ("default", "median", "mean"):
+            raise ValueError(f"b_mode must be default, median or mean, got {b_mode!r}")
+        self.in_features = in_features
+        self.num_classes = num_classes
+        self.alpha = alpha
+        self.b_mode = b_mode
+        self.min_scale = min_scale
+        # Off only for tests / single-process use inside a process group.
+        self.gather = gather
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
+        _init_class_weights(self.weight)
+        # Last batch's adaptive s and m (0-d tensors, for logging; not state). Kept as tensors
+        # so that training never waits on the device to log them.
+        self.last_scale: Tensor | None = None
+        self.last_margin: Tensor | None = None
+
+    @torch.no_grad()
+    def scale_and_margin(self, cos: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """(s, m) as 0-d float64 tensors for cosines [B,C] and targets [B,1] (long)."""
+        c = cos.detach().double()
+        onehot = torch.zeros_like(c, dtype=torch.bool).scatter_(1, targets, True)
+        ct = c.gather(1, targets).squeeze(1)  # [B]
+        gather = self.gather and self.training
+        ct_all = _gather_rows(ct) if gather else ct  # [B_global]
+        # torch.median returns the lower of the two middle values for an even count, and its
+        # index: the same convention as CFCD (which uses torch.median too).
+        med, idx = torch.median(ct_all, dim=0)
+        scale = math.log(9999999.0 * (1.0 - self.alpha) / self.alpha) / (1.0 - med)
+        scale = scale.clamp_min(self.min_scale)
+        # log B_i = logsumexp over the non-target columns of s c_ij.  [B]
+        log_b = torch.logsumexp((scale * c).masked_fill(onehot, float("-inf")), dim=1)
+        log_b_all = _gather_rows(log_b) if gather else log_b  # [B_global]
+        if self.b_mode == "median":
+            log_b_avg = torch.median(log_b_all)  # log is monotonic: the same element as B
+        elif self.b_mode == "mean":
+            log_b_avg = torch.logsumexp(log_b_all, dim=0) - math.log(log_b_all.numel())
+        else:
+            log_b_avg = log_b_all[idx]
+        margin = med - (log_b_avg + math.log(self.alpha / (1.0 - self.alpha))) / scale
+        # `not >= 0` also catches NaN; torch.where keeps this free of a host sync.
+        keep = margin >= 0 if self.training else torch.zeros_like(margin, dtype=torch.bool)
+        return scale, torch.where(keep, margin, torch.zeros_like(margin))
+
+    def forward(self, features: Tensor, targets: Tensor) -> Tensor:
+        cos = l2n(features, dim=1) @ l2n(self.weight, dim=1).t()  # [B,C], not clamped
+        targets = targets.long().view(-1, 1)
+        scale, margin = self.scale_and_margin(cos, targets)
+        self.last_scale, self.last_margin = scale, margin
+        s = scale.to(cos.dtype)
+        # s * m subtracted in the target column only: [B,1] scattered into [B,C].
+        target_shift = (s * margin.to(cos.dtype)).expand(targets.shape[0], 1)
+        return cos * s - torch.zeros_like(cos).scatter(1, targets, target_shift)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, num_classes={self.num_classes}, "
+            f"alpha={self.alpha}, b_mode={self.b_mode}, min_scale={self.min_scale}"
         )

@@ -4,6 +4,11 @@
     python scripts/export.py --checkpoint r50_dolg_512.pyth --out index_data/model
     python scripts/export.py --random-init --depth 50 --seed 0 \
         --calibrate-bn ../shared/data/photos --out index_data/model
+    python scripts/export.py --checkpoint r50_dolg_512.pyth --superglobal --out model-sg
+
+SuperGlobal's descriptor modules (--superglobal-gem-p, --superglobal-rgem, --superglobal-relup,
+--scale-pooling max; --superglobal = all four with the official values) were tuned on CVNet, not
+DOLG: they are off by default; see docs/EVALUATION.md before using them.
 
 The graph is checked (onnx.checker, full) and compared with torch through onnxruntime before
 the meta is written (models.export). Prints a JSON summary on stdout.
@@ -40,6 +45,8 @@ from models.checkpoint import build_model_from_checkpoint
 from models.dolg import DOLGConfig
 from models.export import DEFAULT_OPSET, export_onnx
 from models.factory import build_model
+from models.layers.functional import SUPERGLOBAL_GEM_P
+from models.superglobal import SuperGlobalOptions, apply_superglobal_
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 # A BN in train mode needs > 1 value per channel: f4 is ceil(h/32) x ceil(w/32) for one image.
@@ -72,12 +79,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-side", type=int, help="long-side cap of uploads (default 1024)")
     p.add_argument("--calibrate-bn", type=Path, metavar="DIR", help="recompute BN stats on images")
     # 512 px: ~70 s for 30 photos x 5 scales on 2 cores with R50 (1024 px takes ~4x longer).
+    p.add_argument("--zero-init-final-gamma", action="store_true",
+                   help="random init as the official trainer does it: every block's last BN "
+                        "gamma = 0, so each residual block starts as its shortcut")
     p.add_argument("--calib-max-side", type=int, default=512)
     p.add_argument("--calib-scales", type=_floats, help="default: the artifact's scales")
     p.add_argument("--calib-limit", type=int, default=0, help="at most N images (0 = all)")
     p.add_argument("--name")
     p.add_argument("--version", default="1")
-    return p.parse_args(argv)
+    sg = p.add_argument_group("SuperGlobal descriptor modules (tuned on CVNet; off by default)")
+    sg.add_argument("--superglobal", action="store_true",
+                    help=f"all of: GeM+ p={SUPERGLOBAL_GEM_P}, Regional-GeM, ReLU+, "
+                         "--scale-pooling max")
+    sg.add_argument("--superglobal-gem-p", type=float, metavar="P",
+                    help="GeM+: fixed GeM p for the global pooling (SuperGlobal: 4.6)")
+    sg.add_argument("--superglobal-rgem", action="store_true", help="Regional-GeM on the s4 map")
+    sg.add_argument("--superglobal-relup", action="store_true", help="ReLU+ in stages s1-s3")
+    sg.add_argument("--scale-pooling", choices=("mean", "max"),
+                    help="pool over scales: mean (DOLG, default) or max (Scale-GeM)")
+    args = p.parse_args(argv)
+    if args.superglobal:
+        args.superglobal_gem_p = args.superglobal_gem_p or SUPERGLOBAL_GEM_P
+        args.superglobal_rgem = args.superglobal_relup = True
+        args.scale_pooling = args.scale_pooling or "max"
+    return args
+
+
+def superglobal_options(args: argparse.Namespace) -> SuperGlobalOptions:
+    return SuperGlobalOptions(gem_p=args.superglobal_gem_p, rgem=args.superglobal_rgem,
+                              relup=args.superglobal_relup)
 
 
 def calibration_batches(folder: Path, prep: Preprocessing, limit: int) -> Iterator[torch.Tensor]:
@@ -101,7 +131,7 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, DOLGConfig, SourceI
         return model, info.config, source, dict(info.preprocessing or {})
     torch.manual_seed(args.seed)
     config = DOLGConfig(depth=args.depth, with_ma=args.with_ma, architecture=args.architecture,
-                        pooling=args.pooling)
+                        pooling=args.pooling, zero_init_final_gamma=args.zero_init_final_gamma)
     source = SourceInfo(kind="random-init", seed=args.seed, config=config.to_dict())
     return build_model(config).eval(), config, source, {}
 
@@ -112,7 +142,9 @@ def intended_use(args: argparse.Namespace, arch: str, source: SourceInfo) -> str
                 "instance-level retrieval (landmarks, objects, near-duplicates).")
     bn = ("BatchNorm statistics calibrated on the bundled photos" if args.calibrate_bn
           else "uncalibrated BatchNorm statistics (pipeline tests only)")
-    return (f"Fixed random initialisation (seed {args.seed}), never trained, with {bn}. "
+    init = (" as the official trainer initialises (each block's last BN gamma = 0)"
+            if args.zero_init_final_gamma else "")
+    return (f"Fixed random initialisation (seed {args.seed}){init}, never trained, with {bn}. "
             "Good for near-duplicate search only (copies, crops, re-encodings, colour edits); "
             "not for semantic or landmark retrieval.")
 
@@ -122,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     model, config, source, prep_fields = load_model(args)
-    overrides = {"scales": args.scales, "max_side": args.max_side}
+    overrides = {"scales": args.scales, "max_side": args.max_side,
+                 "scale_pooling": args.scale_pooling}
     prep_fields.update({k: v for k, v in overrides.items() if v})
     prep = Preprocessing(**prep_fields)
     summary: dict[str, Any] = {}
@@ -139,8 +172,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"'{args.calibrate_bn.name}' (max side {calib.max_side}, scales "
                 f"{list(calib.scales)})")
         source = source.model_copy(update={"description": note})
-    export = export_onnx(model, args.out / MODEL_FILE, opset=args.opset, fp16=args.fp16)
+    # Test-time modules go in after BN calibration: SuperGlobal applies them to trained
+    # networks as they are, without re-estimating statistics.
+    sg_options = superglobal_options(args)
+    sg_props: dict[str, str] = {}
+    if sg_options.enabled or prep.scale_pooling != "mean":
+        apply_superglobal_(model, sg_options)
+        sg_note = (f"SuperGlobal modules: {sg_options.describe()}; scale pooling "
+                   f"{prep.scale_pooling} (tuned on CVNet, not on DOLG)")
+        sg_props = {"superglobal": json.dumps({**sg_options.to_dict(),
+                                               "scale_pooling": prep.scale_pooling})}
+        description = "; ".join(d for d in (source.description, sg_note) if d)
+        source = source.model_copy(update={"description": description})
+        summary["superglobal"] = {**sg_options.to_dict(), "scale_pooling": prep.scale_pooling}
+    export = export_onnx(model, args.out / MODEL_FILE, opset=args.opset, fp16=args.fp16,
+                         extra_props=sg_props)
     arch = f"{config.architecture}-r{config.depth}{'-ma' if config.with_ma else ''}"
+    if sg_options.enabled or prep.scale_pooling != "mean":
+        arch += "-sg"
     default_name = f"{arch}-random-s{args.seed}" if source.kind == "random-init" else arch
     meta = ModelMeta(
         name=args.name or default_name, version=args.version, architecture=config.architecture,

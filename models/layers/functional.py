@@ -15,13 +15,25 @@ from torch import Tensor
 
 __all__ = [
     "gem",
+    "gem_plus",
     "l2n",
     "mac",
     "orthogonal_fusion",
+    "regional_gem",
+    "relu_plus",
     "rmac",
     "rmac_regions",
+    "scale_gem",
     "spoc",
 ]
+
+# SuperGlobal (ICCV 2023) defaults of the official code (ALGORITHMS.md 3.2).
+SUPERGLOBAL_GEM_P = 4.6
+SUPERGLOBAL_GEM_EPS = 1e-8
+SUPERGLOBAL_RGEM_P = 2.5
+SUPERGLOBAL_RGEM_KERNEL = 5
+SUPERGLOBAL_RELU_ALPHA = 0.014
+SUPERGLOBAL_SGEM_P = 10.0
 
 
 def l2n(x: Tensor, dim: int = 1, eps: float = 1e-12) -> Tensor:
@@ -124,3 +136,74 @@ def orthogonal_fusion(fl: Tensor, fg: Tensor) -> Tensor:
     dot = (fl * fg[:, :, None, None]).sum(dim=1, keepdim=True)
     coef = dot / (fg * fg).sum(dim=1)[:, None, None, None]
     return fl - coef * fg[:, :, None, None]
+
+
+# ------------------------------------------------------------------------------------------
+# SuperGlobal descriptor ops (ALGORITHMS.md 3.2). Tuned on CVNet, not on DOLG: optional.
+
+
+def gem_plus(x: Tensor, p: float = SUPERGLOBAL_GEM_P, eps: float = SUPERGLOBAL_GEM_EPS) -> Tensor:
+    """GeM+ ("gemp"): GeM with a fixed p (4.6) and clamp eps 1e-8. [B,C,H,W] -> [B,C,1,1].
+
+    The official op flattens to [B,C,HW] and uses adaptive_avg_pool1d; the mean over H x W is
+    the same number. The learned p of the checkpoint is ignored when this replaces it.
+    """
+    return gem(x, float(p), eps)
+
+
+def _reflect_indices(size: int, pad: int, device: torch.device) -> Tensor:
+    """Source indices [size + 2*pad] of a reflection padding along one axis.
+
+    Equal to ReflectionPad's for size > pad. For smaller sizes (where ReflectionPad raises)
+    out-of-range indices are clamped to 0, a bounded fallback that keeps tiny feature maps
+    (a 1x1 f4 at small scales) working; a 1-pixel axis then behaves like replicate padding.
+    Built with tensor ops (arange/abs/where/clamp) so that a TorchScript-traced ONNX graph keeps
+    the axis size dynamic.
+    """
+    idx = torch.arange(-pad, size + pad, device=device).abs()  # mirror the left border
+    last = size - 1
+    idx = torch.where(idx > last, 2 * last - idx, idx)  # mirror the right border
+    return idx.clamp(min=0)
+
+
+def regional_gem(
+    x: Tensor, p: float = SUPERGLOBAL_RGEM_P, kernel: int = SUPERGLOBAL_RGEM_KERNEL
+) -> Tensor:
+    """Regional-GeM ("rgem"): 0.5 * local power mean over a k x k window + 0.5 * x.
+
+    x [B,C,H,W] (non-negative, e.g. a post-ReLU map) -> [B,C,H,W]. The official code computes
+    LPPool2d(p, k, stride 1)(ReflectionPad(k // 2)(x / (k^2)^(1/p))); dividing by (k^2)^(1/p)
+    turns the Lp norm into the power mean (mean_window x^p)^(1/p), which is what is computed
+    here (avg_pool of x^p), with the same reflection padding (see `_reflect_indices` for maps
+    smaller than the padding).
+    """
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"kernel must be a positive odd number, got {kernel}")
+    pad = (kernel - 1) // 2
+    height, width = x.shape[-2], x.shape[-1]
+    padded = x.index_select(2, _reflect_indices(height, pad, x.device))
+    padded = padded.index_select(3, _reflect_indices(width, pad, x.device))  # [B,C,H+2p,W+2p]
+    local = F.avg_pool2d(padded.pow(p), kernel, stride=1).pow(1.0 / p)  # [B,C,H,W]
+    return 0.5 * local + 0.5 * x
+
+
+def relu_plus(x: Tensor, alpha: float = SUPERGLOBAL_RELU_ALPHA) -> Tensor:
+    """ReLU+ ("relup"): max(x, alpha). alpha = 0 is a plain ReLU."""
+    return x.clamp(min=alpha)
+
+
+def scale_gem(descriptors: Tensor, p: float | None = None) -> Tensor:
+    """Scale-GeM ("sgem"): pool per-scale descriptors [S,B,D] -> [B,D].
+
+    p None (the official default, `infinity=True`): L2-normalise each scale's descriptor, then
+    take the element-wise max over scales (the service's `scale_pooling: "max"`).
+    p finite (official alternative, ps=10): gamma = global min of the stacked tensor, then
+    (mean_s (d_s - gamma)^p)^(1/p) + gamma, without normalisation.
+    The caller L2-normalises the result, as the official test path does.
+    """
+    if descriptors.ndim != 3:
+        raise ValueError(f"expected [S,B,D] descriptors, got shape {tuple(descriptors.shape)}")
+    if p is None:
+        return l2n(descriptors, dim=-1).amax(dim=0)
+    gamma = descriptors.min()
+    return (descriptors - gamma).pow(p).mean(dim=0).pow(1.0 / p) + gamma

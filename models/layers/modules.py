@@ -76,3 +76,70 @@ def build_pool(name: str, p: float = 3.0) -> nn.Module:
     if name not in pools:
         raise ValueError(f"unknown pooling {name!r}; expected one of gem, mac, spoc, rmac")
     return pools[name]()
+
+
+# ------------------------------------------------------------------------------------------
+# SuperGlobal descriptor modules (ALGORITHMS.md 3.2); stateless, test-time replacements.
+
+
+class GeMPlus(nn.Module):
+    """GeM+ with a fixed p (SuperGlobal 4.6): [B,C,H,W] -> [B,C,1,1]. No state: it has no
+    learned parameter, so it replaces a `GeM` only at test/export time."""
+
+    def __init__(self, p: float = LF.SUPERGLOBAL_GEM_P, eps: float = LF.SUPERGLOBAL_GEM_EPS):
+        super().__init__()
+        self.p = float(p)
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return LF.gem_plus(x, self.p, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, eps={self.eps}"
+
+
+class RegionalGeM(nn.Module):
+    """Regional-GeM: [B,C,H,W] -> [B,C,H,W], 0.5 * k x k power mean (p 2.5, k 5) + 0.5 * x."""
+
+    def __init__(self, p: float = LF.SUPERGLOBAL_RGEM_P, kernel: int = LF.SUPERGLOBAL_RGEM_KERNEL):
+        super().__init__()
+        self.p = float(p)
+        self.kernel = kernel
+
+    def forward(self, x: Tensor) -> Tensor:
+        return LF.regional_gem(x, self.p, self.kernel)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, kernel={self.kernel}"
+
+
+class ReLUPlus(nn.Module):
+    """ReLU+: max(x, alpha) (SuperGlobal alpha 0.014)."""
+
+    def __init__(self, alpha: float = LF.SUPERGLOBAL_RELU_ALPHA) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return LF.relu_plus(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class ScaleGeM(nn.Module):
+    """Scale-GeM over per-scale descriptors [S,B,D] -> [B,D]; p None = max of unit vectors.
+
+    The service does the same outside the graph (`scale_pooling: "max"` in the model meta);
+    this module is the torch-side reference of that pooling.
+    """
+
+    def __init__(self, p: float | None = None) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, descriptors: Tensor) -> Tensor:
+        return LF.scale_gem(descriptors, self.p)
+
+    def extra_repr(self) -> str:
+        return "p=inf (max of L2-normalised)" if self.p is None else f"p={self.p}"
