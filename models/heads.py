@@ -202,7 +202,9 @@ class MadaCos(nn.Module):
         # torch.median returns the lower of the two middle values for an even count, and its
         # index: the same convention as CFCD (which uses torch.median too).
         med, idx = torch.median(ct_all, dim=0)
-        scale = math.log(9999999.0 * (1.0 - self.alpha) / self.alpha) / (1.0 - med)
+        # 1 - med is kept >= 1e-6: a median target cosine that rounds to 1 would make s
+        # infinite (and the logits NaN); this bounds s at ~2e7 and changes nothing else.
+        scale = math.log(9999999.0 * (1.0 - self.alpha) / self.alpha) / (1.0 - med).clamp_min(1e-6)
         scale = scale.clamp_min(self.min_scale)
         # log B_i = logsumexp over the non-target columns of s c_ij.  [B]
         log_b = torch.logsumexp((scale * c).masked_fill(onehot, float("-inf")), dim=1)

@@ -291,11 +291,13 @@ def extract_all(
     for part, (description, paths, boxes) in parts.items():
         name = f"{dataset.name}-{part}" if part != "distractors" else "revisitop1m"
         t0 = time.perf_counter()
-        features[part], cached = cache.get_or_compute(
-            name, description, len(paths),
-            lambda paths=paths, boxes=boxes, part=part: extract_features(
-                paths, prepare, embed, boxes, workers=args.workers, what=part),
-        )
+
+        def compute(paths: list[Path] = paths, boxes: list[BBox | None] | None = boxes,
+                    part: str = part) -> np.ndarray:
+            return extract_features(paths, prepare, embed, boxes, workers=args.workers,
+                                    what=part)
+
+        features[part], cached = cache.get_or_compute(name, description, len(paths), compute)
         info["cached"][part] = cached
         info["seconds"][part] = round(time.perf_counter() - t0, 2)
         info["cache_keys"][part] = FeatureCache.key(description)
@@ -366,8 +368,10 @@ def search_ivfpq(
             store.close()
     lists = [[int(h.id) for h in per_query] for per_query in hits]
     ranks = pad_ranks(lists, k)
-    vectors = [np.stack([h.vector for h in per_query]) if with_vectors and per_query
-               else np.zeros((0, db.shape[1]), np.float32) for per_query in hits]
+    # [n_hits, D] fp16-rounded stored vectors per query (what the service re-ranks)
+    vectors = [np.stack([np.asarray(h.vector, np.float32) for h in per_query])
+               if with_vectors and per_query else np.zeros((0, db.shape[1]), np.float32)
+               for per_query in hits]
     info = {"type": "ivfpq", "index_type": stats.index_type, "index_params": stats.index_params,
             "top_k": k, "nprobe": args.nprobe if args.nprobe is not None else settings.nprobe,
             "candidate_factor": settings.candidate_factor,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_torch_thread() -> Iterator[None]:
     # The 2-core CI machine is shared: two intra-op threads fighting other jobs ran a tiny
     # R50 step ~10x slower than one thread. Results do not depend on this (each comparison

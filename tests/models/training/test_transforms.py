@@ -50,7 +50,7 @@ def test_crop_box_follows_the_inception_rules() -> None:
         box = random_sized_crop_box(h, w, rng)
         assert box is not None  # a roomy image always finds a crop within 10 tries
         y, x, ch, cw = box
-        assert 0 <= y and y + ch <= h and 0 <= x and x + cw <= w
+        assert y >= 0 and x >= 0 and y + ch <= h and x + cw <= w
         # Area >= 8% of the image (up to the rounding of each side) and aspect within
         # [3/4, 4/3] or its swap.
         assert ch * cw >= 0.08 * h * w * 0.8
