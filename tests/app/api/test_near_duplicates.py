@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from models.evaluation.near_duplicates import recall_at_1, transformed_queries
 from tests.app.api.conftest import PHOTOS, REPO, make_client, photo_bytes, wait_ready
