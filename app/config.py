@@ -4,13 +4,19 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Scope = Literal["read", "write"]
+# Shorter keys are refused at startup: an API key is a password nobody has to type.
+MIN_API_KEY_LENGTH = 16
 
 
 def _cpu_count() -> int:
@@ -76,6 +82,10 @@ class LimitSettings(BaseModel):
     max_metadata_bytes: int = Field(default=16 * 1024, ge=2)
     max_id_length: int = Field(default=512, ge=1)
     max_vectors_per_request: int = Field(default=10_000, ge=1)
+    # Requests admitted at once (probes and /metrics excluded); beyond it: 503 + Retry-After.
+    max_in_flight: int = Field(default=128, ge=1)
+    # Deadline for the work of one request (decode + queue + inference + search): past it the
+    # client gets 503 with Retry-After instead of waiting on an overloaded server.
     request_timeout_s: float = Field(default=60.0, gt=0)
 
 
@@ -87,9 +97,72 @@ class RerankSettings(BaseModel):
     beta: float = Field(default=0.15, ge=0.0)
 
 
+class ApiKey(BaseModel):
+    """One accepted API key. "read": search, items GET, /health, /metrics; "write": also
+    index and delete."""
+
+    # Errors about a key must never echo it into a log.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    key: SecretStr
+    scope: Scope
+    # Shown in logs instead of the key.
+    name: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr) -> SecretStr:
+        if len(key.get_secret_value()) < MIN_API_KEY_LENGTH:
+            raise ValueError(
+                f"API keys must be at least {MIN_API_KEY_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return key
+
+    def label(self, position: int) -> str:
+        return self.name or f"key #{position + 1} ({self.scope})"
+
+
+def _split_list(value: Any) -> Any:
+    """Env form of a list: a JSON array, or comma-separated entries ("" = empty list)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_api_key(entry: Any) -> Any:
+    """"<key>:<scope>" -> {"key", "scope"}; dicts (JSON form) pass through."""
+    if not isinstance(entry, str):
+        return entry
+    key, sep, scope = entry.rpartition(":")
+    if not sep or scope not in ("read", "write"):
+        raise ValueError(
+            "each API key must be written '<key>:read' or '<key>:write' (comma-separated), "
+            "or as a JSON array of {\"key\", \"scope\", \"name\"} objects"
+        )
+    return {"key": key, "scope": scope}
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and "localhost"; a host name or 0.0.0.0/:: is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SIMSEARCH_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="SIMSEARCH_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        # API keys are settings: a validation error must not print them.
+        hide_input_in_errors=True,
     )
 
     # Holds model/ (model.onnx + model_meta.json) and store/.
@@ -99,10 +172,50 @@ class Settings(BaseSettings):
     # Fail at startup unless a GPU execution provider is active.
     require_gpu: bool = False
     log_level: str = "INFO"
+    # Where `python -m app` binds. A non-loopback host needs api_keys, or the explicit opt-out
+    # allow_unauthenticated (the launcher refuses otherwise).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # SIMSEARCH_API_KEYS="key1:read,key2:write" (or a JSON array of {"key","scope","name"}).
+    # Empty: no authentication, and only loopback clients are served.
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(default_factory=list)
+    # Serve clients beyond loopback without API keys (only behind something that authenticates).
+    allow_unauthenticated: bool = False
+    # Browser origins allowed by CORS ("https://a.example,https://b.example"); empty = CORS off.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # After SIGTERM: how long in-flight requests may take before they are cancelled.
+    shutdown_timeout_s: int = Field(default=30, ge=1)
+    # uvicorn's one line per request.
+    access_log: bool = True
     inference: InferenceSettings = InferenceSettings()
     index: IndexSettings = IndexSettings()
     limits: LimitSettings = LimitSettings()
     rerank: RerankSettings = RerankSettings()
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys_from_env(cls, value: Any) -> Any:
+        entries = _split_list(value)
+        if isinstance(entries, list):
+            return [_parse_api_key(e) for e in entries]
+        return entries
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[ApiKey]) -> list[ApiKey]:
+        secrets = [k.key.get_secret_value() for k in keys]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("the same API key is listed twice")
+        return keys
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_from_env(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
 
     def resolved_model_dir(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.data_dir / "model"

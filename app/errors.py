@@ -35,6 +35,11 @@ class Overloaded(SimSearchError):
     """The inference queue is full (-> 503 with Retry-After)."""
 
 
+class RequestTimeout(SimSearchError):
+    """The request's work did not finish within limits.request_timeout_s (-> 503 with
+    Retry-After: the server is busy; the same request can succeed later)."""
+
+
 class ArtifactMismatch(SimSearchError):
     """The model artifact disagrees with itself, the graph or the store; startup refuses."""
 

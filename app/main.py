@@ -1,4 +1,5 @@
-"""FastAPI application: `uvicorn app.main:app` (one worker; concurrency via threads + batcher)."""
+"""FastAPI application: `python -m app` (or `uvicorn app.main:app`; one worker, concurrency via
+threads + batcher)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from app.api.errors import register_exception_handlers
+from app.api.auth import ApiKeyAuth, log_access_policy, security_dependencies
+from app.api.errors import error_responses, register_exception_handlers
 from app.api.middleware import RequestGuard
 from app.api.routes import health, index, items, metrics, search
 from app.config import Settings, get_settings
@@ -25,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log_access_policy(settings)
         # Loading can take seconds (ORT graph optimisation, store recovery): off the loop.
         runtime = await run_in_threadpool(Runtime.start, settings, app_metrics)
         app.state.runtime = runtime
@@ -32,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # The server has stopped accepting and let in-flight requests finish (SIGTERM).
             app.state.runtime = None
             await run_in_threadpool(runtime.close)
 
@@ -45,17 +50,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = app_metrics
     app.state.runtime = None
     register_exception_handlers(app)
-    for router in (search.router, index.router, items.router, health.router, metrics.router):
-        app.include_router(router)
+    protected = security_dependencies(settings)
+    auth_errors = error_responses(401, 403) if settings.auth_enabled else {}
+    for router in (
+        search.router,
+        index.router,
+        items.router,
+        metrics.router,
+        health.status_router,
+    ):
+        app.include_router(router, dependencies=protected, responses=auth_errors)
+    app.include_router(health.router)
     limits = settings.limits
-    # Largest body we could accept: every file at the limit plus form fields and boundaries.
-    max_body = (
-        limits.max_upload_bytes * limits.max_files_per_request
-        + 1024 * 1024
-        + (limits.max_metadata_bytes * limits.max_files_per_request)
+    slack = 1024 * 1024  # form fields, multipart boundaries and headers
+    body_limits = {
+        "/search": limits.max_upload_bytes + slack,
+        # Every file at the limit plus its metadata.
+        "/index": (limits.max_upload_bytes + limits.max_metadata_bytes)
+        * limits.max_files_per_request
+        + slack,
+        # ~16 KiB of JSON per item (a 512-d vector as text is ~11 KiB).
+        "/index/vectors": limits.max_vectors_per_request * 16 * 1024 + slack,
+    }
+    # Outermost last: CORS (answers preflights, decorates every answer) -> guard (metrics,
+    # size, admission) -> API keys -> routes.
+    app.add_middleware(ApiKeyAuth, settings=settings)
+    app.add_middleware(
+        RequestGuard,
+        metrics=app_metrics,
+        body_limits=body_limits,
+        default_body_limit=slack,
+        max_in_flight=limits.max_in_flight,
     )
-    max_body = max(max_body, limits.max_vectors_per_request * 16 * 1024)
-    app.add_middleware(RequestGuard, metrics=app_metrics, max_body_bytes=max_body)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
     return app
 
 

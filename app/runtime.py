@@ -122,7 +122,12 @@ class Runtime:
         )
 
     def close(self) -> None:
+        """Called after the server stopped taking requests: finish what is queued, then close
+        the store (final snapshot), so a restart finds nothing to replay."""
         self.ready.clear()
-        self.batcher.close()
+        logger.info(
+            "shutting down: draining %d queued inference tensors", self.batcher.queue_depth
+        )
+        self.batcher.close(drain=True)
         self.executor.shutdown(wait=True)
         self.store.close()

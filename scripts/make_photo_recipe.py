@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build an instance-discrimination training set from a folder of real photos.
+r"""Build an instance-discrimination training set from a folder of real photos.
 
     python scripts/make_photo_recipe.py --photos ../shared/data/photos \
         --out index_data/photo_recipe --holdout 8 --views 64

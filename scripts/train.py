@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train DOLG (models.dolg) with a margin head on a labelled image collection.
+r"""Train DOLG (models.dolg) with a margin head on a labelled image collection.
 
     # one process (GPU if there is one, else the CPU)
     python scripts/train.py --train-list index_data/photo_recipe/train_list.txt \
@@ -43,10 +43,14 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(",") if v.strip())
 
 
+class _HelpFormatter(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    """Keeps the module docstring's layout and shows every default."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     B = argparse.BooleanOptionalAction
     run = p.add_argument_group("run")
     run.add_argument("--out-dir", default=D.out_dir, help="checkpoints, CSV metrics, log")
@@ -123,7 +127,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opt.add_argument("--warmup-epochs", type=float, default=D.warmup_epochs)
     opt.add_argument("--warmup-factor", type=float, default=D.warmup_factor)
     opt.add_argument("--lr-per-step", action=B, default=D.lr_per_step)
-    opt.add_argument("--clip-grad-norm", type=float, default=D.clip_grad_norm)
+    opt.add_argument("--clip-grad-norm", type=float, default=D.clip_grad_norm, help="0: off")
+    for action in p._actions:  # argparse prints no default for an option without help
+        if action.help is None:
+            action.help = "(default: %(default)s)"
     return p.parse_args(argv)
 
 

@@ -1,14 +1,22 @@
-"""Maps domain exceptions to HTTP responses. The only place HTTP status codes are chosen for
-domain errors; routes raise domain exceptions or HTTPException, never bare 500s."""
+"""Maps exceptions to HTTP responses. The only place HTTP status codes are chosen for domain
+errors; routes raise domain exceptions or HTTPException, never bare 500s.
+
+Every error body has one shape, `ErrorResponse`: `{"detail": "<what was wrong and what is
+accepted>"}`, plus `errors` (one entry per invalid field) for request validation failures.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app import errors
+from app.api.schemas import ErrorResponse, FieldError
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +30,45 @@ _STATUS: dict[type[errors.SimSearchError], int] = {
     errors.NotFound: 404,
     errors.NotReady: 503,
     errors.Overloaded: 503,
+    errors.RequestTimeout: 503,
 }
+
+_DESCRIPTIONS = {
+    400: "The upload is not a decodable image, or the request body cannot be parsed",
+    401: "No API key, or an invalid one (see WWW-Authenticate)",
+    403: "The API key lacks the scope this route needs",
+    404: "Unknown item id",
+    413: "Upload, request body or decoded image larger than the configured limits",
+    415: "Content type or image format not accepted",
+    422: "A field is missing, of the wrong type or out of range",
+    503: "Starting, overloaded (inference queue or in-flight requests full) or past the "
+    "request deadline; retry after Retry-After seconds",
+}
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "Bearer challenge",
+            "schema": {"type": "string"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "string"},
+        }
+    },
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error codes, all with the common ErrorResponse body."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {"model": ErrorResponse, "description": _DESCRIPTIONS[code]}
+        if code in _HEADERS:
+            entry["headers"] = _HEADERS[code]
+        out[code] = entry
+    return out
 
 
 def status_for(exc: errors.SimSearchError) -> int:
@@ -41,5 +87,49 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
 
+def _field_errors(raw: Sequence[Any]) -> list[FieldError]:
+    out = []
+    for err in raw:
+        loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+        out.append(FieldError(loc=loc, msg=str(err.get("msg", "")), type=str(err.get("type", ""))))
+    return out
+
+
+def _describe(err: FieldError, raw: dict[str, Any]) -> str:
+    if err.type == "json_invalid":
+        reason = (raw.get("ctx") or {}).get("error", "")
+        where = err.loc[1] if len(err.loc) > 1 else "?"
+        return f"the request body is not valid JSON ({reason} at position {where})"
+    where, *rest = err.loc or ["request"]
+    name = ".".join(str(p) for p in rest) or str(where)
+    kind = {"body": "field", "query": "query parameter", "path": "path parameter"}.get(
+        str(where), str(where)
+    )
+    return f"{kind} '{name}': {err.msg}"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = list(exc.errors())
+    fields = _field_errors(raw)
+    parts = [_describe(f, r) for f, r in zip(fields, raw, strict=True)]
+    detail = "; ".join(parts[:5]) or "invalid request"
+    if len(parts) > 5:
+        detail += f"; and {len(parts) - 5} more"
+    body = ErrorResponse(detail=detail, errors=fields)
+    return JSONResponse(body.model_dump(mode="json"), status_code=422)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Reached only through a bug: log it whole, tell the client nothing internal.
+    logger.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
+        exc_info=exc,
+    )
+    return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.SimSearchError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -22,12 +22,15 @@ class SearchResponse(BaseModel):
 
 
 class VectorSearchRequest(BaseModel):
-    vector: list[float] = Field(description="Query descriptor; normalised to unit length here")
-    top_k: int = 10
+    vector: list[float] = Field(
+        min_length=1, description="Query descriptor (embedding_dim finite numbers, not all 0); "
+        "normalised to unit length here"
+    )
+    top_k: int = Field(default=10, ge=1, description="Number of results (at most max_top_k)")
     rerank: RerankName = "none"
-    rerank_top_m: int | None = None
-    nprobe: int | None = None
-    score_threshold: float | None = None
+    rerank_top_m: int | None = Field(default=None, ge=2)
+    nprobe: int | None = Field(default=None, ge=1)
+    score_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
 
 
 class IndexResponse(BaseModel):
@@ -37,8 +40,8 @@ class IndexResponse(BaseModel):
 
 
 class VectorItem(BaseModel):
-    id: str
-    vector: list[float]
+    id: str = Field(min_length=1, description="Opaque id (never a file name)")
+    vector: list[float] = Field(min_length=1)
     metadata: dict[str, Any] | None = None
 
 
@@ -85,3 +88,26 @@ class HealthResponse(BaseModel):
     detail: str | None = None
     model: ModelHealth | None = None
     index: IndexHealth | None = None
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: e.g. ['body', 'top_k']")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    detail: str = Field(description="What was wrong and what is accepted")
+    errors: list[FieldError] | None = Field(
+        default=None, description="Request validation failures, one per field"
+    )
+
+
+class LiveResponse(BaseModel):
+    status: Literal["alive"]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"]

@@ -191,11 +191,15 @@ class SearchService:
         metadata: Sequence[dict[str, Any] | None],
     ) -> list[str]:
         """Embed every image (all scales batched together), then one durable store add."""
-        vectors = await self.embedder.embed_many(list(images))  # [N, D]
+        vectors = await self.embed_images(images)  # [N, D]
         final_ids = [
             i if i is not None else content_id(b) for i, b in zip(ids, images, strict=True)
         ]
         return await self.index_vectors(final_ids, vectors, list(metadata))
+
+    async def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
+        """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i])."""
+        return await self.embedder.embed_many(list(images))
 
     async def index_vectors(
         self,

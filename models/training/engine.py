@@ -21,7 +21,7 @@ import math
 import os
 import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,10 +143,11 @@ class Position:
 
 @dataclass
 class EpochMeter:
+    """Loss sum, correct margin-logit predictions and samples, kept as device scalars."""
+
     loss_sum: Tensor
     correct: Tensor
     count: Tensor
-    history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def zeros(cls, device: torch.device) -> EpochMeter:

@@ -1,22 +1,33 @@
-"""GET /health (the truth about what runs), /health/live and /health/ready for orchestrators."""
+"""GET /health (the truth about what runs), /health/live and /health/ready for orchestrators.
+
+`status_router` (/health) needs a read key when keys are configured; `router` (live, ready)
+is always open: probes carry no credentials and learn nothing but alive/ready."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.schemas import HealthResponse, IndexHealth, ModelHealth
+from app.api.errors import error_responses
+from app.api.schemas import (
+    HealthResponse,
+    IndexHealth,
+    LiveResponse,
+    ModelHealth,
+    ReadyResponse,
+)
 from app.errors import NotReady
 from app.runtime import Runtime
 
 router = APIRouter(tags=["health"])
+status_router = APIRouter(tags=["health"])
 
 
 def _runtime(request: Request) -> Runtime | None:
     return getattr(request.app.state, "runtime", None)
 
 
-@router.get("/health", response_model=HealthResponse)
+@status_router.get("/health", response_model=HealthResponse)
 def health(request: Request) -> HealthResponse:
     runtime = _runtime(request)
     if runtime is None:
@@ -50,13 +61,13 @@ def health(request: Request) -> HealthResponse:
     )
 
 
-@router.get("/health/live")
-def live() -> dict[str, str]:
+@router.get("/health/live", response_model=LiveResponse)
+def live() -> LiveResponse:
     """The process answers: nothing else is checked (restart only if this fails)."""
-    return {"status": "alive"}
+    return LiveResponse(status="alive")
 
 
-@router.get("/health/ready", responses={503: {"description": "Not ready; see Retry-After"}})
+@router.get("/health/ready", response_model=ReadyResponse, responses=error_responses(503))
 def ready(request: Request) -> JSONResponse:
     runtime = _runtime(request)
     if runtime is None or not runtime.ready.is_set():

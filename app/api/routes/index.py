@@ -8,7 +8,9 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile, status
 
+from app.api.deadline import deadline
 from app.api.deps import ServiceDep, SettingsDep
+from app.api.errors import error_responses
 from app.api.schemas import IndexResponse, VectorIndexRequest
 from app.api.uploads import (
     check_item_id,
@@ -18,6 +20,7 @@ from app.api.uploads import (
     read_upload,
 )
 from app.errors import InvalidRequest
+from app.search.service import content_id
 
 router = APIRouter(tags=["index"])
 
@@ -27,7 +30,12 @@ def _check_unique(ids: list[str]) -> None:
         raise InvalidRequest("ids must be unique within one request")
 
 
-@router.post("/index", response_model=IndexResponse, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/index",
+    response_model=IndexResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 413, 415, 422, 503),
+)
 async def index_images(
     service: ServiceDep,
     settings: SettingsDep,
@@ -58,16 +66,23 @@ async def index_images(
         _check_unique(given_ids)
     metas = parse_metadata_entries(metadata, len(files), limits)
     t0 = time.perf_counter()
-    blobs = [await read_upload(f, limits) for f in files]
-    stored = await service.index_images(
-        blobs, given_ids if given_ids is not None else [None] * len(blobs), metas
-    )
+    # The deadline covers reading and embedding, never the durable write that follows.
+    async with deadline(limits.request_timeout_s, "embedding the images"):
+        blobs = [await read_upload(f, limits) for f in files]
+        vectors = await service.embed_images(blobs)
+    final_ids = given_ids if given_ids is not None else [content_id(b) for b in blobs]
+    stored = await service.index_vectors(final_ids, vectors, metas)
     return IndexResponse(
         ids=stored, count=len(stored), timings_ms={"total": (time.perf_counter() - t0) * 1e3}
     )
 
 
-@router.post("/index/vectors", response_model=IndexResponse, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/index/vectors",
+    response_model=IndexResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(413, 422, 503),
+)
 async def index_vectors(
     body: VectorIndexRequest, service: ServiceDep, settings: SettingsDep
 ) -> IndexResponse:

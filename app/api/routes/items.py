@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ReadyRuntimeDep, SettingsDep
+from app.api.errors import error_responses
 from app.api.schemas import DeleteResponse, ItemOut
 from app.api.uploads import check_item_id
 from app.errors import NotFound
@@ -13,7 +14,9 @@ from app.errors import NotFound
 router = APIRouter(tags=["items"])
 
 
-@router.get("/items/{item_id:path}", response_model=ItemOut)
+@router.get(
+    "/items/{item_id:path}", response_model=ItemOut, responses=error_responses(404, 422, 503)
+)
 async def get_item(
     item_id: str, runtime: ReadyRuntimeDep, settings: SettingsDep, include_vector: bool = False
 ) -> ItemOut:
@@ -27,7 +30,11 @@ async def get_item(
     return ItemOut(id=item.id, metadata=item.metadata, created_at=item.created_at, vector=vector)
 
 
-@router.delete("/items/{item_id:path}", response_model=DeleteResponse)
+@router.delete(
+    "/items/{item_id:path}",
+    response_model=DeleteResponse,
+    responses=error_responses(404, 422, 503),
+)
 async def delete_item(
     item_id: str, runtime: ReadyRuntimeDep, settings: SettingsDep
 ) -> DeleteResponse:

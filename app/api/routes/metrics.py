@@ -10,7 +10,12 @@ from app.api.deps import MetricsDep
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                     "description": "Prometheus text format"}},
+)
 def metrics(request: Request, registry: MetricsDep) -> Response:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is not None:
