@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from scripts.bench_common import log, ratio, rss, run_json_child, summarize_s
+from scripts.bench_common import log, rss, run_json_child, summarize_s
 
 DIM = 512
 K = 10
@@ -105,7 +105,8 @@ def exact_topk(db16: np.ndarray, queries: np.ndarray, k: int, chunk: int = 65_53
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean |found_q ∩ truth_q| / k over queries (both [nq, k] rows; -1 ignored)."""
     k = truth.shape[1]
-    hits = [len(set(f[f >= 0].tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)]
+    hits = [len(set(f[f >= 0].tolist()) & set(t.tolist()))
+            for f, t in zip(found, truth, strict=True)]
     return round(float(np.mean(hits)) / k, 4)
 
 
@@ -189,8 +190,11 @@ def _raw_search(
     params.nprobe = nprobe
     _, rows = index.search(q, fetch, params=params)  # [Q, fetch], -1 padded
     valid = rows >= 0
-    cand = x16[np.where(valid, rows, 0)].astype(np.float32)  # [Q, fetch, D]
-    exact = np.einsum("qfd,qd->qf", cand, q)
+    safe = np.where(valid, rows, 0)
+    exact = np.empty(rows.shape, dtype=np.float32)
+    for start in range(0, q.shape[0], 256):  # bounded [256, fetch, D] float32 blocks
+        cand = x16[safe[start : start + 256]].astype(np.float32)
+        exact[start : start + 256] = np.einsum("qfd,qd->qf", cand, q[start : start + 256])
     exact[~valid] = -np.inf
     order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(rows, order, 1)
@@ -225,10 +229,9 @@ def measure(
     nq = queries.shape[0]
     qs = queries[: min(single, nq)]
 
-    # Raw FAISS: the same snapshot file, a separate object; the same fp16 rows, in RAM.
-    manifest = json.loads((store_dir / MANIFEST_FILE).read_text())
-    raw_index = faiss.read_index(str(store_dir / manifest["index_file"]))
-    x16 = np.fromfile(store_dir / VECTORS_FILE, dtype="<f2").reshape(-1, DIM)
+    # Raw FAISS objects, loaded after the store's own memory has been measured.
+    raw_index: Any = None
+    x16 = np.empty((0, DIM), dtype=np.float16)
 
     def store_single(nprobe: int) -> tuple[list[float], np.ndarray]:
         lat, found = [], []
@@ -260,10 +263,16 @@ def measure(
         rows = _raw_search(raw_index, x16, queries, K, fetch, nprobe)
         return time.perf_counter() - t, rows
 
-    # Warm-up: first calls page in the codes and the fp16 rows.
+    # Warm-up: first calls page in the codes and the fp16 rows the queries touch.
     store_batch(default_nprobe)
-    raw_batch(default_nprobe)
     store_single(default_nprobe)
+    after_store_search = rss()  # + the pages of vectors.f16 and catalog.sqlite touched
+
+    # Raw FAISS: the same snapshot file, a separate object; the same fp16 rows, in RAM.
+    manifest = json.loads((store_dir / MANIFEST_FILE).read_text())
+    raw_index = faiss.read_index(str(store_dir / manifest["index_file"]))
+    x16 = np.fromfile(store_dir / VECTORS_FILE, dtype="<f2").reshape(-1, DIM)
+    raw_batch(default_nprobe)
     raw_single(default_nprobe)
     faiss.omp_set_num_threads(cores)  # what the calling thread had before (store.open set it)
 
@@ -271,12 +280,20 @@ def measure(
     s_lat_all: list[float] = []
     r_lat_all: list[float] = []
     recall: dict[str, float] = {}
-    for _ in range(rounds):
-        s_lat, s_found1 = store_single(default_nprobe)
-        r_lat, r_found1 = raw_single(default_nprobe)
-        faiss.omp_set_num_threads(cores)
-        s_bt, s_found = store_batch(default_nprobe)
-        r_bt, r_found = raw_batch(default_nprobe)
+    for r in range(rounds):
+        # ABBA order across rounds, so a load change on the shared machine hits both sides.
+        if r % 2 == 0:
+            s_lat, s_found1 = store_single(default_nprobe)
+            r_lat, r_found1 = raw_single(default_nprobe)
+            faiss.omp_set_num_threads(cores)
+            s_bt, s_found = store_batch(default_nprobe)
+            r_bt, r_found = raw_batch(default_nprobe)
+        else:
+            r_bt, r_found = raw_batch(default_nprobe)
+            s_bt, s_found = store_batch(default_nprobe)
+            r_lat, r_found1 = raw_single(default_nprobe)
+            faiss.omp_set_num_threads(cores)
+            s_lat, s_found1 = store_single(default_nprobe)
         s_lat_all += s_lat
         r_lat_all += r_lat
         per_round.append({
@@ -326,7 +343,7 @@ def measure(
     # nprobe sweep (store only): recall and latency trade-off.
     sweep = []
     for nprobe in nprobes:
-        lat, found1 = store_single(nprobe)
+        lat, _ = store_single(nprobe)
         bt, found = store_batch(nprobe)
         sweep.append({
             "nprobe": nprobe,
@@ -340,12 +357,13 @@ def measure(
     result["memory"] = {
         "before_open": base,
         "after_open": after_open,
-        "after_search": after_search,
+        "after_store_search": after_store_search,
+        "after_raw_too": after_search,
         "index_anon_mib": round(after_open["anon_mib"] - base["anon_mib"], 1),
         "anon_mib_per_million": round((after_open["anon_mib"] - base["anon_mib"]) * 1e6 / n, 1),
         "vectors_f16_mib_per_million": round(DIM * 2 * 1e6 / 2**20, 1),
     }
-    del x16, raw_index
+    raw_index, x16 = None, np.empty((0, DIM), dtype=np.float16)  # free before the adds
 
     # Steady-state durable adds into the trained IVF-PQ store (PQ encoding + fsync + commit).
     rng = np.random.default_rng(12345)
@@ -379,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="default: a temp dir (removed afterwards)")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--single", type=int, default=500, help="single-query searches per round")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--batch", type=int, default=10_000, help="vectors per durable add")
     p.add_argument("--nprobes", default="8,16,32")
     p.add_argument("--seed", type=int, default=0)

@@ -5,6 +5,14 @@
     python scripts/export.py --random-init --depth 50 --seed 0 \
         --calibrate-bn ../shared/data/photos --out index_data/model
     python scripts/export.py --checkpoint r50_dolg_512.pyth --superglobal --out model-sg
+    python scripts/export.py --checkpoint r50_dolg_512.pyth --int8 \
+        --int8-calibration ../shared/data/photos --out model-int8
+
+--int8: static int8 quantisation for CPU serving (models/quantize.py): the fp32 graph is
+exported and checked as usual, then quantised with activation ranges calibrated on photos run
+through the service's own preprocessing at the artifact's scales (--int8-calibration DIR,
+default the --calibrate-bn folder). --fp16 is the GPU variant. docs/BENCHMARKS.md reports the
+speed-up and accuracy cost of both.
 
 SuperGlobal's descriptor modules (--superglobal-gem-p, --superglobal-rgem, --superglobal-relup,
 --scale-pooling max; --superglobal = all four with the official values) were tuned on CVNet, not
@@ -27,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,6 +55,7 @@ from models.dolg import DOLGConfig
 from models.export import DEFAULT_OPSET, export_onnx
 from models.factory import build_model
 from models.layers.functional import SUPERGLOBAL_GEM_P
+from models.quantize import quantize_int8
 from models.superglobal import SuperGlobalOptions, apply_superglobal_
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -73,7 +83,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pooling", choices=("gem", "mac", "spoc"), default="gem")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trusted", action="store_true", help="allow pickled objects in checkpoint")
-    p.add_argument("--fp16", action="store_true", help="fp16 backbone, float32 input/output")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true",
+                           help="fp16 backbone, float32 input/output (GPU)")
+    precision.add_argument("--int8", action="store_true",
+                           help="static int8 quantisation (CPU); needs calibration photos")
+    p.add_argument("--int8-calibration", type=Path, metavar="DIR",
+                   help="photos for int8 activation ranges (default: the --calibrate-bn DIR)")
+    p.add_argument("--int8-scope", choices=("backbone", "all"), default="backbone",
+                   help="backbone: ResNet convolutions only (default); all: every Conv/Gemm")
+    p.add_argument("--int8-limit", type=int, default=32, help="at most N calibration photos")
+    p.add_argument("--int8-full-range", action="store_true",
+                   help="8-bit weights (default 7-bit: avoids u8s8 saturation without VNNI)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--scales", type=_floats, help="comma list (default: the 5 official scales)")
     p.add_argument("--max-side", type=int, help="long-side cap of uploads (default 1024)")
@@ -98,6 +119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sg.add_argument("--scale-pooling", choices=("mean", "max"),
                     help="pool over scales: mean (DOLG, default) or max (Scale-GeM)")
     args = p.parse_args(argv)
+    if args.int8 and not (args.int8_calibration or args.calibrate_bn):
+        p.error("--int8 needs calibration photos: --int8-calibration DIR (or --calibrate-bn DIR)")
     if args.superglobal:
         args.superglobal_gem_p = args.superglobal_gem_p or SUPERGLOBAL_GEM_P
         args.superglobal_rgem = args.superglobal_relup = True
@@ -120,6 +143,18 @@ def calibration_batches(folder: Path, prep: Preprocessing, limit: int) -> Iterat
         for planes in preprocess_multiscale(img, prep):
             if max(planes.shape[1:]) >= MIN_CALIB_SIDE:
                 yield torch.from_numpy(planes)[None]
+
+
+def int8_calibration_inputs(folder: Path, prep: Preprocessing, limit: int) -> list[np.ndarray]:
+    """[3,h,w] float32 inputs for int8 ranges: the service's preprocessing, every scale."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SystemExit(f"--int8: no images in {folder}")
+    out: list[np.ndarray] = []
+    for path in paths[:limit] if limit > 0 else paths:
+        img = cap_long_side(decode_image(path.read_bytes(), MAX_PIXELS), prep.max_side)
+        out.extend(preprocess_multiscale(img, prep))
+    return out
 
 
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, DOLGConfig, SourceInfo, dict]:
@@ -185,8 +220,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         description = "; ".join(d for d in (source.description, sg_note) if d)
         source = source.model_copy(update={"description": description})
         summary["superglobal"] = {**sg_options.to_dict(), "scale_pooling": prep.scale_pooling}
-    export = export_onnx(model, args.out / MODEL_FILE, opset=args.opset, fp16=args.fp16,
+    graph_path = args.out / (f".{MODEL_FILE}.fp32" if args.int8 else MODEL_FILE)
+    export = export_onnx(model, graph_path, opset=args.opset, fp16=args.fp16,
                          extra_props=sg_props)
+    precision = export.precision
+    if args.int8:
+        calib_dir = args.int8_calibration or args.calibrate_bn
+        try:
+            inputs = int8_calibration_inputs(calib_dir, prep, args.int8_limit)
+            quant = quantize_int8(graph_path, args.out / MODEL_FILE, inputs,
+                                  scope=args.int8_scope,
+                                  reduce_range=not args.int8_full_range)
+        finally:
+            graph_path.unlink(missing_ok=True)
+        precision = "int8"
+        summary["int8"] = {**quant.to_dict(), "path": str(args.out / MODEL_FILE),
+                           "calibration_dir": calib_dir.name,
+                           "fp32_megabytes": round(export.file_bytes / 1e6, 1)}
+        export.file_bytes = quant.file_bytes
     arch = f"{config.architecture}-r{config.depth}{'-ma' if config.with_ma else ''}"
     if sg_options.enabled or prep.scale_pooling != "mean":
         arch += "-sg"
@@ -195,14 +246,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         name=args.name or default_name, version=args.version, architecture=config.architecture,
         depth=config.depth, with_ma=config.with_ma, opset=export.opset,
         onnx_sha256=sha256_file(args.out / MODEL_FILE),
-        precision=export.precision,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]
         input=TensorSpec(name="image", shape=export.input_shape),
         output=TensorSpec(name="embedding", shape=export.output_shape),
         embedding_dim=export.embedding_dim, l2_normalized_in_graph=True, preprocessing=prep,
         source=source, intended_use=intended_use(args, arch, source),
     )
     logger.info("wrote %s", save_model_meta(meta, args.out))
-    summary.update({"out": str(args.out), "name": meta.name, "precision": export.precision,
+    summary.update({"out": str(args.out), "name": meta.name, "precision": precision,
                     "opset": export.opset, "cosines": export.cosines,
                     "export_seconds": export.export_seconds,
                     "parity_seconds": export.parity_seconds,

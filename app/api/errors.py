@@ -13,7 +13,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.utils import is_body_allowed_for_status_code
+from starlette.exceptions import HTTPException
 
 from app import errors
 from app.api.schemas import ErrorResponse, FieldError
@@ -120,6 +122,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=422)
 
 
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette/FastAPI HTTP errors (404 route, 405, body parsing, our 413) in the common
+    shape. FastAPI reports any body it cannot parse as "There was an error parsing the body";
+    the cause (e.g. bytes that are not UTF-8) is added so the client learns what was wrong."""
+    assert isinstance(exc, HTTPException)
+    if not is_body_allowed_for_status_code(exc.status_code):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    detail = str(exc.detail)
+    cause = exc.__cause__
+    if exc.status_code == 400 and cause is not None and not isinstance(cause, HTTPException):
+        detail = f"the request body could not be parsed: {cause}"
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Reached only through a bug: log it whole, tell the client nothing internal.
     logger.error(
@@ -132,4 +148,5 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.SimSearchError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -134,7 +134,11 @@ class VectorFile:
                 rows = self._rows
                 if rows < need_rows:
                     raise IndexError(f"{self.path}: row {need_rows - 1} >= {rows} rows")
-                current = np.memmap(self.path, dtype=DTYPE, mode="r", shape=(rows, self.dim))
+                # A plain ndarray view of the map (it keeps the mapping alive): indexing a
+                # np.memmap goes through its Python-level __getitem__ on every call.
+                current = np.memmap(
+                    self.path, dtype=DTYPE, mode="r", shape=(rows, self.dim)
+                ).view(np.ndarray)
                 self._map = current
         return current
 
@@ -143,6 +147,17 @@ class VectorFile:
         idx = np.asarray(rows, dtype=np.int64).reshape(-1)
         if idx.size == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if idx.min() < 0:
+            raise IndexError(f"{self.path}: negative row {int(idx.min())}")
+        mapped = self._mapped(int(idx.max()) + 1)
+        return mapped[idx].astype(np.float32)
+
+    def gather_block(self, rows: np.ndarray) -> np.ndarray:
+        """float32 [*rows.shape, D] copies of the rows in an index array of any shape (e.g.
+        [Q, fetch] candidate lists); one fp16 gather and one conversion, no intermediate."""
+        idx = np.asarray(rows, dtype=np.int64)
+        if idx.size == 0:
+            return np.zeros((*idx.shape, self.dim), dtype=np.float32)
         if idx.min() < 0:
             raise IndexError(f"{self.path}: negative row {int(idx.min())}")
         mapped = self._mapped(int(idx.max()) + 1)

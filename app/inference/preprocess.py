@@ -193,7 +193,9 @@ def _draft(img: Image.Image, draft_max_side: int) -> None:
     """Ask libjpeg for a DCT-domain downscale (1/2, 1/4, 1/8) keeping long side >= target."""
     width, height = img.size
     ratio = draft_max_side / max(width, height)
-    if ratio >= 0.5:  # no power-of-two reduction possible
+    # Exactly 1/2 counts: a 1024 px photo under a 512 px cap decodes at 512 directly (the
+    # common case for max_side 512), which also makes the LANCZOS cap a no-op.
+    if ratio > 0.5:  # no power-of-two reduction possible
         return
     # Pillow picks the largest 1/2^k whose result is still >= the requested size per axis.
     target = (max(1, math.ceil(width * ratio)), max(1, math.ceil(height * ratio)))

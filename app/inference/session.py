@@ -4,16 +4,23 @@
 `/health` reports as the model's providers is `active_providers`, read back from the live
 session (`session.get_providers()`), never what was asked for.
 
-Not done yet: IO binding on CUDA (inputs are copied host->device on every run; binding would
-save a copy per batch on the GPU path) and TensorRT engine caching / shape profiles (the
-multi-scale inputs have arbitrary H,W, so TensorRT would build engines for new shapes; it is
-therefore only used when asked for explicitly).
+On a GPU provider `run` uses IO binding: the batch is copied once into a device buffer kept
+per input shape (no device allocation per run once a shape has been seen) and only the small
+[B,D] output comes back to the host. GPU.md measured onnxruntime CUDA fp32 at batch 32 going
+from 832 to 1,134 images/s with IO binding on an H100. (This code path is not measured on the
+CPU-only machines; a CPU test exercises it with device buffers on the host.)
+
+Not done yet: TensorRT engine caching / shape profiles (the multi-scale inputs have arbitrary
+H,W, so TensorRT would build engines for new shapes; it is therefore only used when asked for
+explicitly).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +38,9 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 _GPU_PROVIDERS = (TENSORRT, CUDA)
+# Device input buffers kept for IO binding, one per input shape (multi-scale inputs come in a
+# few shapes per image size; the least recently used buffer goes first).
+_BOUND_INPUTS_KEPT = 16
 
 # Provider preference per setting, best first; CPU is always appended last. "auto" does not
 # include TensorRT: with dynamic multi-scale shapes it rebuilds engines for new input sizes,
@@ -98,6 +108,7 @@ class OnnxSession:
         settings: InferenceSettings,
         require_gpu: bool = False,
         intra_op_threads: int | None = None,
+        io_binding: bool | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.meta = meta
@@ -150,6 +161,14 @@ class OnnxSession:
             self.intra_op_threads, self.inter_op_threads,
         )
         self.input_name, self.output_name, self.max_batch = self._check_graph()
+        # IO binding: on by default on a GPU provider; `io_binding=True` forces it (on the CPU
+        # the "device" buffers live in host memory, which is how tests exercise this path).
+        self.io_binding = (self.device != "cpu") if io_binding is None else io_binding
+        self._bind_device = ("cuda", 0) if self.device != "cpu" else ("cpu", 0)
+        self._bound_inputs: OrderedDict[tuple[int, ...], ort.OrtValue] = OrderedDict()
+        self._bind_lock = threading.Lock()
+        if self.io_binding:
+            logger.info("IO binding on: inputs bound to %s device buffers", self._bind_device[0])
 
     # ------------------------------------------------------------------ loading
 
@@ -267,8 +286,11 @@ class OnnxSession:
         if self.max_batch is not None and batch.shape[0] > self.max_batch:
             raise ValueError(f"the graph takes at most {self.max_batch} images per run, "
                              f"got {batch.shape[0]}")
-        feed = np.ascontiguousarray(batch, dtype=np.float32)
-        out = self._session.run([self.output_name], {self.input_name: feed})[0]
+        feed = np.ascontiguousarray(batch, dtype=np.float32)  # no copy for batcher output
+        if self.io_binding:
+            out = self._run_bound(feed)
+        else:
+            out = self._session.run([self.output_name], {self.input_name: feed})[0]
         if out.shape != (batch.shape[0], self.embedding_dim):
             raise ArtifactMismatch(f"{self.model_path}: graph returned shape {out.shape} for a "
                                    f"batch of {batch.shape[0]}, expected [B, {self.embedding_dim}]")
@@ -276,6 +298,30 @@ class OnnxSession:
         if not self.meta.l2_normalized_in_graph:
             out = l2_normalize(out, axis=1).astype(np.float32, copy=False)
         return out
+
+    def _run_bound(self, feed: np.ndarray) -> np.ndarray:
+        """One run with IO binding: feed [B,3,H,W] float32 (host) -> [B,D] (host).
+
+        The device buffer for this shape is reused (update_inplace copies host -> device), so
+        a known shape costs one copy in and one small copy out, no device allocation. The lock
+        keeps two concurrent callers of one shape from overwriting each other's input.
+        """
+        device, device_id = self._bind_device
+        with self._bind_lock:
+            bound = self._bound_inputs.get(feed.shape)
+            if bound is None:
+                bound = ort.OrtValue.ortvalue_from_numpy(feed, device, device_id)
+                self._bound_inputs[feed.shape] = bound
+                while len(self._bound_inputs) > _BOUND_INPUTS_KEPT:
+                    self._bound_inputs.popitem(last=False)
+            else:
+                bound.update_inplace(feed)
+                self._bound_inputs.move_to_end(feed.shape)
+            binding = self._session.io_binding()
+            binding.bind_ortvalue_input(self.input_name, bound)
+            binding.bind_output(self.output_name, "cpu")
+            self._session.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()[0]
 
     def describe(self) -> dict[str, Any]:
         """What /health and logs may show about this session."""
@@ -285,4 +331,5 @@ class OnnxSession:
             "device": self.device,
             "intra_op_threads": self.intra_op_threads,
             "inter_op_threads": self.inter_op_threads,
+            "io_binding": self.io_binding,
         }

@@ -59,15 +59,18 @@ def top_hit_for_image(client: httpx.Client, image: bytes) -> dict | None:
 def parallel(
     url: str, fn: Callable[[httpx.Client, T], R], items: Iterable[T], workers: int = 4
 ) -> list[R]:
-    """fn(client, item) for every item on `workers` threads, one HTTP client per thread."""
+    """[fn(client, item) for item in items], run on `workers` threads with one HTTP client
+    per thread; results in the order of `items`."""
     items = list(items)
     if not items:
         return []
-    chunks = [items[i::workers] for i in range(workers)]
+    results: list[R | None] = [None] * len(items)
 
-    def run(chunk: list[T]) -> list[R]:
+    def run(start: int) -> None:
         with httpx.Client(base_url=url, timeout=30.0) as client:
-            return [fn(client, item) for item in chunk]
+            for i in range(start, len(items), workers):
+                results[i] = fn(client, items[i])
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [r for part in pool.map(run, chunks) for r in part]
+        list(pool.map(run, range(workers)))
+    return results  # type: ignore[return-value]

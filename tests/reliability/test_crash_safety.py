@@ -77,10 +77,19 @@ class Writers:
         self.prefix = prefix
         self.stop = threading.Event()
         self.counter = 0
+        self.errors: list[BaseException] = []
         self.threads = [
-            threading.Thread(target=self._vector_loop, name="vectors"),
-            threading.Thread(target=self._image_and_delete_loop, name="images"),
+            threading.Thread(target=self._guard, args=(self._vector_loop,), name="vectors"),
+            threading.Thread(
+                target=self._guard, args=(self._image_and_delete_loop,), name="images"
+            ),
         ]
+
+    def _guard(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # reported by join(): a thread must not fail silently
+            self.errors.append(exc)
 
     def _next_id(self) -> str:
         with self.ledger.lock:
@@ -96,6 +105,8 @@ class Writers:
         for t in self.threads:
             t.join(timeout=60)
             assert not t.is_alive(), "a writer thread hung"
+        if self.errors:
+            raise self.errors[0]
 
     def _attempt(self, ids: list[str], send: Callable[[], httpx.Response], ok: int) -> bool:
         """Send; on success return True; on a failure classify the ids and return False."""
@@ -210,7 +221,10 @@ def verify(server: ServerProcess, ledger: Ledger, stats: CycleStats, search: dic
         else:
             hit = top_hit_for_image(client, ledger.images[item_id])
             ok = hit is not None and hit["id"] == item_id
-        return None if ok else f"{item_id}: top hit {hit}"
+        if ok:
+            return None
+        got = client.get(item_url(item_id))
+        return f"{item_id}: top hit {hit}; GET {got.status_code}"
 
     def check_deleted(client: httpx.Client, item_id: str) -> str | None:
         if _present(client, item_id):

@@ -482,3 +482,11 @@ def test_decode_lifts_pillow_bomb_limit_to_max_pixels(monkeypatch: pytest.Monkey
     assert Image.MAX_IMAGE_PIXELS == 20_000
     assert decode_image(data, max_pixels=10_000).shape == (100, 100, 3)
     assert Image.MAX_IMAGE_PIXELS == 20_000  # never lowered
+
+
+def test_decode_draft_mode_takes_an_exact_half() -> None:
+    """1024 px under a 512 px cap: libjpeg's 1/2 scale gives the capped size directly."""
+    data = encode(Image.fromarray(random_rgb(768, 1024)), "JPEG")
+    assert decode_image(data, MAX_PIXELS, draft_max_side=512).shape == (384, 512, 3)
+    # Just above half: no reduction possible without going below the cap.
+    assert decode_image(data, MAX_PIXELS, draft_max_side=513).shape == (768, 1024, 3)

@@ -187,3 +187,16 @@ def test_fixed_batch_axis_is_reported(tmp_path: Path, cpu_settings: InferenceSet
     assert session.run(_batch(1)).shape == (1, 16)
     with pytest.raises(ValueError, match="at most 1"):
         session.run(_batch(2))
+
+
+def test_io_binding_path_matches_plain_run(tiny_artifact: TinyArtifact) -> None:
+    """The GPU path (IO binding, device buffers reused per shape), run with host buffers."""
+    plain = OnnxSession(tiny_artifact.model_path, tiny_artifact.meta,
+                        InferenceSettings(providers="cpu"), intra_op_threads=1)
+    bound = OnnxSession(tiny_artifact.model_path, tiny_artifact.meta,
+                        InferenceSettings(providers="cpu"), intra_op_threads=1, io_binding=True)
+    assert not plain.io_binding and bound.io_binding and bound.describe()["io_binding"]
+    for seed, shape in enumerate([(2, 11, 13), (1, 9, 17), (2, 11, 13), (3, 11, 13)]):
+        batch = _batch(*shape, seed=seed)  # a repeated shape reuses its buffer
+        np.testing.assert_allclose(bound.run(batch), plain.run(batch), atol=1e-6)
+    assert len(bound._bound_inputs) == 3
