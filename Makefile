@@ -13,7 +13,9 @@ PORT ?= 8000
 # The venv is rebuilt when pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup run serve model index test test-slow lint fmt bench clean-data
+FUZZ_EXAMPLES ?= 300
+
+.PHONY: setup run serve model index test test-slow reliability fuzz lint fmt bench clean-data
 
 setup: $(STAMP)
 
@@ -40,17 +42,28 @@ model: $(MODEL_DIR)/model_meta.json
 index: model
 	$(PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR)
 
+# `python -m app` binds SIMSEARCH_HOST:SIMSEARCH_PORT and refuses a non-loopback host unless
+# API keys are configured (SIMSEARCH_API_KEYS) or SIMSEARCH_ALLOW_UNAUTHENTICATED=true.
 run: index
-	SIMSEARCH_DATA_DIR=$(DATA_DIR) $(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT) --workers 1
+	SIMSEARCH_DATA_DIR=$(DATA_DIR) SIMSEARCH_HOST=$(HOST) SIMSEARCH_PORT=$(PORT) $(PY) -m app
 
 serve: setup
-	SIMSEARCH_DATA_DIR=$(DATA_DIR) $(PY) -m uvicorn app.main:app --host $(HOST) --port $(PORT) --workers 1
+	SIMSEARCH_DATA_DIR=$(DATA_DIR) SIMSEARCH_HOST=$(HOST) SIMSEARCH_PORT=$(PORT) $(PY) -m app
 
 test: setup
 	$(PY) -m pytest
 
 test-slow: setup
 	$(PY) -m pytest -m slow
+
+# Crash (SIGKILL) cycles, concurrent load, hostile input, overload/SIGTERM and fuzzing against
+# real server processes on 127.0.0.1, the long versions included (~10 min on 2 cores).
+reliability: setup
+	$(PY) -m pytest tests/reliability -m "slow or not slow"
+
+# schemathesis against /openapi.json of a real server, FUZZ_EXAMPLES examples per operation.
+fuzz: setup
+	SIMSEARCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/reliability/test_fuzz.py
 
 lint: setup
 	$(VENV)/bin/ruff check app models scripts tests

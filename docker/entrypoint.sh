@@ -1,6 +1,7 @@
 #!/bin/sh
 # Same steps as `make run`: make sure a model exists in the data volume (the image's default
-# unless one was brought), index the bundled samples once, then serve.
+# unless one was brought), index the bundled samples once, then serve (`python -m app`, which
+# refuses to bind 0.0.0.0 without SIMSEARCH_API_KEYS or SIMSEARCH_ALLOW_UNAUTHENTICATED=true).
 set -eu
 DATA="${SIMSEARCH_DATA_DIR:-/data}"
 if [ -z "${SIMSEARCH_MODEL_DIR:-}" ] && [ ! -f "$DATA/model/model_meta.json" ]; then

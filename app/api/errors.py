@@ -122,18 +122,21 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=422)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette/FastAPI HTTP errors (404 route, 405, body parsing, our 413) in the common
     shape. FastAPI reports any body it cannot parse as "There was an error parsing the body";
     the cause (e.g. bytes that are not UTF-8) is added so the client learns what was wrong."""
     assert isinstance(exc, HTTPException)
     if not is_body_allowed_for_status_code(exc.status_code):
         return Response(status_code=exc.status_code, headers=exc.headers)
-    detail = str(exc.detail)
+    detail, status = str(exc.detail), exc.status_code
     cause = exc.__cause__
-    if exc.status_code == 400 and cause is not None and not isinstance(cause, HTTPException):
+    if status == 400 and isinstance(cause, UnicodeDecodeError):
+        # A JSON body that is not UTF-8 is invalid JSON, answered like any other (422).
+        detail, status = f"the request body is not valid JSON: it is not UTF-8 ({cause})", 422
+    elif status == 400 and cause is not None and not isinstance(cause, HTTPException):
         detail = f"the request body could not be parsed: {cause}"
-    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": detail}, status_code=status, headers=exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

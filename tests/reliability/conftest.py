@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.tiny_model import write_tiny_model
-from tests.reliability.server import ServerProcess
+from tests.reliability.server import MakeServer, ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, tiny_model: Path) -> Iterator[object]:
+def make_server(tmp_path: Path, tiny_model: Path) -> Iterator[MakeServer]:
     """Factory: make_server(**settings) -> ServerProcess on a fresh data dir; all killed after."""
     servers: list[ServerProcess] = []
 

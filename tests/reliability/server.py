@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -144,6 +144,10 @@ class ServerProcess:
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 30.0), **kwargs)
+
+
+# The `make_server` fixture: make_server(**settings) -> a ServerProcess on a fresh data dir.
+MakeServer = Callable[..., ServerProcess]
 
 
 @contextlib.contextmanager

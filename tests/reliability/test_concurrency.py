@@ -30,7 +30,7 @@ from tests.reliability.clients import (
     top_hit,
     unit_vectors,
 )
-from tests.reliability.server import ServerProcess
+from tests.reliability.server import MakeServer, ServerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def _report(load: Load, seconds: float) -> None:
 
 
 @pytest.mark.timeout(400)
-def test_16_clients_across_the_ivfpq_switch(make_server: Callable) -> None:
+def test_16_clients_across_the_ivfpq_switch(make_server: MakeServer) -> None:
     server = make_server(
         index__ivf_min_vectors=IVF_THRESHOLD,
         index__min_candidates=5000,
@@ -298,7 +298,7 @@ def test_16_clients_across_the_ivfpq_switch(make_server: Callable) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_16_clients_for_a_minute_with_retraining(make_server: Callable) -> None:
+def test_16_clients_for_a_minute_with_retraining(make_server: MakeServer) -> None:
     server = make_server(
         index__ivf_min_vectors=IVF_THRESHOLD,
         index__min_candidates=8000,

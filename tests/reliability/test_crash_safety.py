@@ -34,7 +34,7 @@ from tests.reliability.clients import (
     top_hit_for_image,
     unit_vectors,
 )
-from tests.reliability.server import ServerProcess
+from tests.reliability.server import MakeServer, ServerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +136,9 @@ class Writers:
                     {"id": i, "vector": v.tolist(), "metadata": {"n": k}}
                     for k, (i, v) in enumerate(zip(ids, vecs, strict=True))
                 ]
+                body = {"items": items}
                 if self._attempt(
-                    ids, lambda items=items: client.post("/index/vectors", json={"items": items}), 201
+                    ids, lambda body=body: client.post("/index/vectors", json=body), 201
                 ):
                     with ledger.lock:
                         ledger.live.update(ids)
@@ -292,7 +293,7 @@ def run_kill_cycles(
 
 
 @pytest.mark.timeout(300)
-def test_sigkill_while_indexing_loses_nothing_acknowledged(make_server: Callable) -> None:
+def test_sigkill_while_indexing_loses_nothing_acknowledged(make_server: MakeServer) -> None:
     # Snapshots every 20 rows, so kills also land in the middle of snapshot writes.
     server = make_server(index__snapshot_every=20)
     ledger, stats = run_kill_cycles(server, cycles=3, seed=7)
@@ -303,7 +304,7 @@ def test_sigkill_while_indexing_loses_nothing_acknowledged(make_server: Callable
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
-def test_sigkill_25_cycles_across_the_ivfpq_switch(make_server: Callable) -> None:
+def test_sigkill_25_cycles_across_the_ivfpq_switch(make_server: MakeServer) -> None:
     """25 kills (some during startup recovery); the collection passes the IVF-PQ threshold
     part-way, so kills also hit background training and IVF-PQ snapshots."""
     server = make_server(
@@ -354,7 +355,7 @@ def _snapshot_file(store: Path) -> Path:
 
 
 @pytest.mark.timeout(300)
-def test_damaged_store_files_lead_to_a_clean_logged_start(make_server: Callable) -> None:
+def test_damaged_store_files_lead_to_a_clean_logged_start(make_server: MakeServer) -> None:
     server = make_server()
     store = server.data_dir / "store"
     server.start()

@@ -278,8 +278,8 @@ def _cases() -> list[Case]:
         ),
         Case(
             "non-UTF-8 bytes in the body",
-            400,
-            "can't decode byte 0xff",
+            422,
+            "not valid JSON: it is not UTF-8",
             lambda c: c.post("/index/vectors", content=b'{"items": [{"id": "\xff\xfe"}]}',
                              headers={"content-type": "application/json"}),
         ),

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -26,7 +26,7 @@ import pytest
 
 from tests.reliability import images
 from tests.reliability.clients import item_url, parallel, top_hit, unit_vectors
-from tests.reliability.server import ServerProcess
+from tests.reliability.conftest import MakeServer
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _search_image(client: httpx.Client) -> httpx.Response:
 
 
 @pytest.mark.timeout(300)
-def test_full_inference_queue_answers_503_with_retry_after(make_server: Callable) -> None:
+def test_full_inference_queue_answers_503_with_retry_after(make_server: MakeServer) -> None:
     # The queue holds exactly one image's two scales; 16 clients overflow it at once.
     server = make_server(inference__queue_size=2, inference__max_batch=1)
     server.start()
@@ -91,7 +91,7 @@ def _slow_body(items: list[dict], started: threading.Event, pause: float) -> Ite
 
 
 @pytest.mark.timeout(300)
-def test_in_flight_limit_and_request_deadline_answer_503(make_server: Callable) -> None:
+def test_in_flight_limit_and_request_deadline_answer_503(make_server: MakeServer) -> None:
     server = make_server(limits__max_in_flight=2, limits__request_timeout_s=0.001)
     server.start()
     vecs = unit_vectors(np.random.default_rng(0), 4)
@@ -143,7 +143,7 @@ def test_in_flight_limit_and_request_deadline_answer_503(make_server: Callable) 
 
 @pytest.mark.timeout(300)
 def test_sigterm_finishes_in_flight_requests_and_leaves_the_store_consistent(
-    make_server: Callable,
+    make_server: MakeServer,
 ) -> None:
     server = make_server()
     server.start()

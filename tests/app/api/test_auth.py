@@ -263,3 +263,23 @@ def test_launcher_refuses_a_public_bind_without_keys(tmp_path: Path) -> None:
     )
     assert out.returncode == 2, out.stderr
     assert "refusing to bind 0.0.0.0: no API keys are configured" in out.stderr
+
+
+def test_images_and_compose_serve_through_the_launcher() -> None:
+    import yaml
+
+    for name in ("Dockerfile", "Dockerfile.gpu"):
+        final_stage = (REPO / "docker" / name).read_text().split("\nFROM ")[-1]
+        assert 'CMD ["python", "-m", "app"]' in final_stage, name
+        assert "SIMSEARCH_HOST=0.0.0.0" in final_stage, name
+        assert "uvicorn app.main:app" not in final_stage, name
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    for service in compose["services"].values():
+        env = service["environment"]
+        assert env["SIMSEARCH_HOST"] == "0.0.0.0"
+        # Keys when given, else the explicit opt-out: never a silent public bind.
+        assert "SIMSEARCH_API_KEYS" in env
+        assert env["SIMSEARCH_ALLOW_UNAUTHENTICATED"].endswith(":-true}")
+        assert all(p.startswith("127.0.0.1:") for p in service["ports"])
+    makefile = (REPO / "Makefile").read_text()
+    assert "-m uvicorn" not in makefile and "$(PY) -m app" in makefile
