@@ -158,12 +158,19 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     embed = result.get("embed")
     if embed and embed.get("http"):
         index_rows = [r for r in embed["http"]["rows"] if r["endpoint"] == "POST /index"]
-        if index_rows:
-            best = max(index_rows, key=lambda r: r["ratio_to_raw"] or 0)
-            add("end-to-end indexing >= 0.9 x raw onnxruntime (CPU)", best["ratio_to_raw"],
-                ">= 0.9", best["ratio_to_raw"] >= 0.9,
-                f"POST /index c={best['concurrency']}: {best['images_per_s']} img/s vs raw "
-                f"{best['raw_images_per_s']} img/s")
+        saturated = [r for r in index_rows if r["concurrency"] > 1] or index_rows
+        if saturated:
+            # Concurrent rows only (c=1 serialises decode, inference and the durable add by
+            # construction); the median of them, since one row can catch a load spike.
+            wall = sorted(r["ratio_to_raw"] for r in saturated)[len(saturated) // 2]
+            cpu = sorted(r.get("cpu_ratio_raw_over_server") or 0 for r in saturated)[
+                len(saturated) // 2]
+            add("end-to-end indexing >= 0.9 x raw onnxruntime (CPU)", wall, ">= 0.9",
+                wall >= 0.9,
+                "median over POST /index rows with c > 1: "
+                + ", ".join(f"c={r['concurrency']}: {r['images_per_s']} vs raw "
+                            f"{r['raw_images_per_s']} img/s" for r in saturated)
+                + f"; CPU-time ratio (raw CPU s per image / server's) {cpu}")
     store = result.get("store") or {}
     for size, s in store.items():
         m = s["measure"]
@@ -233,24 +240,32 @@ def markdown(result: dict[str, Any]) -> str:
                   f"{e['settings']['inference']['jpeg_draft']}; overrides "
                   f"{e['settings']['overrides'] or 'none'}.", "",
                   "| path | concurrency | requests | images/s | p50 ms | p99 ms | raw limit "
-                  "images/s | raw p50 ms | ratio to raw |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "images/s | raw p50 ms | ratio (wall) | CPU s/image | raw CPU s/image | "
+                  "ratio (CPU) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         raw = e["raw"]
+        raw_cpu = raw.get("cpu_s_per_image")
         lines.append(f"| raw `session.run` (batch 1 / batched: {raw['images_per_s_batch1']} / "
-                     f"{raw['images_per_s_batched']}) | 1 | {raw['latency']['n']} | "
+                     f"{raw['images_per_s_batched']} img/s) | 1 | {raw['latency']['n']} | "
                      f"{_fmt(raw['images_per_s'])} | {_fmt(raw['latency']['p50_ms'])} | "
                      f"{_fmt(raw['latency']['p99_ms'])} | {_fmt(raw['images_per_s'])} | "
-                     f"{_fmt(raw['latency']['p50_ms'])} | 1.0 |")
+                     f"{_fmt(raw['latency']['p50_ms'])} | 1.0 | {_fmt(raw_cpu)} | "
+                     f"{_fmt(raw_cpu)} | 1.0 |")
         for row in e["embedder"]:
             lines.append(f"| Embedder (in process) | {row['concurrency']} | {row['requests']} | "
                          f"{_fmt(row['images_per_s'])} | {_fmt(row['latency']['p50_ms'])} | "
                          f"{_fmt(row['latency']['p99_ms'])} | {_fmt(raw['images_per_s'])} | "
-                         f"{_fmt(raw['latency']['p50_ms'])} | {_fmt(row['ratio_to_raw'])} |")
+                         f"{_fmt(raw['latency']['p50_ms'])} | {_fmt(row['ratio_to_raw'])} | "
+                         f"{_fmt(row.get('cpu_s_per_image'))} | {_fmt(raw_cpu)} | "
+                         f"{_fmt(row.get('cpu_ratio_raw_over_embedder'))} |")
         for row in (e.get("http") or {}).get("rows", []):
             lines.append(f"| HTTP {row['endpoint']} | {row['concurrency']} | {row['requests']} | "
                          f"{_fmt(row['images_per_s'])} | {_fmt(row['latency']['p50_ms'])} | "
                          f"{_fmt(row['latency']['p99_ms'])} | {_fmt(row['raw_images_per_s'])} | "
-                         f"{_fmt(row['raw_p50_ms'])} | {_fmt(row['ratio_to_raw'])} |")
+                         f"{_fmt(row['raw_p50_ms'])} | {_fmt(row['ratio_to_raw'])} | "
+                         f"{_fmt(row.get('server_cpu_s_per_image'))} | "
+                         f"{_fmt(row.get('raw_cpu_s_per_image'))} | "
+                         f"{_fmt(row.get('cpu_ratio_raw_over_server'))} |")
         lines.append("")
         search_rows = [r for r in (e.get("http") or {}).get("rows", [])
                        if r.get("server_timings")]

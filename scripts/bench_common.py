@@ -62,6 +62,22 @@ def rss(pid: int | None = None) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, all threads) a process has used so far, from /proc/PID/stat.
+
+    Robust to other users' load where wall-clock throughput is not: a thread is charged only
+    while it runs. Ratios of CPU seconds per image show what the service adds to the model.
+    """
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

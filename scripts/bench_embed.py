@@ -39,7 +39,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from scripts.bench_common import REPO, free_port, loadavg, log, ratio, rss, summarize_s
+from scripts.bench_common import (
+    REPO,
+    cpu_seconds,
+    free_port,
+    loadavg,
+    log,
+    ratio,
+    rss,
+    summarize_s,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 DEFAULT_PHOTOS = ("../shared/data/photos", "index_data/samples")
@@ -182,11 +191,13 @@ def prepare_tensors(blobs: list[bytes], settings: Any, prep: Any) -> list[list[n
 
 
 def raw_measure(raw: RawOrt, tensors: list[list[np.ndarray]]) -> dict[str, Any]:
+    c0 = cpu_seconds()
     ips1, lat = raw.per_image(tensors)
+    cpu = (cpu_seconds() - c0) / len(tensors)
     ipsb = raw.batched(tensors) if raw.max_batch > 1 else ips1
     return {"images_per_s_batch1": round(ips1, 3), "images_per_s_batched": round(ipsb, 3),
             "images_per_s": round(max(ips1, ipsb), 3), "latency": summarize_s(lat),
-            "loadavg": loadavg()}
+            "cpu_s_per_image": round(cpu, 4), "loadavg": loadavg()}
 
 
 # ---------------------------------------------------------------------------- embedder
@@ -214,13 +225,15 @@ def embedder_measure(runtime: Any, blobs: list[bytes], n: int, concurrency: int)
         await runtime.embedder.embed_bytes(blobs[i % len(blobs)])
 
     before = dict(runtime.batcher.stats.batch_sizes)
+    c0 = cpu_seconds()
     wall, lat, _ = asyncio.run(_drive(n, concurrency, call))
+    cpu = (cpu_seconds() - c0) / n
     after = runtime.batcher.stats.batch_sizes
     sizes = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     mean_batch = sum(k * v for k, v in sizes.items()) / max(1, sum(sizes.values()))
     return {"concurrency": concurrency, "requests": n, "images_per_s": round(n / wall, 3),
             "latency": summarize_s(lat), "mean_batch": round(mean_batch, 2),
-            "loadavg": loadavg()}
+            "cpu_s_per_image": round(cpu, 4), "loadavg": loadavg()}
 
 
 # ---------------------------------------------------------------------------- http
@@ -299,10 +312,13 @@ def http_measure(
     server: Server, endpoint: str, photos: list[tuple[str, bytes]], n: int, concurrency: int
 ) -> dict[str, Any]:
     tag = f"bench-{endpoint}-c{concurrency}-{time.monotonic_ns()}"
+    c0 = cpu_seconds(server.proc.pid)
     wall, lat, bodies = asyncio.run(_http_block(server.base, endpoint, photos, n, concurrency, tag))
+    cpu = (cpu_seconds(server.proc.pid) - c0) / n
     out: dict[str, Any] = {"endpoint": f"POST /{endpoint}", "concurrency": concurrency,
                            "requests": n, "images_per_s": round(n / wall, 3),
-                           "latency": summarize_s(lat), "loadavg": loadavg()}
+                           "latency": summarize_s(lat), "server_cpu_s_per_image": round(cpu, 4),
+                           "rss_after": server.rss(), "loadavg": loadavg()}
     stages: dict[str, list[float]] = {}
     for body in bodies:
         for key, ms in (body.get("timings_ms") or {}).items():
@@ -373,7 +389,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ratios = [p["images_per_s"] / r["raw"]["images_per_s"] for p, r in zip(per, rounds,
                                                                                     strict=True)]
             best = per[int(np.argsort([p["images_per_s"] for p in per])[len(per) // 2])]
-            result["embedder"].append({**best, "ratio_to_raw": round(float(np.median(ratios)), 3)})
+            cpu_ratios = [r["raw"]["cpu_s_per_image"] / p["cpu_s_per_image"]
+                          for p, r in zip(per, rounds, strict=True)]
+            result["embedder"].append({**best, "ratio_to_raw": round(float(np.median(ratios)), 3),
+                                       "cpu_ratio_raw_over_embedder":
+                                           round(float(np.median(cpu_ratios)), 3)})
 
         # 3: HTTP.
         if args.http:
@@ -397,6 +417,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         row["raw_p50_ms"] = round((before["latency"]["p50_ms"]
                                                    + after["latency"]["p50_ms"]) / 2, 1)
                         row["ratio_to_raw"] = ratio(row["images_per_s"], limit)
+                        raw_cpu = (before["cpu_s_per_image"] + after["cpu_s_per_image"]) / 2
+                        row["raw_cpu_s_per_image"] = round(raw_cpu, 4)
+                        # Wall-clock-free view: the model's CPU per image / the service's.
+                        row["cpu_ratio_raw_over_server"] = ratio(
+                            raw_cpu, row["server_cpu_s_per_image"])
                         http_rows.append(row)
                         log(f"embed: {row['endpoint']} c={c}: {row['images_per_s']:.2f} img/s "
                             f"(raw {limit:.2f}), p50 {row['latency']['p50_ms']:.0f} ms")
