@@ -103,7 +103,7 @@ def run_embed(args: argparse.Namespace, model_dir: Path, scales: str | None) -> 
         argv += ["--scales", scales]
     if args.quick:
         argv += ["--raw-images", "3", "--rounds", "1", "--photos-limit", "4",
-                 "--requests", str(args.requests or 4)]
+                 "--requests", str(args.requests or 4), "--http-repeats", "1"]
     for item in args.set:
         argv += ["--set", item]
     return run_json_child(argv)

@@ -45,7 +45,6 @@ from scripts.bench_common import (
     free_port,
     loadavg,
     log,
-    ratio,
     rss,
     summarize_s,
 )
@@ -309,20 +308,50 @@ async def _http_block(
 
 
 def http_measure(
-    server: Server, endpoint: str, photos: list[tuple[str, bytes]], n: int, concurrency: int
+    server: Server, endpoint: str, photos: list[tuple[str, bytes]], n: int, concurrency: int,
+    raw: RawOrt, tensors: list[list[np.ndarray]], repeats: int,
 ) -> dict[str, Any]:
-    tag = f"bench-{endpoint}-c{concurrency}-{time.monotonic_ns()}"
-    c0 = cpu_seconds(server.proc.pid)
-    wall, lat, bodies = asyncio.run(_http_block(server.base, endpoint, photos, n, concurrency, tag))
-    cpu = (cpu_seconds(server.proc.pid) - c0) / n
-    out: dict[str, Any] = {"endpoint": f"POST /{endpoint}", "concurrency": concurrency,
-                           "requests": n, "images_per_s": round(n / wall, 3),
-                           "latency": summarize_s(lat), "server_cpu_s_per_image": round(cpu, 4),
-                           "rss_after": server.rss(), "loadavg": loadavg()}
+    """`repeats` blocks of n requests, each between two raw measurements (its limit is their
+    mean): images/s and ratios are medians over blocks, latencies pooled over blocks."""
+    lat: list[float] = []
     stages: dict[str, list[float]] = {}
-    for body in bodies:
-        for key, ms in (body.get("timings_ms") or {}).items():
-            stages.setdefault(key, []).append(ms / 1e3)
+    blocks: list[dict[str, float]] = []
+    before = raw_measure(raw, tensors)
+    for _ in range(repeats):
+        tag = f"bench-{endpoint}-c{concurrency}-{time.monotonic_ns()}"
+        c0 = cpu_seconds(server.proc.pid)
+        wall, block_lat, bodies = asyncio.run(
+            _http_block(server.base, endpoint, photos, n, concurrency, tag))
+        cpu = (cpu_seconds(server.proc.pid) - c0) / n
+        after = raw_measure(raw, tensors)
+        lat += block_lat
+        for body in bodies:
+            for key, ms in (body.get("timings_ms") or {}).items():
+                stages.setdefault(key, []).append(ms / 1e3)
+        limit = (before["images_per_s"] + after["images_per_s"]) / 2
+        raw_cpu = (before["cpu_s_per_image"] + after["cpu_s_per_image"]) / 2
+        blocks.append({"images_per_s": n / wall, "raw_images_per_s": limit,
+                       "ratio": n / wall / limit, "server_cpu_s_per_image": cpu,
+                       "raw_cpu_s_per_image": raw_cpu, "cpu_ratio": raw_cpu / cpu,
+                       "raw_p50_ms": (before["latency"]["p50_ms"]
+                                      + after["latency"]["p50_ms"]) / 2})
+        before = after
+
+    def med(key: str) -> float:
+        return float(np.median([b[key] for b in blocks]))
+
+    out: dict[str, Any] = {
+        "endpoint": f"POST /{endpoint}", "concurrency": concurrency, "requests": n * repeats,
+        "blocks": repeats, "images_per_s": round(med("images_per_s"), 3),
+        "latency": summarize_s(lat), "raw_images_per_s": round(med("raw_images_per_s"), 3),
+        "raw_p50_ms": round(med("raw_p50_ms"), 1), "ratio_to_raw": round(med("ratio"), 3),
+        "ratio_per_block": [round(b["ratio"], 3) for b in blocks],
+        "server_cpu_s_per_image": round(med("server_cpu_s_per_image"), 4),
+        "raw_cpu_s_per_image": round(med("raw_cpu_s_per_image"), 4),
+        # Wall-clock-free view: the model's CPU per image / the server's (all its threads).
+        "cpu_ratio_raw_over_server": round(med("cpu_ratio"), 3),
+        "rss_after": server.rss(), "loadavg": loadavg(),
+    }
     if stages:
         out["server_timings"] = {k: summarize_s(v) for k, v in stages.items()}
     return out
@@ -408,23 +437,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 http_rows = []
                 for endpoint in args.endpoints.split(","):
                     for c in concurrencies:
-                        before = raw_measure(raw, tensors)
-                        row = http_measure(server, endpoint, photos, _requests(c, args,
-                                                                              len(photos)), c)
-                        after = raw_measure(raw, tensors)
-                        limit = (before["images_per_s"] + after["images_per_s"]) / 2
-                        row["raw_images_per_s"] = round(limit, 3)
-                        row["raw_p50_ms"] = round((before["latency"]["p50_ms"]
-                                                   + after["latency"]["p50_ms"]) / 2, 1)
-                        row["ratio_to_raw"] = ratio(row["images_per_s"], limit)
-                        raw_cpu = (before["cpu_s_per_image"] + after["cpu_s_per_image"]) / 2
-                        row["raw_cpu_s_per_image"] = round(raw_cpu, 4)
-                        # Wall-clock-free view: the model's CPU per image / the service's.
-                        row["cpu_ratio_raw_over_server"] = ratio(
-                            raw_cpu, row["server_cpu_s_per_image"])
+                        row = http_measure(server, endpoint, photos,
+                                           _requests(c, args, len(photos)), c, raw, tensors,
+                                           args.http_repeats)
                         http_rows.append(row)
                         log(f"embed: {row['endpoint']} c={c}: {row['images_per_s']:.2f} img/s "
-                            f"(raw {limit:.2f}), p50 {row['latency']['p50_ms']:.0f} ms")
+                            f"(raw {row['raw_images_per_s']:.2f}; per block "
+                            f"{row['ratio_per_block']}), p50 {row['latency']['p50_ms']:.0f} ms")
                 result["http"] = {"ready_s": round(ready_s, 2), "rss_idle": idle,
                                   "rss_after": server.rss(), "rows": http_rows}
             finally:
@@ -459,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=0,
                    help="requests per concurrency level (0 = min(max(3c, 12), 64))")
     p.add_argument("--endpoints", default="index,search")
+    p.add_argument("--http-repeats", type=int, default=2,
+                   help="blocks per HTTP row, each between two raw measurements")
     p.add_argument("--no-http", dest="http", action="store_false")
     p.add_argument("--scales", type=lambda s: tuple(float(v) for v in s.split(",")),
                    help="override the artifact's scales, e.g. 1.0 (one scale at max_side)")

@@ -118,7 +118,9 @@ def _index_settings(n: int) -> Any:
     # choose_ivf_params(n, 512, n_train=training_sample). No flat-index snapshots during the
     # bulk load (they would serialise up to n x 2 KiB each time; the catalog and vectors.f16
     # are the durable part, snapshots are a cache).
-    return IndexSettings(ivf_min_vectors=n, snapshot_every=max(n, 10_000) * 10)
+    # No retraining either when the steady-state adds below grow a small collection.
+    return IndexSettings(ivf_min_vectors=n, snapshot_every=max(n, 10_000) * 10,
+                         retrain_growth=1000.0)
 
 
 def build(n: int, directory: Path, batch: int, seed: int, nq: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -148,12 +148,3 @@ class ServerProcess:
 
 # The `make_server` fixture: make_server(**settings) -> a ServerProcess on a fresh data dir.
 MakeServer = Callable[..., ServerProcess]
-
-
-@contextlib.contextmanager
-def running(server: ServerProcess) -> Iterator[ServerProcess]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()

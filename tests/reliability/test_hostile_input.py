@@ -24,7 +24,7 @@ import pytest
 
 from tests.reliability import images
 from tests.reliability.clients import DIM, item_url, small_image, top_hit, unit_vectors
-from tests.reliability.server import ServerProcess
+from tests.reliability.server import REPO, ServerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -433,7 +433,8 @@ def test_client_names_never_become_paths(server: ServerProcess, tmp_path: Path) 
     # The store holds the same kinds of files as before: nothing named after a client string.
     assert {_kind(n) for n in after} <= {_kind(n) for n in before} | {"index", "manifest"}
     assert sorted(p.name for p in server.data_dir.parent.iterdir()) == outside
-    assert not Path("/tmp/evil.png").exists() and not Path("/tmp/evil").exists()
+    # Nothing named after the hostile strings, in the data tree or where the server runs.
+    assert not list(server.data_dir.parent.rglob("evil*")) and not list(REPO.glob("evil*"))
 
 
 def test_non_utf8_multipart_id_stays_an_opaque_id(server: ServerProcess) -> None:
