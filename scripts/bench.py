@@ -334,12 +334,13 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"### Precision variants ({art['photos']} photos, {art['queries']} transformed "
                   "queries)", "",
                   "| artifact | MB | raw images/s (this CPU) | speed-up vs fp32 | cosine to fp32 "
-                  "mean / min | recall@1 | top-1 agreement with fp32 |",
+                  "mean / min (1 - min) | recall@1 | top-1 agreement with fp32 |",
                   "|---|---|---|---|---|---|---|"]
         for key, a in art["artifacts"].items():
+            c = a["cosine_to_fp32"]
             lines.append(f"| {key} | {a['megabytes']} | {_fmt(a['raw_images_per_s'])} | "
-                         f"{_fmt(a['speedup_vs_fp32'])} | {a['cosine_to_fp32']['mean']} / "
-                         f"{a['cosine_to_fp32']['min']} | {a['recall_at_1']} | "
+                         f"{_fmt(a['speedup_vs_fp32'])} | {c['mean']} / {c['min']} "
+                         f"({c.get('max_distance', '-')}) | {a['recall_at_1']} | "
                          f"{a['top1_agreement_with_fp32']} |")
         lines.append("")
     return "\n".join(lines)
@@ -359,6 +360,22 @@ def write_markdown(path: Path, block: str) -> None:
     path.write_text(text)
 
 
+def _command(argv: list[str]) -> str:
+    """The command line as a reader can repeat it: paths outside the repo (temp dirs, this
+    machine's folders) become placeholders, paths inside it become relative."""
+    out = []
+    for arg in argv:
+        path = Path(arg)
+        if path.is_absolute():
+            try:
+                arg = os.path.relpath(path, REPO) if path.resolve().is_relative_to(
+                    REPO.parent) else f"<{path.name}>"
+            except ValueError:
+                arg = f"<{path.name}>"
+        out.append(arg)
+    return "python scripts/bench.py " + " ".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.concurrency = args.concurrency or ("1,4" if args.quick else "1,8,32")
@@ -370,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     result: dict[str, Any] = {
-        "command": "python scripts/bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": _command(sys.argv[1:] if argv is None else argv),
         "machine": machine_info(),
         "quick": args.quick,
     }

@@ -88,3 +88,32 @@ def test_our_checkpoint_fp16(script: ModuleType, tmp_path: Path) -> None:
     assert meta.source.epoch == 3 and meta.source.checkpoint_sha256
     # Preprocessing comes from the checkpoint, command-line flags override single fields.
     assert meta.preprocessing.scales == (0.7071, 1.0, 1.4142) and meta.preprocessing.max_side == 640
+
+
+def test_int8_static_quantisation(script: ModuleType, tmp_path: Path) -> None:
+    from app.config import InferenceSettings
+    from app.inference.session import OnnxSession
+
+    photos = _photos(tmp_path / "photos")
+    out = tmp_path / "artifact"
+    summary = script.main([
+        "--random-init", "--depth", "50", "--seed", "7", "--zero-init-final-gamma",
+        "--out", str(out), "--calibrate-bn", str(photos), "--calib-max-side", "96",
+        "--max-side", "96", "--scales", "0.7071,1.0", "--int8",
+    ])
+    q = summary["int8"]
+    assert summary["precision"] == "int8" and q["scope"] == "backbone"
+    assert q["calibration_inputs"] == 4 and q["quantized_nodes"] > 40  # the ResNet convs
+    assert q["cosine_min"] >= 0.9 and q["file_bytes"] < 0.5 * q["fp32_megabytes"] * 1e6
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model_meta.json"]
+    meta = load_model_meta(out)  # sha256 of the int8 file
+    assert meta.precision == "int8"
+    session = OnnxSession(out / meta.onnx_file, meta, InferenceSettings(providers="cpu"),
+                          intra_op_threads=1)
+    vec = session.run(np.random.default_rng(1).standard_normal((2, 3, 61, 83), dtype=np.float32))
+    np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
+
+
+def test_int8_needs_calibration_photos(script: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        script.main(["--random-init", "--out", str(tmp_path / "a"), "--int8"])
