@@ -267,8 +267,16 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{_fmt(row.get('raw_cpu_s_per_image'))} | "
                          f"{_fmt(row.get('cpu_ratio_raw_over_server'))} |")
         lines.append("")
+        pc = e.get("preprocess_cpu_ms_per_image")
+        if pc:
+            lines += ["CPU ms per image before the session (all photos, decode + long-side cap "
+                      "+ multi-scale tensors): exact decode "
+                      f"{pc['exact']['decode_ms']} + {pc['exact']['cap_ms']} + "
+                      f"{pc['exact']['multiscale_ms']} = **{pc['exact']['total_ms']}**; "
+                      f"`jpeg_draft` {pc['draft']['decode_ms']} + {pc['draft']['cap_ms']} + "
+                      f"{pc['draft']['multiscale_ms']} = **{pc['draft']['total_ms']}**.", ""]
         search_rows = [r for r in (e.get("http") or {}).get("rows", [])
-                       if r.get("server_timings")]
+                       if r.get("server_timings") and r["endpoint"] == "POST /search"]
         if search_rows:
             stages = sorted({k for r in search_rows for k in r["server_timings"]})
             lines += ["Server-side `timings_ms` of `POST /search` (p50 / p99):", "",

@@ -1012,7 +1012,7 @@ class FaissStore:
         if score_threshold is not None:
             keep &= scores >= score_threshold
         wanted = _sorted_unique(rows[keep])
-        info = self._catalog.rows_info(wanted)
+        info = self._catalog.ids_and_metadata(wanted.tolist())
         vectors: dict[int, np.ndarray] = {}
         if with_vectors and wanted.size:
             vectors = dict(zip(wanted.tolist(), self._vectors.gather(wanted), strict=True))
@@ -1028,15 +1028,7 @@ class FaissStore:
                 entry = info.get(row)
                 if entry is None:  # pragma: no cover - every indexed row is in the catalog
                     continue
-                hits.append(
-                    Hit(
-                        id=entry.id,
-                        score=score,
-                        metadata=entry.metadata,
-                        row=row,
-                        vector=vectors.get(row) if with_vectors else None,
-                    )
-                )
+                hits.append(Hit(entry[0], score, entry[1], row, vectors.get(row)))
             out.append(hits)
         return out
 

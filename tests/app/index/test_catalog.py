@@ -135,3 +135,16 @@ def test_concurrent_readers_and_writer(catalog: Catalog) -> None:
         t.join()
     assert not errors, errors
     assert catalog.counts().live == 500
+
+
+def test_ids_and_metadata_matches_rows_info(tmp_path: Path) -> None:
+    cat = Catalog.open(tmp_path / "catalog.sqlite")
+    try:
+        cat.upsert(["a", "b", "c"], ['{"k": 1}', None, '{"k": [2]}'], 0)
+        cat.delete("b")  # tombstoned rows are still described
+        lean = cat.ids_and_metadata(np.array([2, 0, 1, 2, 99]))
+        full = cat.rows_info([0, 1, 2, 99])
+        assert lean == {r: (e.id, e.metadata) for r, e in full.items()}
+        assert sorted(lean) == [0, 1, 2]
+    finally:
+        cat.close()
