@@ -235,11 +235,11 @@ def measure(
     raw_index: Any = None
     x16 = np.empty((0, DIM), dtype=np.float16)
 
-    def store_single(nprobe: int) -> tuple[list[float], np.ndarray]:
+    def store_single(nprobe: int, factor: int | None = None) -> tuple[list[float], np.ndarray]:
         lat, found = [], []
         for q in qs:
             t = time.perf_counter()
-            hits = store.search(q[None, :], K, nprobe=nprobe)
+            hits = store.search(q[None, :], K, nprobe=nprobe, candidate_factor=factor)
             lat.append(time.perf_counter() - t)
             found.append(_store_rows(hits, K)[0])
         return lat, np.stack(found)
@@ -254,9 +254,9 @@ def measure(
             found.append(rows[0])
         return lat, np.stack(found)
 
-    def store_batch(nprobe: int) -> tuple[float, np.ndarray]:
+    def store_batch(nprobe: int, factor: int | None = None) -> tuple[float, np.ndarray]:
         t = time.perf_counter()
-        hits = store.search(queries, K, nprobe=nprobe)
+        hits = store.search(queries, K, nprobe=nprobe, candidate_factor=factor)
         return time.perf_counter() - t, _store_rows(hits, K)
 
     def raw_batch(nprobe: int) -> tuple[float, np.ndarray]:
@@ -354,6 +354,21 @@ def measure(
             "batch_qps": round(nq / bt, 1),
         })
     result["nprobe_sweep"] = sweep
+
+    # Candidates re-scored (k x candidate_factor, at least min_candidates): what bounds recall
+    # once nprobe is enough.
+    factors = []
+    for factor in (4, 8, 16, 32):
+        lat, _ = store_single(default_nprobe, factor)
+        bt, found = store_batch(default_nprobe, factor)
+        factors.append({
+            "candidate_factor": factor,
+            "candidates": max(K * factor, settings.min_candidates),
+            "recall_at_10": recall_at_k(found, truth),
+            "single": summarize_s(lat),
+            "batch_qps": round(nq / bt, 1),
+        })
+    result["candidate_factor_sweep"] = factors
 
     # Memory: what the open store holds (index in RAM; vectors.f16 is mapped, paged in by use).
     result["memory"] = {

@@ -74,3 +74,5 @@ def test_quick_bench_prints_every_figure_next_to_its_raw_limit(tmp_path: Path) -
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nprose before\n")
     assert text.count("bench:begin") == 1 and "| HTTP POST /index | 4 |" in text
+    write_markdown(doc, "second block", "other")
+    assert text in doc.read_text() and "bench:begin:other" in doc.read_text()
