@@ -348,10 +348,11 @@ def http_measure(
     before = raw_measure(raw, tensors)
     for _ in range(repeats):
         tag = f"bench-{endpoint}-c{concurrency}-{time.monotonic_ns()}"
-        c0 = cpu_seconds(server.proc.pid)
+        c0, client0 = cpu_seconds(server.proc.pid), cpu_seconds()
         wall, block_lat, bodies = asyncio.run(
             _http_block(server.base, endpoint, photos, n, concurrency, tag))
         cpu = (cpu_seconds(server.proc.pid) - c0) / n
+        client_cpu = (cpu_seconds() - client0) / n
         after = raw_measure(raw, tensors)
         lat += block_lat
         for body in bodies:
@@ -362,6 +363,7 @@ def http_measure(
         blocks.append({"images_per_s": n / wall, "raw_images_per_s": limit,
                        "ratio": n / wall / limit, "server_cpu_s_per_image": cpu,
                        "raw_cpu_s_per_image": raw_cpu, "cpu_ratio": raw_cpu / cpu,
+                       "client_cpu_s_per_request": client_cpu,
                        "raw_p50_ms": (before["latency"]["p50_ms"]
                                       + after["latency"]["p50_ms"]) / 2})
         before = after
@@ -379,6 +381,8 @@ def http_measure(
         "raw_cpu_s_per_image": round(med("raw_cpu_s_per_image"), 4),
         # Wall-clock-free view: the model's CPU per image / the server's (all its threads).
         "cpu_ratio_raw_over_server": round(med("cpu_ratio"), 3),
+        # The httpx client shares the machine's cores with the server.
+        "client_cpu_s_per_request": round(med("client_cpu_s_per_request"), 4),
         "rss_after": server.rss(), "loadavg": loadavg(),
     }
     if stages:
