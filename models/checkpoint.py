@@ -240,21 +240,28 @@ def save_checkpoint(
         "scaler_state": scaler_state,
         "head_state": dict(head_state) if head_state is not None else None,
     }
+    atomic_torch_save(payload, path)
+    return path
+
+
+def atomic_torch_save(payload: Mapping[str, Any], path: Path) -> None:
+    """temp file in the same folder -> fsync -> os.replace -> fsync(dir): a crash leaves either
+    the old file or the new one, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with tmp.open("wb") as handle:
-            torch.save(payload, handle)
+            torch.save(dict(payload), handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return path
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or link in `directory` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

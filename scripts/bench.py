@@ -83,7 +83,7 @@ def prepare_model(args: argparse.Namespace, work: Path) -> Path:
         return args.model_dir
     out = work / "model"
     if args.quick:
-        from tests.app.tiny_model import write_tiny_model
+        from tests.app.onnx_models import write_tiny_model
 
         log("no --model-dir: using the tiny test graph (--quick)")
         return write_tiny_model(out, max_side=256)

@@ -141,7 +141,8 @@ def free_port() -> int:
 def run_json_child(
     argv: Sequence[str], env: dict[str, str] | None = None, timeout: float | None = None
 ) -> dict[str, Any]:
-    """Run `python argv...` from the repo root; its last stdout line is a JSON object.
+    """Run `python argv...` from the repo root; its stdout is, or ends with, a JSON object
+    (one line, or the whole output when it is indented, as scripts/export.py prints it).
 
     stderr is passed through (progress logs), so a long child shows what it is doing.
     """
@@ -161,7 +162,10 @@ def run_json_child(
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if not lines:
         raise RuntimeError(f"{' '.join(argv)} printed nothing")
-    return json.loads(lines[-1])
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return json.loads(proc.stdout)
 
 
 def log(message: str) -> None:

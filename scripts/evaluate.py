@@ -43,14 +43,7 @@ import numpy as np
 from app.artifacts import Preprocessing, load_model_meta
 from app.config import IndexSettings, InferenceSettings
 from app.index.faiss_store import FaissStore
-from app.inference.preprocess import (
-    cap_long_side,
-    cap_scale,
-    crop_bbox,
-    decode_image,
-    pool_scales,
-    preprocess_multiscale,
-)
+from app.inference.preprocess import decode_image, pool_scales, prepare_image
 from app.search.rerank import superglobal_rerank_batch
 from models.evaluation.extract import (
     BBox,
@@ -231,13 +224,8 @@ def make_prepare(
     def prepare(path: Path, bbox: BBox | None) -> list[np.ndarray]:
         img = decode_image(path.read_bytes(), MAX_PIXELS)  # [H,W,3] uint8 RGB
         height, width = img.shape[:2]
-        scale = 1.0
-        if cap:
-            scale = cap_scale(width, height, prep.max_side)
-            img = cap_long_side(img, prep.max_side)
-        if bbox is not None:
-            img = crop_bbox(img, clip_box(bbox, width, height), scale)
-        return preprocess_multiscale(img, prep)  # S x [3,h_s,w_s]
+        box = None if bbox is None else clip_box(bbox, width, height)
+        return prepare_image(img, prep, box, cap=cap)  # S x [3,h_s,w_s]
 
     return prepare
 

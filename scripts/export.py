@@ -48,7 +48,7 @@ from app.artifacts import (
     save_model_meta,
     sha256_file,
 )
-from app.inference.preprocess import cap_long_side, decode_image, preprocess_multiscale
+from app.inference.preprocess import decode_image, prepare_image
 from models.calibrate import calibrate_batchnorm
 from models.checkpoint import build_model_from_checkpoint
 from models.dolg import DOLGConfig
@@ -139,8 +139,7 @@ def calibration_batches(folder: Path, prep: Preprocessing, limit: int) -> Iterat
     if not paths:
         raise SystemExit(f"--calibrate-bn: no images in {folder}")
     for path in paths[:limit] if limit > 0 else paths:
-        img = cap_long_side(decode_image(path.read_bytes(), MAX_PIXELS), prep.max_side)
-        for planes in preprocess_multiscale(img, prep):
+        for planes in prepare_image(decode_image(path.read_bytes(), MAX_PIXELS), prep):
             if max(planes.shape[1:]) >= MIN_CALIB_SIDE:
                 yield torch.from_numpy(planes)[None]
 
@@ -152,8 +151,7 @@ def int8_calibration_inputs(folder: Path, prep: Preprocessing, limit: int) -> li
         raise SystemExit(f"--int8: no images in {folder}")
     out: list[np.ndarray] = []
     for path in paths[:limit] if limit > 0 else paths:
-        img = cap_long_side(decode_image(path.read_bytes(), MAX_PIXELS), prep.max_side)
-        out.extend(preprocess_multiscale(img, prep))
+        out.extend(prepare_image(decode_image(path.read_bytes(), MAX_PIXELS), prep))
     return out
 
 

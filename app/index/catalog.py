@@ -287,20 +287,34 @@ class Catalog:
     ) -> dict[int, tuple[str, dict[str, Any] | None]]:
         """(id, metadata) of many rows, live or not: the search path's lean `rows_info`.
 
-        Two columns and plain tuples instead of CatalogRow: measured 33 ms instead of 50 ms
-        for 10,000 rows, most of a batched search's cost beyond FAISS and re-scoring.
+        Two columns and plain tuples instead of CatalogRow, and every metadata text decoded by
+        one json.loads of a JSON array (per-call overhead dominated 10,000 small loads: 43 of
+        77 ms in a 1000-query batch at 1M). The texts are the catalog's own json.dumps output;
+        should one ever fail to parse, each is decoded alone so the error names it.
         """
         unique = sorted({int(r) for r in rows})
-        out: dict[int, tuple[str, dict[str, Any] | None]] = {}
-        loads = json.loads
+        found_rows: list[int] = []
+        found_ids: list[str] = []
+        texts: list[str] = []
         with self._read() as conn:
             for chunk in _chunks(unique):
                 marks = ",".join("?" * len(chunk))
                 for row, item_id, meta in conn.execute(
                     f"SELECT row, id, metadata FROM items WHERE row IN ({marks})", chunk
                 ):
-                    out[row] = (item_id, None if meta is None else loads(meta))
-        return out
+                    found_rows.append(row)
+                    found_ids.append(item_id)
+                    texts.append("null" if meta is None else meta)
+        try:
+            metas = json.loads("[" + ",".join(texts) + "]") if texts else []
+            if len(metas) != len(texts):  # a text holding "a, b" would shift the rest
+                raise ValueError("metadata texts are not single JSON values")
+        except ValueError:
+            metas = [json.loads(text) for text in texts]
+        return {
+            row: (item_id, meta)
+            for row, item_id, meta in zip(found_rows, found_ids, metas, strict=True)
+        }
 
     def contains(self, ids: Sequence[str]) -> set[str]:
         """The subset of `ids` that is live."""

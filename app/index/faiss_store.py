@@ -1016,19 +1016,25 @@ class FaissStore:
         vectors: dict[int, np.ndarray] = {}
         if with_vectors and wanted.size:
             vectors = dict(zip(wanted.tolist(), self._vectors.gather(wanted), strict=True))
+        # Plain lists once, not numpy indexing per query: this loop is most of the store's
+        # own cost on top of FAISS for small k.
+        keep_lists = None if keep.all() else keep.tolist()
+        get_info, get_vector = info.get, vectors.get
         out: list[list[Hit]] = []
-        for qi in range(rows.shape[0]):
+        score_lists, row_lists = scores.tolist(), rows.tolist()
+        for qi, (score_row, index_row) in enumerate(zip(score_lists, row_lists, strict=True)):
+            mask = None if keep_lists is None else keep_lists[qi]
             hits: list[Hit] = []
-            for score, row in zip(
-                scores[qi][keep[qi]].tolist(), rows[qi][keep[qi]].tolist(), strict=True
-            ):
+            for j, (score, row) in enumerate(zip(score_row, index_row, strict=True)):
+                if mask is not None and not mask[j]:
+                    continue
                 # A search answers as of the live rows it started with: a row replaced or
                 # deleted since is still returned (rows are immutable), so a concurrent
                 # re-add never makes an id vanish from a result.
-                entry = info.get(row)
+                entry = get_info(row)
                 if entry is None:  # pragma: no cover - every indexed row is in the catalog
                     continue
-                hits.append(Hit(entry[0], score, entry[1], row, vectors.get(row)))
+                hits.append(Hit(entry[0], score, entry[1], row, get_vector(row)))
             out.append(hits)
         return out
 

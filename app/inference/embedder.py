@@ -21,18 +21,10 @@ from app.artifacts import ModelMeta
 from app.config import LimitSettings
 from app.errors import SimSearchError
 from app.inference.batcher import DynamicBatcher
-from app.inference.preprocess import (
-    cap_long_side,
-    cap_scale,
-    crop_bbox,
-    decode_image,
-    pool_scales,
-    preprocess_multiscale,
-)
+from app.inference.preprocess import BBox, decode_image, pool_scales, prepare_image
 
 logger = logging.getLogger(__name__)
 
-BBox = tuple[float, float, float, float]
 
 
 class Embedder:
@@ -77,16 +69,8 @@ class Embedder:
         return decode_image(data, self._limits.max_pixels, draft_max_side=draft)
 
     def prepare_image(self, img: np.ndarray, bbox: BBox | None = None) -> list[np.ndarray]:
-        """H,W,3 uint8 RGB (as decoded) -> the per-scale network inputs [3,h,w] float32.
-
-        The long-side cap applies to the whole image first; a bbox (in original pixels) is then
-        scaled by the cap factor and cropped, so crops keep the database scale.
-        """
-        height, width = img.shape[:2]
-        capped = cap_long_side(img, self.prep.max_side)
-        if bbox is not None:
-            capped = crop_bbox(capped, bbox, cap_scale(width, height, self.prep.max_side))
-        return preprocess_multiscale(capped, self.prep)
+        """H,W,3 uint8 RGB (as decoded) -> the per-scale network inputs (`prepare_image`)."""
+        return prepare_image(img, self.prep, bbox)
 
     def _prepare_bytes(
         self, data: bytes, bbox: BBox | None

@@ -30,6 +30,9 @@ from app.errors import InvalidImage, InvalidRequest, PayloadTooLarge, Unsupporte
 
 logger = logging.getLogger(__name__)
 
+# (x1, y1, x2, y2), exclusive end, in pixels of the decoded (EXIF-oriented) image.
+BBox = tuple[float, float, float, float]
+
 # What we accept, as Pillow names the formats. MPO is how Pillow reports the multi-picture JPEGs
 # many cameras write; it is a JPEG. Only these parsers ever see an upload: restricting
 # `Image.open(formats=...)` keeps Pillow's rarer (and less hardened) readers off the attack surface.
@@ -479,6 +482,26 @@ def preprocess_multiscale(img: np.ndarray, prep: Preprocessing) -> list[np.ndarr
             resized = planes.copy()  # callers may own each output; never hand out one twice
         tensors.append(np.ascontiguousarray(resized))
     return tensors
+
+
+def prepare_image(
+    img: np.ndarray, prep: Preprocessing, bbox: BBox | None = None, cap: bool = True
+) -> list[np.ndarray]:
+    """H,W,3 uint8 RGB (as decoded) -> the per-scale network inputs [3,h,w] float32.
+
+    The long-side cap applies to the whole image first; a bbox (x1,y1,x2,y2 in original
+    pixels) is then scaled by the cap factor and cropped with int() truncation, so crops keep
+    the database scale. cap=False skips the cap, as the official evaluation does (the crop is
+    then exactly `im[int(y1):int(y2), int(x1):int(x2)]`). Raises InvalidRequest for a bad box.
+    """
+    height, width = img.shape[:2]
+    scale = 1.0
+    if cap:
+        scale = cap_scale(width, height, prep.max_side)
+        img = cap_long_side(img, prep.max_side)
+    if bbox is not None:
+        img = crop_bbox(img, bbox, scale)
+    return preprocess_multiscale(img, prep)
 
 
 def _resize_planar(planes: np.ndarray, out_w: int, out_h: int) -> np.ndarray:

@@ -22,7 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_file
+from models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    atomic_torch_save,
+    fsync_dir,
+    load_file,
+)
 from models.dolg import DOLGConfig
 
 logger = logging.getLogger(__name__)
@@ -60,30 +66,6 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda_states)
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_torch_save(payload: Mapping[str, Any], path: Path) -> None:
-    """temp file in the same folder -> fsync -> os.replace -> fsync(dir): a crash leaves either
-    the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("wb") as handle:
-            torch.save(dict(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
 def save_training_checkpoint(
     path: str | os.PathLike[str],
     *,
@@ -111,7 +93,7 @@ def save_training_checkpoint(
         "cfg": cfg_text,
         TRAINING_KEY: {**dict(training), "rng": rng_state()},
     }
-    _atomic_torch_save(payload, path)
+    atomic_torch_save(payload, path)
     return path
 
 

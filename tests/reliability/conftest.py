@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.tiny_model import write_tiny_model
+from tests.app.onnx_models import write_tiny_model
 from tests.reliability.server import MakeServer, ServerProcess
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from scripts.bench import markdown, write_markdown
-from tests.app.tiny_model import write_tiny_model
+from tests.app.onnx_models import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "index_data" / "samples"

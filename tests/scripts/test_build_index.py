@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.app.tiny_model import write_tiny_model
+from tests.app.onnx_models import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "index_data" / "samples"

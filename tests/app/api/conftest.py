@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.config import IndexSettings, InferenceSettings, LimitSettings, Settings
 from app.main import create_app
-from tests.app.tiny_model import write_tiny_model
+from tests.app.onnx_models import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[3]
 PHOTOS = REPO.parent / "shared" / "data" / "photos"

@@ -10,7 +10,7 @@ from app.config import InferenceSettings, LimitSettings
 from app.inference.batcher import DynamicBatcher
 from app.inference.embedder import Embedder
 from app.inference.session import OnnxSession
-from tests.app.inference.onnx_models import TinyArtifact, write_artifact
+from tests.app.onnx_models import TinyArtifact, write_artifact
 
 # tests/app/inference/conftest.py -> repo root is parents[3]; shared data sits beside it.
 PHOTOS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "photos"

@@ -18,7 +18,7 @@ from app.inference.batcher import DynamicBatcher
 from app.inference.embedder import Embedder
 from app.inference.preprocess import cap_long_side, decode_image
 from app.inference.session import OnnxSession
-from tests.app.inference.onnx_models import TinyArtifact, write_artifact
+from tests.app.onnx_models import TinyArtifact, write_artifact
 
 
 def _jpeg(img: np.ndarray, quality: int = 92) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from app.config import InferenceSettings
 from app.errors import ArtifactMismatch
 from app.inference.session import CPU, CUDA, GpuUnavailableError, OnnxSession, choose_providers
-from tests.app.inference.onnx_models import (
+from tests.app.onnx_models import (
     TinyArtifact,
     build_onnx,
     make_meta,
