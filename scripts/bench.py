@@ -183,6 +183,11 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"store search QPS >= 0.9 x raw FAISS (n={size}, batched)", r, ">= 0.9", r >= 0.9,
             f"{m['batch']['store_qps']} vs {m['batch']['raw_qps']} QPS, "
             f"{m['batch']['queries_per_call']} queries per call")
+        sq = m["single_query"]
+        r1 = sq["p50_ratio_raw_over_store"]
+        add(f"store search QPS >= 0.9 x raw FAISS (n={size}, one query per call)", r1, ">= 0.9",
+            r1 >= 0.9, f"p50 {sq['store']['p50_ms']} vs {sq['raw']['p50_ms']} ms: "
+            "the store also maps rows to ids and metadata (sqlite) and builds the hits")
     if store:
         size = max(store, key=int)
         m = store[size]["measure"]
@@ -196,9 +201,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         p50 = rerank["one_thread"]["rerank"]["p50_ms"]
         add("SuperGlobal re-ranking <= 2 ms per query (M=400, one thread)", p50, "<= 2 ms",
             p50 <= 2.0, f"p99 {rerank['one_thread']['rerank']['p99_ms']} ms")
-    add("H100: CUDA active, indexing >= 700 img/s, /search p50 <= 15 ms", "not measured",
-        "", None, "no GPU was lent to this run; the CUDA / IO-binding code paths are untested "
-        "on a GPU")
+    if embed:
+        add("H100: CUDA active, indexing >= 700 img/s, /search p50 <= 15 ms", "not measured",
+            "", None, "no GPU was lent to this run; the CUDA / IO-binding code paths are "
+            "untested on a GPU")
     return rows
 
 
