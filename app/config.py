@@ -95,6 +95,9 @@ class RerankSettings(BaseModel):
     max_top_m: int = Field(default=400, ge=2)
     k: int = Field(default=9, ge=1)
     beta: float = Field(default=0.15, ge=0.0)
+    # numpy's BLAS threads (the [M, M] product); 1 keeps them off onnxruntime's cores
+    # (app/threads.py has the measurement). 0 leaves the library's default.
+    blas_threads: int = Field(default=1, ge=0)
 
 
 class ApiKey(BaseModel):

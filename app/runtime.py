@@ -17,6 +17,7 @@ from app.inference.embedder import Embedder
 from app.inference.session import OnnxSession
 from app.metrics import Metrics
 from app.search.service import SearchService
+from app.threads import limit_numpy_blas
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
         """Load and cross-check the artifact and the store; refuse to start on any mismatch."""
+        limit_numpy_blas(settings.rerank.blas_threads)
         model_dir = settings.resolved_model_dir()
         meta = load_model_meta(model_dir)
         session = OnnxSession(

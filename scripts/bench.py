@@ -123,10 +123,12 @@ def run_store(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def run_rerank(args: argparse.Namespace) -> dict[str, Any]:
+def run_rerank(args: argparse.Namespace, model_dir: Path | None) -> dict[str, Any]:
     argv = ["scripts/bench_rerank.py", "--m", "400"]
+    if model_dir is not None:
+        argv += ["--model-dir", str(model_dir)]
     if args.quick:
-        argv += ["--queries", "20", "--pool", "5000"]
+        argv += ["--queries", "20", "--pool", "5000", "--contention-seconds", "1"]
     one = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return {"one_thread": run_json_child(argv, env=one), "default_threads": run_json_child(argv)}
 
@@ -359,6 +361,20 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {label} | {r['rerank']['p50_ms']} | {r['rerank']['p99_ms']} | "
                          f"{r['floor_mxm_similarities']['p50_ms']} |")
         lines.append("")
+        if all("contention" in rr[key] for key in ("one_thread", "default_threads")):
+            lines += ["Next to onnxruntime running the model continuously (one re-rank every "
+                      "10 ms in a second thread):", "",
+                      "| BLAS threads | onnxruntime images/s alone | with re-ranks | ratio | "
+                      "re-rank p50 / p99 ms under load |", "|---|---|---|---|---|"]
+            for key, label in (("one_thread", "1 (the service's rerank.blas_threads)"),
+                               ("default_threads", "default")):
+                c = rr[key]["contention"]
+                lines.append(f"| {label} | {c['onnxruntime_images_per_s_alone']} | "
+                             f"{c['onnxruntime_images_per_s_with_rerank']} | "
+                             f"{c['ratio_with_over_alone']} | "
+                             f"{c['rerank_under_load']['p50_ms']} / "
+                             f"{c['rerank_under_load']['p99_ms']} |")
+            lines.append("")
     art = result.get("artifacts")
     if art:
         lines += [f"### Precision variants ({art['photos']} photos, {art['queries']} transformed "
@@ -426,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        model_dir = prepare_model(args, work) if {"embed", "artifacts"} & set(sections) else None
+        model_dir = (prepare_model(args, work)
+                     if {"embed", "artifacts", "rerank"} & set(sections) else None)
         if "embed" in sections:
             assert model_dir is not None
             log("section embed ...")
@@ -439,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             result["store"] = run_store(args)
         if "rerank" in sections:
             log("section rerank ...")
-            result["rerank"] = run_rerank(args)
+            result["rerank"] = run_rerank(args, model_dir)
         if "artifacts" in sections:
             assert model_dir is not None
             log("section artifacts ...")
