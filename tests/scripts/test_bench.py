@@ -57,6 +57,9 @@ def test_quick_bench_prints_every_figure_next_to_its_raw_limit(tmp_path: Path) -
     rr = result["rerank"]
     assert rr["one_thread"]["m"] == 400 and rr["one_thread"]["rerank"]["p50_ms"] > 0
     assert rr["one_thread"]["blas_threads_env"] == "1"
+    for key in ("one_thread", "default_threads"):  # next to onnxruntime running the model
+        c = rr[key]["contention"]
+        assert c["onnxruntime_images_per_s_alone"] > 0 and c["rerank_under_load"]["n"] > 0
 
     art = result["artifacts"]["artifacts"]
     assert set(art) == {"fp32", "int8"}  # the same file twice: identical by construction
