@@ -26,7 +26,6 @@ from app.inference.preprocess import BBox, decode_image, pool_scales, prepare_im
 logger = logging.getLogger(__name__)
 
 
-
 class Embedder:
     """Multi-scale DOLG descriptors as the official extraction computes them (ALGORITHMS.md 1.7).
 
