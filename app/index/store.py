@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from app.errors import InvalidRequest
+from app.index.filters import MetadataFilter
 
 IndexType = Literal["flat", "ivfpq"]
 
@@ -49,6 +50,19 @@ class Item:
     vector: np.ndarray | None
     # Unix time of the add that stored this version of the item.
     created_at: float
+    # True when a JPEG thumbnail was stored with this version of the item (image uploads).
+    has_thumbnail: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPage:
+    """One page of `list_items`: items in ascending id order (code-point order of the UTF-8
+    id), without vectors. `next_cursor` is opaque to clients (None on the last page); `total`
+    counts all live items that match the id prefix, not just this page."""
+
+    items: list[Item]
+    next_cursor: str | None
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +86,8 @@ class StoreStats:
 class VectorStore(Protocol):
     """What the service needs from a vector store.
 
-    Contract: `add` and `delete` are durable when they return; re-adding an id replaces it;
+    Contract: `add` and `delete` are durable when they return (thumbnails included); re-adding
+    an id replaces it (item, metadata and thumbnail); `delete` removes the thumbnail too;
     `search` returns, per query, at most k hits sorted by decreasing exact score.
     """
 
@@ -84,6 +99,7 @@ class VectorStore(Protocol):
         ids: Sequence[str],
         vectors: np.ndarray,
         metadata: Sequence[dict[str, Any] | None] | None = None,
+        thumbnails: Sequence[bytes | None] | None = None,
     ) -> list[str]: ...
 
     def delete(self, id: str) -> bool: ...
@@ -91,6 +107,18 @@ class VectorStore(Protocol):
     def get(self, id: str, with_vector: bool = False) -> Item | None: ...
 
     def contains(self, ids: Sequence[str]) -> set[str]: ...
+
+    def thumbnail(self, id: str) -> bytes | None:
+        """The JPEG bytes stored with the live item `id`, or None (unknown id or none stored)."""
+        ...
+
+    def list_items(
+        self, limit: int, cursor: str | None = None, id_prefix: str | None = None
+    ) -> ItemPage:
+        """Live items after `cursor` in ascending id order; stable under concurrent adds and
+        deletes (the cursor encodes the last id returned). A malformed cursor raises
+        InvalidRequest."""
+        ...
 
     def __len__(self) -> int: ...
 
@@ -102,7 +130,11 @@ class VectorStore(Protocol):
         score_threshold: float | None = None,
         candidate_factor: int | None = None,
         with_vectors: bool = False,
-    ) -> list[list[Hit]]: ...
+        filter: MetadataFilter | None = None,
+    ) -> list[list[Hit]]:
+        """With `filter`, only items whose metadata match it are candidates (applied inside the
+        index, so up to k matching hits come back, not a post-filtered subset)."""
+        ...
 
     def stats(self) -> StoreStats: ...
 
