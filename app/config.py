@@ -100,6 +100,15 @@ class RerankSettings(BaseModel):
     blas_threads: int = Field(default=1, ge=0)
 
 
+class ThumbnailSettings(BaseModel):
+    # Keep a small JPEG of every indexed image (GET /items/{id}/thumbnail, the search page).
+    enabled: bool = True
+    # Longest side in pixels; the aspect ratio is kept and images are never enlarged.
+    long_side: int = Field(default=256, ge=16, le=2048)
+    # JPEG quality (libjpeg scale): 80 keeps a 256 px thumbnail around 10-20 KB.
+    quality: int = Field(default=80, ge=30, le=95)
+
+
 class ApiKey(BaseModel):
     """One accepted API key. "read": search, items GET, /health, /metrics; "write": also
     index and delete."""
@@ -194,6 +203,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     limits: LimitSettings = LimitSettings()
     rerank: RerankSettings = RerankSettings()
+    thumbnails: ThumbnailSettings = ThumbnailSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod

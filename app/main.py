@@ -12,14 +12,34 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import ApiKeyAuth, log_access_policy, security_dependencies
+from app.api.docs import add_offline_docs
 from app.api.errors import error_responses, register_exception_handlers
 from app.api.middleware import RequestGuard
 from app.api.routes import health, index, items, metrics, search
+from app.api.routes.page import add_search_page
 from app.config import Settings, get_settings
 from app.metrics import Metrics
 from app.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Find images like this one: DOLG descriptors, FAISS IVF-PQ, SuperGlobal re-ranking.
+
+A search page for people is at `/`. Programs send images as `multipart/form-data`
+(`POST /search` with the field `file`, `POST /index` with the field `files`) or descriptors as
+JSON (`/search/vector`, `/index/vectors`). Every error has a JSON `detail` saying what was
+wrong and what is accepted. With API keys configured, send `Authorization: Bearer <key>` or
+`X-API-Key: <key>`: a read key may search and read, a write key may also index and delete.
+A typed Python client and CLI: `python -m simsearch_client --help`.
+"""
+
+TAGS = [
+    {"name": "search", "description": "Ranked ids with scores and metadata, best first"},
+    {"name": "index", "description": "Add images or descriptors; durable when answered"},
+    {"name": "items", "description": "Browse, read, delete stored items and their thumbnails"},
+    {"name": "health", "description": "What runs (model, providers, index) and readiness"},
+    {"name": "metrics", "description": "Prometheus metrics"},
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,8 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="DOLG image-similarity search",
         version="0.1.0",
-        description="Find images like this one: DOLG descriptors, FAISS IVF-PQ, SuperGlobal.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
         lifespan=lifespan,
+        # Served by add_offline_docs from local files instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
@@ -61,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, dependencies=protected, responses=auth_errors)
     app.include_router(health.router)
+    add_search_page(app)
+    add_offline_docs(app)
     limits = settings.limits
     slack = 1024 * 1024  # form fields, multipart boundaries and headers
     body_limits = {

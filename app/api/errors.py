@@ -110,10 +110,43 @@ def _describe(err: FieldError, raw: dict[str, Any]) -> str:
     return f"{kind} '{name}': {err.msg}"
 
 
+# The upload field of each multipart route: a missing one gets a detail saying how to send it.
+UPLOAD_FIELDS = {"/search": "file", "/index": "files"}
+
+
+def _missing_upload(request: Request, raw: Sequence[Any]) -> str | None:
+    """A detail for a request to an upload route without its file field: a raw body, JSON, or
+    multipart with the wrong field name all end here."""
+    field = UPLOAD_FIELDS.get(request.url.path)
+    if field is None:
+        return None
+    missing = any(
+        err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body", field)
+        for err in raw
+    )
+    if not missing:
+        return None
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower() or "none"
+    how = f"curl -F {field}=@photo.jpg"
+    if ctype != "multipart/form-data":
+        return (
+            f"send the image as multipart/form-data in the field '{field}' (e.g. {how}); "
+            f"this request's body is {ctype!r}, not a multipart form"
+        )
+    return (
+        f"the multipart form has no field '{field}'; send the image in the field '{field}' "
+        f"(e.g. {how})"
+    )
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     raw = list(exc.errors())
     fields = _field_errors(raw)
+    upload_hint = _missing_upload(request, raw)
+    if upload_hint is not None:
+        body = ErrorResponse(detail=upload_hint, errors=fields)
+        return JSONResponse(body.model_dump(mode="json"), status_code=422)
     parts = [_describe(f, r) for f, r in zip(fields, raw, strict=True)]
     detail = "; ".join(parts[:5]) or "invalid request"
     if len(parts) > 5:

@@ -4,38 +4,106 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 RerankName = Literal["none", "superglobal"]
 
+FILTER_DESCRIPTION = (
+    "Metadata conditions that every result must meet, applied inside the index (so up to "
+    'top_k matching results come back): {"key": value} for equality, {"key": {"in": [v1, '
+    "v2]}} for any of several values; strings, numbers and booleans; all keys must hold"
+)
+FILTER_EXAMPLE = {"album": "trip", "year": {"in": [2023, 2024]}}
+_HIT_EXAMPLE = {"id": "photos/eiffel.jpg", "score": 0.913, "metadata": {"filename": "eiffel.jpg"}}
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
 
 class HitOut(BaseModel):
+    model_config = _examples(_HIT_EXAMPLE)
+
     id: str
     score: float = Field(description="Cosine similarity, or SuperGlobal's score when re-ranked")
     metadata: dict[str, Any] | None = None
 
 
 class SearchResponse(BaseModel):
+    model_config = _examples(
+        {
+            "results": [_HIT_EXAMPLE],
+            "rerank": "none",
+            "timings_ms": {"embed": 41.2, "ann_rescore": 0.4, "total": 42.0},
+        }
+    )
+
     results: list[HitOut]
     rerank: RerankName = Field(description="Which re-ranking ran")
     timings_ms: dict[str, float]
 
 
-class VectorSearchRequest(BaseModel):
+class SearchOptions(BaseModel):
+    """The options every JSON search request shares."""
+
+    top_k: int = Field(default=10, ge=1, description="Number of results (at most max_top_k)")
+    rerank: RerankName = Field(default="none", description="'none' or 'superglobal'")
+    rerank_top_m: int | None = Field(
+        default=None, ge=2, description="SuperGlobal's M (only with rerank='superglobal')"
+    )
+    nprobe: int | None = Field(default=None, ge=1, description="IVF lists probed (IVF-PQ only)")
+    score_threshold: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="Minimum cosine similarity"
+    )
+    filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
+
+
+class ByIdSearchRequest(SearchOptions):
+    model_config = _examples(
+        {"id": "photos/eiffel.jpg", "top_k": 8},
+        {"id": "photos/eiffel.jpg", "top_k": 8, "filter": FILTER_EXAMPLE, "include_self": True},
+    )
+
+    id: str = Field(min_length=1, description="A stored item; its vector is the query")
+    include_self: bool = Field(
+        default=False, description="Keep the item itself in the results (it scores ~1.0)"
+    )
+
+
+class VectorSearchRequest(SearchOptions):
+    model_config = _examples({"vector": [0.021, -0.113, 0.087], "top_k": 5, "filter": None})
+
     vector: list[float] = Field(
         min_length=1, description="Query descriptor (embedding_dim finite numbers, not all 0); "
         "normalised to unit length here"
     )
-    top_k: int = Field(default=10, ge=1, description="Number of results (at most max_top_k)")
-    rerank: RerankName = "none"
-    rerank_top_m: int | None = Field(default=None, ge=2)
-    nprobe: int | None = Field(default=None, ge=1)
-    score_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+
+
+class IndexedFile(BaseModel):
+    filename: str | None = Field(description="The upload's file name as the client sent it")
+    id: str = Field(description="The id it is stored under")
 
 
 class IndexResponse(BaseModel):
-    ids: list[str]
+    model_config = _examples(
+        {
+            "ids": ["photos/eiffel.jpg"],
+            "count": 1,
+            "replaced": [],
+            "files": [{"filename": "eiffel.jpg", "id": "photos/eiffel.jpg"}],
+            "timings_ms": {"total": 57.1},
+        }
+    )
+
+    ids: list[str] = Field(description="Stored ids, in the order of the request")
     count: int
+    replaced: list[str] = Field(
+        default_factory=list,
+        description="Ids that already existed and were replaced (item, metadata, thumbnail)",
+    )
+    files: list[IndexedFile] | None = Field(
+        default=None, description="Image uploads only: each file and the id it got"
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
@@ -46,17 +114,68 @@ class VectorItem(BaseModel):
 
 
 class VectorIndexRequest(BaseModel):
+    model_config = _examples(
+        {"items": [{"id": "sku-1001", "vector": [0.021, -0.113, 0.087], "metadata": None}]}
+    )
+
     items: list[VectorItem] = Field(min_length=1)
 
 
 class ItemOut(BaseModel):
+    model_config = _examples(
+        {
+            "id": "photos/eiffel.jpg",
+            "metadata": {"filename": "eiffel.jpg"},
+            "created_at": 1796000000.0,
+            "has_thumbnail": True,
+            "vector": None,
+        }
+    )
+
+    id: str
+    metadata: dict[str, Any] | None = None
+    created_at: float = Field(description="Unix time of the add that stored this version")
+    has_thumbnail: bool = Field(
+        default=False, description="GET /items/{id}/thumbnail has a JPEG (image uploads only)"
+    )
+    vector: list[float] | None = Field(
+        default=None, description="The stored descriptor, with include_vector=true"
+    )
+
+
+class ItemSummary(BaseModel):
     id: str
     metadata: dict[str, Any] | None = None
     created_at: float
-    vector: list[float] | None = None
+    has_thumbnail: bool
+
+
+class ItemPageOut(BaseModel):
+    model_config = _examples(
+        {
+            "items": [
+                {
+                    "id": "photos/eiffel.jpg",
+                    "metadata": {"filename": "eiffel.jpg"},
+                    "created_at": 1796000000.0,
+                    "has_thumbnail": True,
+                }
+            ],
+            "next_cursor": "cGhvdG9zL2VpZmZlbC5qcGc",
+            "total": 30,
+        }
+    )
+
+    items: list[ItemSummary] = Field(description="In ascending id order")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
+    total: int = Field(description="All live items matching id_prefix, not just this page")
 
 
 class DeleteResponse(BaseModel):
+    model_config = _examples({"id": "photos/eiffel.jpg", "deleted": True})
+
     id: str
     deleted: bool
 
@@ -83,6 +202,33 @@ class IndexHealth(BaseModel):
 
 
 class HealthResponse(BaseModel):
+    model_config = _examples(
+        {
+            "status": "ok",
+            "ready": True,
+            "detail": None,
+            "model": {
+                "name": "dolg-r50-random-bncal",
+                "version": "1",
+                "source": "random-init",
+                "description": "DOLG-R50, random initialisation, BatchNorm calibrated",
+                "intended_use": "near-duplicate search",
+                "embedding_dim": 512,
+                "precision": "fp32",
+                "providers": ["CPUExecutionProvider"],
+                "device": "cpu",
+            },
+            "index": {
+                "type": "flat",
+                "ntotal": 30,
+                "generation": 1,
+                "tombstones": 0,
+                "training": False,
+                "params": {},
+            },
+        }
+    )
+
     status: Literal["ok", "starting", "degraded"]
     ready: bool
     detail: str | None = None
@@ -98,6 +244,15 @@ class FieldError(BaseModel):
 
 class ErrorResponse(BaseModel):
     """The body of every error response."""
+
+    model_config = _examples(
+        {"detail": "top_k must be between 1 and 1000; got 5000"},
+        {
+            "detail": "field 'top_k': Input should be a valid integer",
+            "errors": [{"loc": ["body", "top_k"], "msg": "Input should be a valid integer",
+                        "type": "int_parsing"}],
+        },
+    )
 
     detail: str = Field(description="What was wrong and what is accepted")
     errors: list[FieldError] | None = Field(

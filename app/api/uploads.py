@@ -12,6 +12,7 @@ from fastapi import UploadFile
 
 from app.config import LimitSettings
 from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from app.index.filters import MetadataFilter, parse_filter
 
 ACCEPTED_CONTENT_TYPES = frozenset(
     {
@@ -131,3 +132,38 @@ def parse_metadata_entries(
             raise InvalidRequest(f"metadata[{i}] is not valid JSON: {exc.msg}") from exc
         out.append(check_metadata(value, limits, f"metadata[{i}]"))
     return out
+
+
+def parse_filter_field(text: str | None) -> MetadataFilter | None:
+    """The multipart `filter` field: a JSON object (see app/index/filters.py); empty = none."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"filter is not valid JSON ({exc.msg}); send a JSON object such as "
+            '{"album": "trip", "year": {"in": [2023, 2024]}}'
+        ) from exc
+    return parse_filter(value)
+
+
+MAX_FILENAME_LENGTH = 255
+
+
+def upload_filename(upload: UploadFile) -> str | None:
+    """The client's file name without any directory part, control characters removed and at
+    most 255 characters; None when it sent none. Kept as text in metadata, never a path."""
+    raw = upload.filename or ""
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = "".join(ch for ch in base if unicodedata.category(ch) not in ("Cc", "Cs"))
+    return clean[:MAX_FILENAME_LENGTH] or None
+
+
+def with_filename(
+    metadata: dict[str, Any] | None, filename: str | None
+) -> dict[str, Any] | None:
+    """Metadata with `filename` set from the upload unless the client set its own."""
+    if filename is None or (metadata is not None and "filename" in metadata):
+        return metadata
+    return {**(metadata or {}), "filename": filename}

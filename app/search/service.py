@@ -17,7 +17,8 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, NotFound
+from app.index.filters import MetadataFilter
 from app.index.store import Hit, VectorStore
 from app.inference.embedder import Embedder
 from app.metrics import Metrics
@@ -31,6 +32,15 @@ class SearchOutcome:
     hits: list[Hit]
     rerank: RerankMode
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class IndexOutcome:
+    # The stored ids, in input order.
+    ids: list[str]
+    # Those of `ids` that replaced an item already stored under the same id (best effort:
+    # checked just before the add, so a concurrent writer of the same id can slip between).
+    replaced: list[str]
 
 
 def content_id(data: bytes) -> str:
@@ -73,6 +83,15 @@ class SearchService:
         if top_m is not None and not 2 <= top_m <= rr.max_top_m:
             raise InvalidRequest(f"rerank_top_m must be between 2 and {rr.max_top_m}; got {top_m}")
 
+    @staticmethod
+    def check_rerank(rerank: RerankMode, top_m: int | None) -> None:
+        """rerank_top_m only means something to SuperGlobal: refuse it rather than ignore it."""
+        if top_m is not None and rerank != "superglobal":
+            raise InvalidRequest(
+                "rerank_top_m applies only with rerank='superglobal'; "
+                f"got rerank={rerank!r} (drop rerank_top_m, or set rerank='superglobal')"
+            )
+
     def check_vector(
         self, vector: Sequence[float] | np.ndarray, what: str = "vector"
     ) -> np.ndarray:
@@ -101,8 +120,10 @@ class SearchService:
         score_threshold: float | None = None,
         bbox: tuple[float, float, float, float] | None = None,
         top_m: int | None = None,
+        filter: MetadataFilter | None = None,
     ) -> SearchOutcome:
         self.check_search_params(top_k, nprobe, score_threshold, top_m)
+        self.check_rerank(rerank, top_m)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         query = await self.embedder.embed_bytes(data, bbox=bbox, timings=timings)
@@ -117,6 +138,7 @@ class SearchService:
             nprobe=nprobe,
             score_threshold=score_threshold,
             top_m=top_m,
+            filter=filter,
         )
         outcome.timings_ms = {**timings, **outcome.timings_ms}
         outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
@@ -129,7 +151,33 @@ class SearchService:
             kwargs.get("score_threshold"),
             kwargs.get("top_m"),
         )
+        self.check_rerank(kwargs.get("rerank", "none"), kwargs.get("top_m"))
         return await run_in_threadpool(self.search_vector_sync, vector, **kwargs)
+
+    async def search_by_id(
+        self, item_id: str, *, include_self: bool = False, **kwargs: Any
+    ) -> SearchOutcome:
+        """More like this: search with the stored vector of `item_id` (404 if unknown). The
+        item itself is left out of the results unless `include_self`."""
+        self.check_search_params(
+            kwargs.get("top_k", 10),
+            kwargs.get("nprobe"),
+            kwargs.get("score_threshold"),
+            kwargs.get("top_m"),
+        )
+        self.check_rerank(kwargs.get("rerank", "none"), kwargs.get("top_m"))
+        t0 = time.perf_counter()
+        item = await run_in_threadpool(self.store.get, item_id, True)
+        if item is None or item.vector is None:
+            raise NotFound(f"no item with id {item_id!r}")
+        vector = np.asarray(item.vector, dtype=np.float32)  # [D], fp16-rounded
+        query = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        exclude = None if include_self else item_id
+        outcome = await run_in_threadpool(
+            self.search_vector_sync, query, exclude_id=exclude, **kwargs
+        )
+        outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
+        return outcome
 
     def search_vector_sync(
         self,
@@ -140,19 +188,31 @@ class SearchService:
         nprobe: int | None = None,
         score_threshold: float | None = None,
         top_m: int | None = None,
+        filter: MetadataFilter | None = None,
+        exclude_id: str | None = None,
     ) -> SearchOutcome:
-        """query: unit float32 [D]. Blocking; call from a worker thread."""
+        """query: unit float32 [D]. Blocking; call from a worker thread. `filter` is applied
+        inside the store (all hits match it); `exclude_id` is dropped from the hits (one
+        extra candidate is fetched for it)."""
         timings: dict[str, float] = {}
         m = top_m or self.settings.rerank.top_m
         fetch = max(top_k, m) if rerank == "superglobal" else top_k
+        if exclude_id is not None:
+            fetch += 1
         t0 = time.perf_counter()
+        search_kwargs: dict[str, Any] = {}
+        if filter is not None:
+            search_kwargs["filter"] = filter
         hits = self.store.search(
             query[None, :],
             fetch,
             nprobe=nprobe,
             score_threshold=score_threshold,
             with_vectors=rerank == "superglobal",
+            **search_kwargs,
         )[0]
+        if exclude_id is not None:
+            hits = [h for h in hits if h.id != exclude_id][: fetch - 1]
         ann_s = time.perf_counter() - t0
         timings["ann_rescore"] = ann_s * 1e3
         self._observe("ann_rescore", ann_s)
@@ -189,13 +249,14 @@ class SearchService:
         images: Sequence[bytes],
         ids: Sequence[str | None],
         metadata: Sequence[dict[str, Any] | None],
-    ) -> list[str]:
+        thumbnails: Sequence[bytes | None] | None = None,
+    ) -> IndexOutcome:
         """Embed every image (all scales batched together), then one durable store add."""
         vectors = await self.embed_images(images)  # [N, D]
         final_ids = [
             i if i is not None else content_id(b) for i, b in zip(ids, images, strict=True)
         ]
-        return await self.index_vectors(final_ids, vectors, list(metadata))
+        return await self.index_vectors(final_ids, vectors, list(metadata), thumbnails)
 
     async def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
         """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i])."""
@@ -206,8 +267,26 @@ class SearchService:
         ids: Sequence[str],
         vectors: np.ndarray,
         metadata: Sequence[dict[str, Any] | None],
-    ) -> list[str]:
-        stored = await run_in_threadpool(self.store.add, list(ids), vectors, list(metadata))
+        thumbnails: Sequence[bytes | None] | None = None,
+    ) -> IndexOutcome:
+        """One durable add (thumbnails stored with their items); reports which ids replaced
+        an existing item."""
+        return await run_in_threadpool(
+            self.index_vectors_sync, list(ids), vectors, list(metadata), thumbnails
+        )
+
+    def index_vectors_sync(
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        metadata: list[dict[str, Any] | None],
+        thumbnails: Sequence[bytes | None] | None = None,
+    ) -> IndexOutcome:
+        existing = self.store.contains(ids)
+        if thumbnails is None:
+            stored = self.store.add(ids, vectors, metadata)
+        else:
+            stored = self.store.add(ids, vectors, metadata, list(thumbnails))
         if self.metrics is not None:
             self.metrics.indexed.inc(len(stored))
-        return stored
+        return IndexOutcome(ids=stored, replaced=[i for i in stored if i in existing])

@@ -27,8 +27,11 @@ def _runtime(request: Request) -> Runtime | None:
     return getattr(request.app.state, "runtime", None)
 
 
-@status_router.get("/health", response_model=HealthResponse)
+@status_router.get("/health", response_model=HealthResponse, summary="What runs")
 def health(request: Request) -> HealthResponse:
+    """The model (name, version, the execution providers the live session reports), the index
+    (type, live items, snapshot generation) and whether the service is ready. A read key is
+    needed when API keys are configured."""
     runtime = _runtime(request)
     if runtime is None:
         return HealthResponse(status="starting", ready=False, detail="loading model and store")
@@ -61,14 +64,20 @@ def health(request: Request) -> HealthResponse:
     )
 
 
-@router.get("/health/live", response_model=LiveResponse)
+@router.get("/health/live", response_model=LiveResponse, summary="Liveness probe")
 def live() -> LiveResponse:
     """The process answers: nothing else is checked (restart only if this fails)."""
     return LiveResponse(status="alive")
 
 
-@router.get("/health/ready", response_model=ReadyResponse, responses=error_responses(503))
+@router.get(
+    "/health/ready",
+    response_model=ReadyResponse,
+    summary="Readiness probe",
+    responses=error_responses(503),
+)
 def ready(request: Request) -> JSONResponse:
+    """200 once the model is loaded and warmed up; 503 with Retry-After before. Open (no key)."""
     runtime = _runtime(request)
     if runtime is None or not runtime.ready.is_set():
         reason = (runtime.warmup_error if runtime else None) or "loading or warming up"

@@ -7,20 +7,25 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile, status
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deadline import deadline
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.errors import error_responses
-from app.api.schemas import IndexResponse, VectorIndexRequest
+from app.api.schemas import IndexedFile, IndexResponse, VectorIndexRequest
 from app.api.uploads import (
     check_item_id,
     check_metadata,
     parse_list_field,
     parse_metadata_entries,
     read_upload,
+    upload_filename,
+    with_filename,
 )
+from app.config import Settings
 from app.errors import InvalidRequest
 from app.search.service import content_id
+from app.thumbnails import make_thumbnail
 
 router = APIRouter(tags=["index"])
 
@@ -30,10 +35,17 @@ def _check_unique(ids: list[str]) -> None:
         raise InvalidRequest("ids must be unique within one request")
 
 
+def _thumbnails(blobs: list[bytes], settings: Settings) -> list[bytes | None] | None:
+    if not settings.thumbnails.enabled:
+        return None
+    return [make_thumbnail(b, settings.thumbnails, settings.limits.max_pixels) for b in blobs]
+
+
 @router.post(
     "/index",
     response_model=IndexResponse,
     status_code=status.HTTP_201_CREATED,
+    summary="Index images",
     responses=error_responses(400, 413, 415, 422, 503),
 )
 async def index_images(
@@ -51,7 +63,22 @@ async def index_images(
         list[str] | None,
         Form(description="One JSON object per file (repeat the field, or one JSON array)"),
     ] = None,
+    keep_filenames: Annotated[
+        bool,
+        Form(
+            description="Store each upload's file name as metadata.filename (unless that "
+            "file's metadata sets its own)"
+        ),
+    ] = True,
 ) -> IndexResponse:
+    """Embed and store one or more images; 201 once they are durable (a crash after the
+    answer loses nothing). Send `multipart/form-data` with the images in the field `files`,
+    e.g. `curl -F files=@a.jpg -F files=@b.jpg http://127.0.0.1:8000/index`.
+
+    Without `ids`, an image's id is the SHA-256 of its bytes (re-uploading the same file
+    replaces it). Re-adding an existing id replaces the item; `replaced` lists those ids.
+    A JPEG thumbnail is kept with each item (GET /items/{id}/thumbnail) unless thumbnails are
+    turned off (SIMSEARCH_THUMBNAILS__ENABLED=false)."""
     limits = settings.limits
     if not files:
         raise InvalidRequest("send at least one image in the 'files' field")
@@ -65,15 +92,29 @@ async def index_images(
         given_ids = [check_item_id(i, limits) for i in given_ids]
         _check_unique(given_ids)
     metas = parse_metadata_entries(metadata, len(files), limits)
+    names = [upload_filename(f) for f in files]
+    if keep_filenames:
+        metas = [
+            check_metadata(with_filename(m, n), limits, f"metadata[{i}] with its filename")
+            for i, (m, n) in enumerate(zip(metas, names, strict=True))
+        ]
     t0 = time.perf_counter()
-    # The deadline covers reading and embedding, never the durable write that follows.
+    # The deadline covers reading, embedding and thumbnails, never the durable write after.
     async with deadline(limits.request_timeout_s, "embedding the images"):
         blobs = [await read_upload(f, limits) for f in files]
         vectors = await service.embed_images(blobs)
+        thumbs = await run_in_threadpool(_thumbnails, blobs, settings)
     final_ids = given_ids if given_ids is not None else [content_id(b) for b in blobs]
-    stored = await service.index_vectors(final_ids, vectors, metas)
+    outcome = await service.index_vectors(final_ids, vectors, metas, thumbs)
     return IndexResponse(
-        ids=stored, count=len(stored), timings_ms={"total": (time.perf_counter() - t0) * 1e3}
+        ids=outcome.ids,
+        count=len(outcome.ids),
+        replaced=outcome.replaced,
+        files=[
+            IndexedFile(filename=f.filename, id=i)
+            for f, i in zip(files, outcome.ids, strict=True)
+        ],
+        timings_ms={"total": (time.perf_counter() - t0) * 1e3},
     )
 
 
@@ -81,11 +122,14 @@ async def index_images(
     "/index/vectors",
     response_model=IndexResponse,
     status_code=status.HTTP_201_CREATED,
+    summary="Index descriptors",
     responses=error_responses(413, 422, 503),
 )
 async def index_vectors(
     body: VectorIndexRequest, service: ServiceDep, settings: SettingsDep
 ) -> IndexResponse:
+    """Store descriptors you computed yourself (bulk pipelines); 201 once durable. Items
+    added this way have no thumbnail."""
     limits = settings.limits
     if len(body.items) > limits.max_vectors_per_request:
         raise InvalidRequest(
@@ -105,7 +149,10 @@ async def index_vectors(
         for i, item in enumerate(body.items)
     ]
     t0 = time.perf_counter()
-    stored = await service.index_vectors(ids, vectors, metas)
+    outcome = await service.index_vectors(ids, vectors, metas)
     return IndexResponse(
-        ids=stored, count=len(stored), timings_ms={"total": (time.perf_counter() - t0) * 1e3}
+        ids=outcome.ids,
+        count=len(outcome.ids),
+        replaced=outcome.replaced,
+        timings_ms={"total": (time.perf_counter() - t0) * 1e3},
     )

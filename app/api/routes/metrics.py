@@ -12,11 +12,14 @@ router = APIRouter(tags=["metrics"])
 
 @router.get(
     "/metrics",
+    summary="Prometheus metrics",
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                      "description": "Prometheus text format"}},
 )
 def metrics(request: Request, registry: MetricsDep) -> Response:
+    """Request counts and latencies by route, per-stage timings (embed, ANN + re-score,
+    re-rank), inference batch sizes and queue depth, items stored."""
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is not None:
         runtime.refresh_gauges()

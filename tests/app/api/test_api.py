@@ -49,14 +49,16 @@ def test_index_get_search_delete_readd(api_client: TestClient, photo_names: list
     out = _index(api_client, names)
     assert out["ids"] == names and out["count"] == 6
     item = api_client.get(f"/items/{names[0]}").json()
-    assert item["metadata"] == {"name": names[0]} and item["vector"] is None
+    # The upload's file name is kept beside the client's metadata.
+    assert item["metadata"] == {"name": names[0], "filename": names[0]}
+    assert item["vector"] is None
     vec = api_client.get(f"/items/{names[0]}", params={"include_vector": True}).json()["vector"]
     assert abs(np.linalg.norm(vec) - 1) < 1e-2
 
     res = _search(api_client, photo_bytes(names[2]), top_k=3)
     assert res["results"][0]["id"] == names[2]
     assert res["results"][0]["score"] == pytest.approx(1.0, abs=1e-2)
-    assert res["results"][0]["metadata"] == {"name": names[2]}
+    assert res["results"][0]["metadata"] == {"name": names[2], "filename": names[2]}
     assert {"embed", "ann_rescore", "total"} <= set(res["timings_ms"])
     assert res["rerank"] == "none"
 
@@ -67,10 +69,13 @@ def test_index_get_search_delete_readd(api_client: TestClient, photo_names: list
     assert names[2] not in [r["id"] for r in res["results"]]
 
     # Re-adding an id replaces it: still one item, new metadata.
-    _index(api_client, [names[2]])
-    _index(api_client, [names[2]], metadata=json.dumps([{"v": 2}]))
+    assert _index(api_client, [names[2]])["replaced"] == []
+    again = _index(api_client, [names[2]], metadata=json.dumps([{"v": 2, "filename": "x.jpg"}]))
+    assert again["replaced"] == [names[2]]
+    assert again["files"] == [{"filename": names[2], "id": names[2]}]
     assert api_client.get("/health").json()["index"]["ntotal"] == 6
-    assert api_client.get(f"/items/{names[2]}").json()["metadata"] == {"v": 2}
+    # A client's own filename wins over the upload's.
+    assert api_client.get(f"/items/{names[2]}").json()["metadata"] == {"v": 2, "filename": "x.jpg"}
 
 
 def test_default_ids_are_content_hashes(api_client: TestClient, photo_names: list[str]) -> None:
