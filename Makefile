@@ -1,6 +1,10 @@
 # Two commands do everything on a fresh machine:
-#   make run    set up, make sure a model exists, index the bundled samples, serve on :8000
+#   make run    set up, make sure a model exists, index the bundled samples into a new store,
+#               serve on http://127.0.0.1:8000 (the search page at /, the API docs at /docs)
 #   make test   set up and run the test suite (CPU; torch tests use tiny inputs)
+# Where to serve: `make run HOST=0.0.0.0 PORT=9000` (a non-loopback HOST needs
+# SIMSEARCH_API_KEYS, or SIMSEARCH_ALLOW_UNAUTHENTICATED=true behind something that
+# authenticates). DATA_DIR=... picks another data directory.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +19,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 FUZZ_EXAMPLES ?= 300
 
-.PHONY: setup run serve model index test test-slow reliability fuzz lint fmt bench clean-data
+.PHONY: setup run serve model index samples test test-slow reliability fuzz lint fmt bench clean-data
 
 setup: $(STAMP)
 
@@ -39,12 +43,22 @@ $(MODEL_DIR)/model_meta.json: | $(STAMP)
 
 model: $(MODEL_DIR)/model_meta.json
 
+# Index (or re-index) the samples explicitly; resumable, skips ids already stored.
 index: model
 	$(PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR)
 
+# The samples go only into a new store (as the Docker entrypoint does): photos a user deleted
+# stay deleted across `make run`s.
+samples: model
+	@if [ -d $(DATA_DIR)/store ]; then \
+		echo "$(DATA_DIR)/store exists: not indexing the samples again (make index does)"; \
+	else \
+		$(PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR); \
+	fi
+
 # `python -m app` binds SIMSEARCH_HOST:SIMSEARCH_PORT and refuses a non-loopback host unless
 # API keys are configured (SIMSEARCH_API_KEYS) or SIMSEARCH_ALLOW_UNAUTHENTICATED=true.
-run: index
+run: samples
 	SIMSEARCH_DATA_DIR=$(DATA_DIR) SIMSEARCH_HOST=$(HOST) SIMSEARCH_PORT=$(PORT) $(PY) -m app
 
 serve: setup
@@ -66,11 +80,11 @@ fuzz: setup
 	SIMSEARCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/reliability/test_fuzz.py
 
 lint: setup
-	$(VENV)/bin/ruff check app models scripts tests
+	$(VENV)/bin/ruff check app models scripts tests simsearch_client
 	$(VENV)/bin/mypy
 
 fmt: setup
-	$(VENV)/bin/ruff check --fix app models scripts tests
+	$(VENV)/bin/ruff check --fix app models scripts tests simsearch_client
 
 bench: setup
 	$(PY) scripts/bench.py

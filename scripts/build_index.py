@@ -134,4 +134,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from scripts.cli_errors import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -480,4 +480,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from scripts.cli_errors import run_cli
+
+    raise SystemExit(run_cli(main))

@@ -260,4 +260,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=2))
+    from scripts.cli_errors import run_cli
+
+    raise SystemExit(run_cli(lambda: print(json.dumps(main(), indent=2))))

@@ -1,0 +1,216 @@
+"""`python -m simsearch_client` (or `simsearch`): the service from a shell.
+
+    simsearch search query.jpg --top-k 5 [--bbox 10,10,200,200] [--filter '{"album": "trip"}']
+    simsearch more-like photos/eiffel.jpg
+    simsearch index ./photos --concurrency 2 --batch 8        (resumes: skips stored ids)
+    simsearch list [--prefix photos/] [--all]
+    simsearch get ID [--vector]
+    simsearch delete ID [ID ...]
+
+The server is --url (default $SIMSEARCH_URL or http://127.0.0.1:8000), the key --api-key
+(default $SIMSEARCH_API_KEY). Results print as JSON lines (one object per line) for scripts.
+Exit codes: 0 done, 1 the server refused or some images failed, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from simsearch_client.bulk import BulkReport, index_folder
+from simsearch_client.client import DEFAULT_URL, ApiError, SearchResult, SimSearchClient
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc.msg}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _bbox(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("bbox must be four numbers x1,y1,x2,y2") from exc
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError("bbox must be four numbers x1,y1,x2,y2")
+    return values
+
+
+def _add_search_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--rerank", choices=["none", "superglobal"], default="none")
+    p.add_argument("--rerank-top-m", type=int, default=None)
+    p.add_argument("--nprobe", type=int, default=None)
+    p.add_argument("--score-threshold", type=float, default=None)
+    p.add_argument("--filter", type=_json_object, default=None, help="JSON metadata filter")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simsearch", description="Client for the image-similarity search service."
+    )
+    parser.add_argument("--url", default=os.environ.get("SIMSEARCH_URL", DEFAULT_URL))
+    parser.add_argument("--api-key", default=os.environ.get("SIMSEARCH_API_KEY"))
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="search with an image")
+    p.add_argument("image", type=Path)
+    p.add_argument("--bbox", type=_bbox, default=None, help="x1,y1,x2,y2 query region")
+    _add_search_options(p)
+
+    p = sub.add_parser("more-like", help="search with a stored item")
+    p.add_argument("id")
+    p.add_argument("--include-self", action="store_true")
+    _add_search_options(p)
+
+    p = sub.add_parser("index", help="index a folder of images into the running server")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--batch", type=int, default=8, help="images per request")
+    p.add_argument("--concurrency", type=int, default=2, help="requests in flight")
+    p.add_argument(
+        "--id",
+        choices=["path", "sha256"],
+        default="path",
+        help="id of each image: its path under the folder, or the SHA-256 of its bytes",
+    )
+    p.add_argument("--id-prefix", default="", help="put before every id (e.g. 'photos/')")
+    p.add_argument("--metadata", type=_json_object, default=None, help="for every image")
+    p.add_argument(
+        "--no-resume", action="store_true", help="send every image, even ids already stored"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    p = sub.add_parser("list", help="list stored items")
+    p.add_argument("--prefix", default=None, help="only ids starting with this")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--cursor", default=None)
+    p.add_argument("--all", action="store_true", help="every page")
+
+    p = sub.add_parser("get", help="read one item")
+    p.add_argument("id")
+    p.add_argument("--vector", action="store_true", help="include the stored descriptor")
+
+    p = sub.add_parser("delete", help="delete items")
+    p.add_argument("ids", nargs="+")
+    return parser
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+def _print_hits(result: SearchResult) -> None:
+    for hit in result.results:
+        _print(asdict(hit))
+
+
+def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "top_k": args.top_k,
+        "rerank": args.rerank,
+        "rerank_top_m": args.rerank_top_m,
+        "nprobe": args.nprobe,
+        "score_threshold": args.score_threshold,
+        "filter": args.filter,
+    }
+
+
+def _progress(report: BulkReport) -> None:
+    print(f"\r{report.line()}", end="", file=sys.stderr, flush=True)
+
+
+def _run(client: SimSearchClient, args: argparse.Namespace) -> int:
+    if args.command == "search":
+        if not args.image.is_file():
+            raise FileNotFoundError(f"{args.image}: no such file")
+        _print_hits(client.search(args.image, bbox=args.bbox, **_search_kwargs(args)))
+        return 0
+    if args.command == "more-like":
+        _print_hits(
+            client.search_by_id(args.id, include_self=args.include_self, **_search_kwargs(args))
+        )
+        return 0
+    if args.command == "index":
+        report = index_folder(
+            client,
+            args.folder,
+            batch_size=args.batch,
+            concurrency=args.concurrency,
+            id_scheme=args.id,
+            id_prefix=args.id_prefix,
+            resume=not args.no_resume,
+            metadata=args.metadata,
+            progress=None if args.quiet else _progress,
+        )
+        if not args.quiet:
+            print(file=sys.stderr)
+        for path, reason in report.failed:
+            print(f"failed: {path}: {reason}", file=sys.stderr)
+        _print(
+            {
+                "total": report.total,
+                "indexed": report.indexed,
+                "skipped": report.skipped,
+                "replaced": report.replaced,
+                "failed": len(report.failed),
+            }
+        )
+        return 1 if report.failed else 0
+    if args.command == "list":
+        if args.all:
+            for item in client.iter_items(id_prefix=args.prefix):
+                _print(asdict(item))
+            return 0
+        page = client.list_items(args.limit, args.cursor, args.prefix)
+        for item in page.items:
+            _print(asdict(item))
+        print(
+            f"{len(page.items)} of {page.total}; next cursor: {page.next_cursor}",
+            file=sys.stderr,
+        )
+        return 0
+    if args.command == "get":
+        _print(asdict(client.get_item(args.id, include_vector=args.vector)))
+        return 0
+    if args.command == "delete":
+        missing = [i for i in args.ids if not client.delete_item(i)]
+        for item_id in missing:
+            print(f"not found: {item_id}", file=sys.stderr)
+        return 1 if missing else 0
+    raise AssertionError(args.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with SimSearchClient(args.url, api_key=args.api_key, timeout=args.timeout) as client:
+            return _run(client, args)
+    except ApiError as exc:
+        print(f"error: the server answered {exc.status}: {exc.detail}", file=sys.stderr)
+    except httpx.ConnectError:
+        print(
+            f"error: no server answers at {args.url}; start one (make run) or pass --url",
+            file=sys.stderr,
+        )
+    except httpx.TimeoutException:
+        print(f"error: {args.url} did not answer within {args.timeout} s", file=sys.stderr)
+    except (FileNotFoundError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
