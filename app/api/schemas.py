@@ -261,8 +261,12 @@ class ErrorResponse(BaseModel):
 
 
 class LiveResponse(BaseModel):
+    model_config = _examples({"status": "alive"})
+
     status: Literal["alive"]
 
 
 class ReadyResponse(BaseModel):
+    model_config = _examples({"status": "ready"})
+
     status: Literal["ready"]
