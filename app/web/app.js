@@ -276,7 +276,9 @@ function makeCard({ id, score, metadata }, grid) {
   if (metadata && Object.keys(metadata).length) {
     const meta = document.createElement("pre");
     meta.className = "meta";
-    meta.textContent = JSON.stringify(metadata, null, 1);
+    meta.textContent = Object.entries(metadata)
+      .map(([key, value]) => `${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`)
+      .join("\n");
     body.append(meta);
   }
   const actions = document.createElement("div");
