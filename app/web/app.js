@@ -8,6 +8,7 @@
 const KEY_STORAGE = "simsearch.apiKey";
 const PAGE_SIZE = 12;
 const MIN_BOX_PX = 4;
+const INDEX_BATCH = 8;
 
 const state = {
   key: sessionStorage.getItem(KEY_STORAGE),
@@ -260,6 +261,8 @@ function makeCard({ id, score, metadata }, grid) {
   const thumb = document.createElement("div");
   thumb.className = "thumb";
   thumb.textContent = "…";
+  thumb.title = "more like this";
+  thumb.addEventListener("click", () => searchById(id));
   card.append(thumb);
   const body = document.createElement("div");
   body.className = "body";
@@ -378,20 +381,28 @@ async function indexFiles() {
       return;
     }
   }
-  const form = new FormData();
-  for (const file of files) form.append("files", file, file.name);
-  if ($("ids-from-names").checked) form.append("ids", JSON.stringify(files.map((f) => f.name)));
-  if (meta) form.append("metadata", JSON.stringify(files.map(() => meta)));
-  setStatus("index-status", `indexing ${files.length} image(s)…`);
+  // Several requests of INDEX_BATCH files each: the server caps files per request.
+  let indexed = 0;
+  let replaced = 0;
   try {
-    const body = await apiJson("/index", { method: "POST", body: form });
-    const replaced = body.replaced.length ? `, ${body.replaced.length} replaced` : "";
-    setStatus("index-status", `indexed ${body.count}${replaced}`);
-    loadServerInfo();
-    browse(0);
+    for (let start = 0; start < files.length; start += INDEX_BATCH) {
+      const batch = files.slice(start, start + INDEX_BATCH);
+      setStatus("index-status", `indexing ${start + 1}–${start + batch.length} of ${files.length}…`);
+      const form = new FormData();
+      for (const file of batch) form.append("files", file, file.name);
+      if ($("ids-from-names").checked) form.append("ids", JSON.stringify(batch.map((f) => f.name)));
+      if (meta) form.append("metadata", JSON.stringify(batch.map(() => meta)));
+      const body = await apiJson("/index", { method: "POST", body: form });
+      indexed += body.count;
+      replaced += body.replaced.length;
+    }
+    setStatus("index-status", `indexed ${indexed}${replaced ? `, ${replaced} replaced` : ""}`);
   } catch (err) {
-    setStatus("index-status", describeError(err), true);
+    const done = indexed ? ` (${indexed} indexed before the error)` : "";
+    setStatus("index-status", `${describeError(err)}${done}`, true);
   }
+  loadServerInfo();
+  browse(0);
 }
 
 async function browse(page) {
