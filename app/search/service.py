@@ -23,6 +23,7 @@ from app.index.store import Hit, VectorStore
 from app.inference.embedder import Embedder
 from app.metrics import Metrics
 from app.search.rerank import superglobal_rerank
+from app.thumbnails import make_thumbnail
 
 RerankMode = Literal["none", "superglobal"]
 
@@ -251,12 +252,23 @@ class SearchService:
         metadata: Sequence[dict[str, Any] | None],
         thumbnails: Sequence[bytes | None] | None = None,
     ) -> IndexOutcome:
-        """Embed every image (all scales batched together), then one durable store add."""
+        """Embed every image (all scales batched together), then one durable store add.
+        Thumbnails are made here (when enabled) unless the caller brings them."""
         vectors = await self.embed_images(images)  # [N, D]
+        if thumbnails is None:
+            thumbnails = await run_in_threadpool(self.make_thumbnails, list(images))
         final_ids = [
             i if i is not None else content_id(b) for i, b in zip(ids, images, strict=True)
         ]
         return await self.index_vectors(final_ids, vectors, list(metadata), thumbnails)
+
+    def make_thumbnails(self, images: Sequence[bytes]) -> list[bytes | None] | None:
+        """JPEG thumbnails of accepted uploads (None when turned off). Blocking."""
+        settings = self.settings.thumbnails
+        if not settings.enabled:
+            return None
+        max_pixels = self.settings.limits.max_pixels
+        return [make_thumbnail(data, settings, max_pixels) for data in images]
 
     async def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
         """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i])."""

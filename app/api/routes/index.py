@@ -22,10 +22,8 @@ from app.api.uploads import (
     upload_filename,
     with_filename,
 )
-from app.config import Settings
 from app.errors import InvalidRequest
 from app.search.service import content_id
-from app.thumbnails import make_thumbnail
 
 router = APIRouter(tags=["index"])
 
@@ -34,11 +32,6 @@ def _check_unique(ids: list[str]) -> None:
     if len(set(ids)) != len(ids):
         raise InvalidRequest("ids must be unique within one request")
 
-
-def _thumbnails(blobs: list[bytes], settings: Settings) -> list[bytes | None] | None:
-    if not settings.thumbnails.enabled:
-        return None
-    return [make_thumbnail(b, settings.thumbnails, settings.limits.max_pixels) for b in blobs]
 
 
 @router.post(
@@ -103,7 +96,7 @@ async def index_images(
     async with deadline(limits.request_timeout_s, "embedding the images"):
         blobs = [await read_upload(f, limits) for f in files]
         vectors = await service.embed_images(blobs)
-        thumbs = await run_in_threadpool(_thumbnails, blobs, settings)
+        thumbs = await run_in_threadpool(service.make_thumbnails, blobs)
     final_ids = given_ids if given_ids is not None else [content_id(b) for b in blobs]
     outcome = await service.index_vectors(final_ids, vectors, metas, thumbs)
     return IndexResponse(
