@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from app.config import Settings
 from app.errors import InvalidRequest, NotFound
 from app.index.filters import MetadataFilter
-from app.index.store import Hit, VectorStore
+from app.index.store import Hit, Item, ItemPage, StoreStats, VectorStore
 from app.inference.embedder import Embedder
 from app.metrics import Metrics
 from app.search.rerank import superglobal_rerank
@@ -302,3 +302,24 @@ class SearchService:
         if self.metrics is not None:
             self.metrics.indexed.inc(len(stored))
         return IndexOutcome(ids=stored, replaced=[i for i in stored if i in existing])
+
+    # ---------------------------------------------------------------- items
+    async def get_item(self, item_id: str, with_vector: bool = False) -> Item | None:
+        return await run_in_threadpool(self.store.get, item_id, with_vector)
+
+    async def delete_item(self, item_id: str) -> bool:
+        return await run_in_threadpool(self.store.delete, item_id)
+
+    def store_stats(self) -> StoreStats:
+        return self.store.stats()
+
+    async def list_items(
+        self, limit: int, cursor: str | None = None, id_prefix: str | None = None
+    ) -> ItemPage:
+        return await run_in_threadpool(self.store.list_items, limit, cursor, id_prefix)
+
+    async def thumbnail(self, item_id: str) -> bytes | None:
+        return await run_in_threadpool(self.store.thumbnail, item_id)
+
+    async def exists(self, item_id: str) -> bool:
+        return bool(await run_in_threadpool(self.store.contains, [item_id]))

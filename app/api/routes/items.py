@@ -9,9 +9,8 @@ import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import ReadyRuntimeDep, SettingsDep
+from app.api.deps import ServiceDep, SettingsDep
 from app.api.errors import error_responses
 from app.api.schemas import DeleteResponse, ItemOut, ItemPageOut, ItemSummary
 from app.api.uploads import check_item_id
@@ -33,7 +32,7 @@ THUMBNAIL_CACHE_CONTROL = "private, no-cache"
     responses=error_responses(422, 503),
 )
 async def list_items(
-    runtime: ReadyRuntimeDep,
+    service: ServiceDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items per page")] = 50,
     cursor: Annotated[
@@ -48,7 +47,7 @@ async def list_items(
     twice, and every item that exists throughout the paging is returned once."""
     if id_prefix is not None and id_prefix:
         check_item_id(id_prefix, settings.limits)
-    page = await run_in_threadpool(runtime.store.list_items, limit, cursor, id_prefix or None)
+    page = await service.list_items(limit, cursor, id_prefix or None)
     return ItemPageOut(
         items=[
             ItemSummary(
@@ -90,17 +89,16 @@ def _etag_matches(if_none_match: str | None, etag: str) -> bool:
 )
 async def get_thumbnail(
     item_id: str,
-    runtime: ReadyRuntimeDep,
+    service: ServiceDep,
     settings: SettingsDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The JPEG kept when the image was indexed. 404 when the id is unknown, or when the item
     has no thumbnail (added as a vector, or indexed with thumbnails turned off)."""
     check_item_id(item_id, settings.limits)
-    data = await run_in_threadpool(runtime.store.thumbnail, item_id)
+    data = await service.thumbnail(item_id)
     if data is None:
-        exists = await run_in_threadpool(runtime.store.contains, [item_id])
-        if not exists:
+        if not await service.exists(item_id):
             raise NotFound(f"no item with id {item_id!r}")
         raise NotFound(
             f"item {item_id!r} has no thumbnail: it was added as a vector, or indexed while "
@@ -120,12 +118,12 @@ async def get_thumbnail(
     responses=error_responses(404, 422, 503),
 )
 async def get_item(
-    item_id: str, runtime: ReadyRuntimeDep, settings: SettingsDep, include_vector: bool = False
+    item_id: str, service: ServiceDep, settings: SettingsDep, include_vector: bool = False
 ) -> ItemOut:
     """An item's metadata, creation time and whether it has a thumbnail; its stored
     descriptor too with `include_vector=true`."""
     check_item_id(item_id, settings.limits)
-    item = await run_in_threadpool(runtime.store.get, item_id, include_vector)
+    item = await service.get_item(item_id, include_vector)
     if item is None:
         raise NotFound(f"no item with id {item_id!r}")
     vector = (
@@ -147,11 +145,11 @@ async def get_item(
     responses=error_responses(404, 422, 503),
 )
 async def delete_item(
-    item_id: str, runtime: ReadyRuntimeDep, settings: SettingsDep
+    item_id: str, service: ServiceDep, settings: SettingsDep
 ) -> DeleteResponse:
     """Delete the item and its thumbnail; durable when answered. 404 for an unknown id."""
     check_item_id(item_id, settings.limits)
-    deleted = await run_in_threadpool(runtime.store.delete, item_id)
+    deleted = await service.delete_item(item_id)
     if not deleted:
         raise NotFound(f"no item with id {item_id!r}")
     return DeleteResponse(id=item_id, deleted=True)
