@@ -60,6 +60,10 @@ function itemPath(id) {
 }
 
 // ------------------------------------------------------------------ status lines
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
 function setStatus(id, text, isError = false) {
   const el = $(id);
   el.textContent = text;
@@ -335,7 +339,8 @@ async function searchByImage() {
   try {
     const body = await apiJson("/search", { method: "POST", body: form });
     const where = state.box ? ` (region ${state.box.join(",")})` : "";
-    setStatus("search-status", `${body.results.length} results in ${Math.round(body.timings_ms.total || 0)} ms${where}`);
+    const ms = Math.round(body.timings_ms.total || 0);
+    setStatus("search-status", `${plural(body.results.length, "result")} in ${ms} ms${where}`);
     showResults(`Results for ${state.queryFile.name}`, body.results);
   } catch (err) {
     setStatus("search-status", describeError(err), true);
@@ -357,7 +362,7 @@ async function searchById(id) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ id, ...options }),
     });
-    setStatus("search-status", `${body.results.length} results like ${id}`);
+    setStatus("search-status", `${plural(body.results.length, "result")} like ${id}`);
     showResults(`More like ${id}`, body.results);
     $("results-panel").scrollIntoView({ block: "start" });
   } catch (err) {

@@ -198,6 +198,19 @@ def test_search_page_end_to_end(tmp_path: Path, tiny_model: Path, browser: Any) 
         top_score = float(page.locator("#results .card .score").first.inner_text())
         assert top_score < 0.999
 
+        # A metadata filter from the page: only matching items come back (the box stays).
+        page.click("#box-clear")
+        page.fill("#filter", json.dumps({"caption": HOSTILE}))
+        page.click("#search-btn")
+        _wait_text(page, "search-status", "1 result in", start=True)
+        assert _card_ids(page, "results") == [hostile_photo.name]
+        page.fill("#filter", "{broken")
+        page.click("#search-btn")
+        _wait_text(page, "search-status", "filter is not valid JSON")
+        page.fill("#filter", "")
+        page.click("#search-btn")
+        _wait_text(page, "search-status", "16 results")
+
         # More like this: the item itself is left out of its own results.
         page.locator("#results .card").nth(1).locator("[data-testid=more-like-this]").click()
         _wait_text(page, "results-title", "More like", start=True)
