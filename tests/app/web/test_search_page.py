@@ -230,6 +230,8 @@ def test_search_page_end_to_end(tmp_path: Path, tiny_model: Path, browser: Any) 
         page.click("#prev-btn")
         _wait_text(page, "page-info", "items 1–", start=True)
 
+        page.screenshot(path=str(ARTIFACTS / "search-page.png"), full_page=True)
+
         # Delete one item from the collection view.
         victim = first_page[0]
         page.locator("#browse .card").first.locator("[data-testid=delete]").click()
