@@ -7,6 +7,11 @@ r"""Train DOLG (models.dolg) with a margin head on a labelled image collection.
         --out-dir index_data/runs/photos --image-size 224 --batch-size 64 --epochs 12
     # several GPUs: the same command under torchrun (the batch size stays the global one)
     torchrun --standalone --nproc-per-node 8 scripts/train.py ...
+    # CFCD: stage 1 (MadaCos), score the training set with it, stage 2 (tuples + triplet)
+    python scripts/train.py ... --head madacos --out-dir runs/s1
+    python scripts/score_training_set.py --checkpoint runs/s1/last.pth --out runs/s1/scores.txt
+    python scripts/train.py ... --head madacos --stage 2 --init-weights runs/s1/last.pth \
+        --init-format ours --scores-file runs/s1/scores.txt --warmup-epochs 0 --out-dir runs/s2
     # continue a run exactly where its last checkpoint left it
     python scripts/train.py --resume index_data/runs/photos/last.pth
     # the retrieval figure of the initial weights only
@@ -114,6 +119,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--madacos-alpha", type=float, default=D.madacos_alpha)
     model.add_argument("--madacos-b-mode", choices=("default", "median", "mean"),
                        default=D.madacos_b_mode)
+
+    fine = p.add_argument_group("CFCD fine stage (stage 2; start it from a stage-1 checkpoint)")
+    fine.add_argument("--stage", type=int, choices=(1, 2), default=D.stage,
+                      help="1: global descriptor + margin head; 2: + hard-negative tuples and "
+                           "the local triplet loss on the last backbone stage")
+    fine.add_argument("--tuple-size", type=int, default=D.tuple_size,
+                      help="images per tuple: anchor, positive, negatives")
+    fine.add_argument("--triplet-weight", type=float, default=D.triplet_weight)
+    fine.add_argument("--triplet-margin", type=float, default=D.triplet_margin)
+    fine.add_argument("--scores-file", default=D.scores_file,
+                      help="stage-1 confusions (scripts/score_training_set.py) for hard "
+                           "negatives; without it negatives are random")
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=D.epochs)

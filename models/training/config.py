@@ -52,6 +52,13 @@ class TrainConfig:
     head_margin: float = 0.15
     madacos_alpha: float = 0.02
     madacos_b_mode: str = "default"
+    # --- CFCD fine stage (ALGORITHMS.md 4.3): stage 2 trains on hard-negative tuples with the
+    # local triplet loss added to the head's loss; start it from a stage-1 checkpoint.
+    stage: int = 1
+    tuple_size: int = 8  # anchor, positive, tuple_size - 2 negatives
+    triplet_weight: float = 1.0  # the official code's effective weight (its YAML's 0.05 is unused)
+    triplet_margin: float = 0.1
+    scores_file: str = ""  # stage-1 confusions for hard negatives; empty: random negatives
     # --- optimisation
     epochs: int = 100
     batch_size: int = 128  # global: per optimiser step, over all processes
