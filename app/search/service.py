@@ -31,8 +31,11 @@ RerankMode = Literal["none", "superglobal"]
 @dataclass
 class SearchOutcome:
     hits: list[Hit]
+    # The re-ranking that ran ("none" when SuperGlobal was asked for but skipped).
     rerank: RerankMode
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Why a requested SuperGlobal re-ranking did not run (None when it ran or was not asked).
+    rerank_skipped: str | None = None
 
 
 @dataclass
@@ -197,6 +200,9 @@ class SearchService:
         extra candidate is fetched for it)."""
         timings: dict[str, float] = {}
         m = top_m or self.settings.rerank.top_m
+        skipped = self._superglobal_skip_reason(m) if rerank == "superglobal" else None
+        if skipped is not None:
+            rerank = "none"
         fetch = max(top_k, m) if rerank == "superglobal" else top_k
         if exclude_id is not None:
             fetch += 1
@@ -225,7 +231,20 @@ class SearchService:
             self._observe("rerank", rr_s)
         for hit in hits:
             hit.vector = None  # never leak vectors into responses by accident
-        return SearchOutcome(hits=hits[:top_k], rerank=rerank, timings_ms=timings)
+        return SearchOutcome(hits=hits[:top_k], rerank=rerank, timings_ms=timings,
+                             rerank_skipped=skipped)
+
+    def _superglobal_skip_reason(self, m: int) -> str | None:
+        """SuperGlobal refines the top-M with each candidate's neighbours inside that list; in a
+        store not much larger than M the list is the whole collection and the refinement
+        measurably lowered recall@1 of copies (docs/EVALUATION.md), so it is skipped there."""
+        size = len(self.store)
+        need = max(m, self.settings.rerank.min_store_items)
+        if size < need:
+            return (f"the store holds {size} items, fewer than {need} (max of rerank top_m {m} "
+                    f"and rerank.min_store_items {self.settings.rerank.min_store_items}); "
+                    "results are in plain cosine order")
+        return None
 
     def _superglobal(self, query: np.ndarray, hits: list[Hit], m: int) -> list[Hit]:
         """Re-rank the exact top-M (initial order) with SuperGlobal; the tail keeps its order."""
