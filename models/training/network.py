@@ -10,7 +10,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from models.cfcd.local_matching import TRIPLET_MARGIN, local_descriptors, tuple_triplet_loss
+from models.cfcd.local_matching import (
+    TRIPLET_MARGIN,
+    local_descriptors,
+    matches_per_tuple,
+    tuple_triplet_loss,
+)
 from models.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -87,6 +92,8 @@ class FineStageNet(TrainNet):
                             f"{type(model).__name__} has not")
         self.tuple_size = tuple_size
         self.margin = margin
+        # Matches per tuple of the last batch (0-d tensor, for logging; not state).
+        self.last_matches: Tensor | None = None
 
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         model: Any = self.model  # duck-typed: forward_features / forward_head
@@ -96,6 +103,7 @@ class FineStageNet(TrainNet):
             logits = self.head(descriptors.float(), targets)
             local, attention = local_descriptors(features[-1].float())  # [B,hw,C4], [B,hw]
             triplet = tuple_triplet_loss(local, attention, self.tuple_size, self.margin)
+            self.last_matches = matches_per_tuple(local.detach(), attention, self.tuple_size)
         return logits, triplet
 
 
