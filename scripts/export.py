@@ -137,6 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-limit", type=int, default=0, help="at most N images (0 = all)")
     p.add_argument("--name")
     p.add_argument("--version", default="1")
+    p.add_argument("--intended-use", help="text for /health (default: written from the source)")
     sg = p.add_argument_group("SuperGlobal descriptor modules (tuned on CVNet; off by default)")
     sg.add_argument("--superglobal", action="store_true",
                     help=f"all of: GeM+ p={SUPERGLOBAL_GEM_P}, Regional-GeM, ReLU+, "
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         input=TensorSpec(name="image", shape=export.input_shape),
         output=TensorSpec(name="embedding", shape=export.output_shape),
         embedding_dim=export.embedding_dim, l2_normalized_in_graph=True, preprocessing=prep,
-        source=source, intended_use=intended_use(args, arch, source),
+        source=source, intended_use=args.intended_use or intended_use(args, arch, source),
     )
     logger.info("wrote %s", save_model_meta(meta, args.out))
     summary.update({"out": str(args.out), "name": meta.name, "precision": precision,
