@@ -108,11 +108,16 @@ class FineStageNet(TrainNet):
 
 
 def load_head_state(head: nn.Module, path: str | os.PathLike[str], trusted: bool = False) -> bool:
-    """Initialise `head` from the margin head stored in one of our checkpoints (the fine stage
-    continues the stage-1 head, as the official code loads `desc_cls` with the model).
+    """Initialise `head` from the margin head of a stage-1 checkpoint: ours (`head_state`) or
+    an official CFCD `model_s1_*.pyth` (`desc_cls.*` in its model_state). The fine stage
+    continues the stage-1 head, as the official code loads `desc_cls` with the model.
     Returns False, with a warning, when the file has no head or its classes differ."""
     obj = load_file(path, trusted=trusted)
     state = obj.get("head_state") if isinstance(obj, dict) else None
+    if not state:
+        prefix = "desc_cls."
+        state = {k[len(prefix):]: v for k, v in extract_state_dict(obj).items()
+                 if k.startswith(prefix)}
     if not state:
         logger.warning("%s has no margin head: the head starts from scratch", Path(path).name)
         return False
