@@ -112,6 +112,19 @@ def tuple_triplet_loss(
     ]).sum()
 
 
+@torch.no_grad()
+def matches_per_tuple(local: Tensor, attention: Tensor, tuple_size: int) -> Tensor:
+    """Mean number of anchor-positive matches per tuple (0-d float), for the training log: a
+    fine stage whose tuples find no matches trains the head's loss only."""
+    batch = local.shape[0]
+    counts = [
+        match_attention(F.normalize(local[i], dim=-1), F.normalize(local[i + 1], dim=-1),
+                        attention[i + 1])[0].numel()
+        for i in range(0, batch - batch % tuple_size, tuple_size)
+    ]
+    return torch.tensor(sum(counts) / max(len(counts), 1), device=local.device)
+
+
 def local_descriptors(feature_map: Tensor) -> tuple[Tensor, Tensor]:
     """Last-stage map [B,C,h,w] -> (local descriptors [B,h*w,C], attention [B,h*w]).
 

@@ -556,8 +556,10 @@ class Trainer:
         head = self.net.head
         if isinstance(head, MadaCos) and head.last_scale is not None:
             extra = f" s {float(head.last_scale):.1f} m {float(head.last_margin):.3f}"
-        if self.fine_stage:
+        if isinstance(self.net, FineStageNet):
             extra += f" triplet {triplet:.4f}"
+            if self.net.last_matches is not None:
+                extra += f" matches/tuple {float(self.net.last_matches):.1f}"
         logger.info(
             "epoch %d/%d step %d/%d | loss %.4f top1 %.3f | lr %.5g | %.1f img/s | eta %s%s",
             pos.epoch + 1, c.epochs, pos.step_in_epoch, self.steps_per_epoch, loss, top1, lr,

@@ -10,7 +10,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from models.cfcd.local_matching import TRIPLET_MARGIN, local_descriptors, tuple_triplet_loss
+from models.cfcd.local_matching import (
+    TRIPLET_MARGIN,
+    local_descriptors,
+    matches_per_tuple,
+    tuple_triplet_loss,
+)
 from models.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -87,6 +92,8 @@ class FineStageNet(TrainNet):
                             f"{type(model).__name__} has not")
         self.tuple_size = tuple_size
         self.margin = margin
+        # Matches per tuple of the last batch (0-d tensor, for logging; not state).
+        self.last_matches: Tensor | None = None
 
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         model: Any = self.model  # duck-typed: forward_features / forward_head
@@ -96,15 +103,21 @@ class FineStageNet(TrainNet):
             logits = self.head(descriptors.float(), targets)
             local, attention = local_descriptors(features[-1].float())  # [B,hw,C4], [B,hw]
             triplet = tuple_triplet_loss(local, attention, self.tuple_size, self.margin)
+            self.last_matches = matches_per_tuple(local.detach(), attention, self.tuple_size)
         return logits, triplet
 
 
 def load_head_state(head: nn.Module, path: str | os.PathLike[str], trusted: bool = False) -> bool:
-    """Initialise `head` from the margin head stored in one of our checkpoints (the fine stage
-    continues the stage-1 head, as the official code loads `desc_cls` with the model).
+    """Initialise `head` from the margin head of a stage-1 checkpoint: ours (`head_state`) or
+    an official CFCD `model_s1_*.pyth` (`desc_cls.*` in its model_state). The fine stage
+    continues the stage-1 head, as the official code loads `desc_cls` with the model.
     Returns False, with a warning, when the file has no head or its classes differ."""
     obj = load_file(path, trusted=trusted)
     state = obj.get("head_state") if isinstance(obj, dict) else None
+    if not state:
+        prefix = "desc_cls."
+        state = {k[len(prefix):]: v for k, v in extract_state_dict(obj).items()
+                 if k.startswith(prefix)}
     if not state:
         logger.warning("%s has no margin head: the head starts from scratch", Path(path).name)
         return False

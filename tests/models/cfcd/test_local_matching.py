@@ -210,3 +210,16 @@ def test_tuple_loss_sums_tuples_and_local_descriptors_flatten_the_map() -> None:
     assert total.item() == pytest.approx(sum(p.item() for p in parts))
     with pytest.raises(ValueError, match="multiple of the tuple size"):
         lm.tuple_triplet_loss(local[:5], attention[:5], tuple_size=3)
+
+
+def test_matches_per_tuple_counts_the_pairs_the_loss_uses() -> None:
+    query = _angles(0, 90, 180, 270)
+    positive = _angles(185, 5, 275, 95)
+    negative = _angles(45, 135, 225, 315)
+    # Tuples 1 and 2: two matches each (p0, p1: the top-2 attention locations); tuple 3:
+    # anchor and positive are one repeated descriptor -> every ratio is 0/0 -> no match.
+    dup = _angles(0, 0, 0, 0)
+    local = torch.stack([query, positive, negative, query, positive, negative,
+                         dup, dup, negative])
+    attention = torch.tensor([[4.0, 3.0, 2.0, 1.0]] * 9, dtype=torch.float64)
+    assert lm.matches_per_tuple(local, attention, 3).item() == pytest.approx(4 / 3)

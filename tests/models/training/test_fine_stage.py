@@ -4,14 +4,11 @@ triplet), started from the stage-1 checkpoint, logged, resumable bit for bit."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from models.cfcd.local_matching import local_descriptors, superfeature_triplet_loss
 from models.checkpoint import build_model_from_checkpoint
@@ -21,7 +18,7 @@ from models.training.engine import LAST, Trainer
 from models.training.network import FineStageNet, TrainNet
 from models.training.scoring import score_training_set
 from models.training.tuples import TupleBatchSampler
-from tests.models.training.toy import write_class_folders, write_photos
+from tests.models.training.toy import write_class_folders, write_photo_classes
 
 pytestmark = pytest.mark.torch
 
@@ -39,25 +36,10 @@ def _config(root: Path, out: Path, **kw: Any) -> Any:
     return TrainConfig(**base)
 
 
-def _photo_classes(root: Path, classes: int = 4, per_class: int = 4) -> Path:
-    """root/c<k>/<i>.png: class k is structured photo k (gradients + a block) under fresh
-    noise per image, so local descriptors differ across locations and can be matched."""
-    photos = write_photos(root / "_src", classes)
-    rng = np.random.default_rng(0)
-    for k, src in enumerate(sorted(photos.glob("*.jpg"))):
-        pixels = np.asarray(Image.open(src).convert("RGB").resize((72, 64)), dtype=np.float64)
-        (root / f"c{k}").mkdir(parents=True)
-        for i in range(per_class):
-            noisy = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(noisy).save(root / f"c{k}" / f"{i}.png")
-    shutil.rmtree(photos)
-    return root
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("fine")
-    root = _photo_classes(tmp / "toy")
+    root = write_photo_classes(tmp / "toy")
     stage1 = Trainer(_config(root, tmp / "s1", max_steps=2), DistContext())
     stage1.fit()
     scores = tmp / "s1" / "scores.txt"

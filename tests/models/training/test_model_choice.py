@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from models.cfcd.model import CFCDConfig
@@ -53,3 +55,26 @@ def test_imagenet_initialisation_loads_the_wheel_weights_into_the_backbone() -> 
     assert model.training
     with pytest.raises(ValueError, match="not both"):
         initialise_model(config, "weights.pth", imagenet=True)
+
+
+@pytest.mark.torch
+def test_stage_two_head_comes_from_ours_or_an_official_stage_one_file(tmp_path: Path) -> None:
+    import torch
+
+    from models.heads import MadaCos
+    from models.training.network import load_head_state
+    from tests.models.official_keys import cfcd_keys, random_state
+
+    official = random_state(cfcd_keys(50, num_classes=6))
+    torch.save({"model_state": official}, tmp_path / "model_s1_0050.pyth")
+    head = MadaCos(512, 6)
+    assert load_head_state(head, tmp_path / "model_s1_0050.pyth")
+    assert torch.equal(head.weight, official["desc_cls.weight"])
+    # Other classes (a different training set): the head starts from scratch, with a warning.
+    other = MadaCos(512, 7)
+    before = other.weight.detach().clone()
+    assert not load_head_state(other, tmp_path / "model_s1_0050.pyth")
+    assert torch.equal(other.weight, before)
+    ours = {"format": "x", "head_state": {"weight": torch.ones(6, 512)}}
+    torch.save(ours, tmp_path / "ours.pth")
+    assert load_head_state(head, tmp_path / "ours.pth") and head.weight.sum().item() == 6 * 512

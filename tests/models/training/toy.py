@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +43,18 @@ def write_photos(folder: Path, count: int, seed: int = 0) -> Path:
         Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(folder / f"photo{i}.jpg",
                                                                        quality=92)
     return folder
+
+
+def write_photo_classes(root: Path, classes: int = 4, per_class: int = 4) -> Path:
+    """root/c<k>/<i>.png: class k is structured photo k (gradients + a block) under fresh
+    noise per image, so local descriptors differ across locations and can be matched."""
+    photos = write_photos(root / "_src", classes)
+    rng = np.random.default_rng(0)
+    for k, src in enumerate(sorted(photos.glob("*.jpg"))):
+        pixels = np.asarray(Image.open(src).convert("RGB").resize((72, 64)), dtype=np.float64)
+        (root / f"c{k}").mkdir(parents=True)
+        for i in range(per_class):
+            noisy = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(noisy).save(root / f"c{k}" / f"{i}.png")
+    shutil.rmtree(photos)
+    return root
