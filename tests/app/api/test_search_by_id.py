@@ -3,9 +3,15 @@ rerank_top_m only with SuperGlobal, filters validated before any work."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
+from app.config import InferenceSettings, RerankSettings, Settings
+from app.main import create_app
+from tests.app.api.conftest import wait_ready
 
 
 def _index_vectors(client: TestClient, n: int, seed: int = 0) -> np.ndarray:
@@ -53,14 +59,33 @@ def test_by_id_returns_top_k_when_the_item_is_excluded(api_client: TestClient) -
     assert sorted(r["id"] for r in results) == [f"v{i}" for i in range(1, 6)]
 
 
-def test_by_id_with_superglobal(api_client: TestClient) -> None:
+def test_by_id_with_superglobal_is_skipped_in_a_small_store(api_client: TestClient) -> None:
     _index_vectors(api_client, 20)
     body = api_client.post(
         "/search/by-id",
         json={"id": "v3", "top_k": 4, "rerank": "superglobal", "rerank_top_m": 10},
     ).json()
-    assert body["rerank"] == "superglobal" and len(body["results"]) == 4
-    assert "v3" not in [r["id"] for r in body["results"]]
+    # 20 items < rerank.min_store_items (100): plain cosine order, and the response says why.
+    assert body["rerank"] == "none" and "20 items" in body["rerank_skipped"]
+    assert len(body["results"]) == 4 and "v3" not in [r["id"] for r in body["results"]]
+
+
+def test_by_id_with_superglobal(tmp_path: Path, tiny_model_dir: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        model_dir=tiny_model_dir,
+        inference=InferenceSettings(intra_op_threads=1, decode_threads=2),
+        rerank=RerankSettings(min_store_items=0),
+    )
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        _index_vectors(client, 20)
+        body = client.post(
+            "/search/by-id",
+            json={"id": "v3", "top_k": 4, "rerank": "superglobal", "rerank_top_m": 10},
+        ).json()
+    assert body["rerank"] == "superglobal" and body.get("rerank_skipped") is None
+    assert len(body["results"]) == 4 and "v3" not in [r["id"] for r in body["results"]]
 
 
 def test_by_id_errors(api_client: TestClient) -> None:
