@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from tests.docker.engine import REPO, EngineUnavailable, docker_engine
+from scripts.docker_stack import REPO, EngineUnavailable, docker_engine
 
 # The local Debian-built stand-in for python:3.11-slim (scripts/docker_base_image.sh).
 LOCAL_BASE_IMAGE = "simsearch-base:py311-bookworm"
@@ -40,8 +39,3 @@ def build_inputs() -> None:
     """docker/build-inputs/: the torch wheel (and CA_BUNDLE when set) from pip's config."""
     subprocess.run([str(REPO / "scripts" / "docker_build_inputs.sh")], check=True, timeout=900)
 
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -16,8 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.docker.conftest import free_loopback_port
-from tests.docker.engine import REPO, ComposeProject, image_exists
+from scripts.docker_stack import REPO, ComposeProject, free_loopback_port, image_exists
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(3600)]
 

@@ -1,4 +1,4 @@
-"""A Docker engine and a compose project for the docker tests, started only when needed.
+"""A Docker engine and a compose project, for tests/docker and scripts/bench_docker.py.
 
 `docker_engine()` uses a running daemon, or (as root, with `dockerd` installed) starts one in
 the background and stops exactly that process afterwards. `ComposeProject` drives one compose
@@ -12,13 +12,16 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 class EngineUnavailable(RuntimeError):
@@ -148,3 +151,31 @@ def image_exists(tag: str) -> bool:
         ["docker", "image", "inspect", tag], capture_output=True, timeout=30, check=False
     )
     return probe.returncode == 0
+
+
+def image_size_bytes(tag: str) -> int:
+    out = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    return int(out.stdout.strip())
+
+
+def wait_http_ok(url: str, timeout_s: float, interval_s: float = 0.2) -> float:
+    """Seconds until GET url answers 200 (connection errors and 503 mean: not yet)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return time.monotonic() - t0
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(interval_s)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f}s")
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
