@@ -1,6 +1,8 @@
 """docker-compose.yml and the Dockerfiles, validated without a Docker engine."""
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,3 +58,26 @@ def test_dockerfiles_run_non_root_with_core_install(name: str) -> None:
     assert "USER simsearch" in final_stage
     assert "torch" not in final_stage, "the serving image must not install torch"
     assert "/health/ready" in final_stage
+
+
+def _export_args(text: str) -> list[str]:
+    """The arguments of the `scripts/export.py` command in a Makefile or Dockerfile, minus --out."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    command = re.search(r"scripts/export\.py( --[^\n&]*)", joined)
+    assert command is not None, "no scripts/export.py command"
+    args = shlex.split(command.group(1))
+    if "--out" in args:
+        at = args.index("--out")
+        del args[at : at + 2]
+    return args
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
+def test_image_default_model_is_the_make_model_recipe(name: str) -> None:
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("$(MODEL_DIR)/model_meta.json:", 1)[1]
+    samples = re.search(r"^SAMPLES \?= (\S+)", makefile, re.M)
+    assert samples is not None
+    expected = [a.replace("$(SAMPLES)", samples.group(1)) for a in _export_args(recipe)]
+    model_stage = (REPO / "docker" / name).read_text().split(" AS model", 1)[1]
+    assert _export_args(model_stage) == expected
