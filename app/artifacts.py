@@ -59,8 +59,9 @@ class Preprocessing(_Strict):
     max_side: int = Field(default=1024, ge=32, le=8192)
     scales: tuple[float, ...] = OFFICIAL_SCALES
     # "bilinear": cv2.INTER_LINEAR semantics (half-pixel centres, no antialiasing), as the
-    # official extraction does even when downscaling.
-    interpolation: Literal["bilinear"] = "bilinear"
+    # official extraction does even when downscaling. "bicubic": cv2.INTER_CUBIC semantics
+    # (a = -0.75), what EfficientNet's ImageNet weights were trained with.
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
     per_scale_l2: bool = True
     # "mean": official DOLG (sum / n then l2n); "max": SuperGlobal's Scale-GeM default.
     scale_pooling: Literal["mean", "max"] = "mean"
@@ -89,11 +90,20 @@ class SourceInfo(_Strict):
 
 
 class ModelMeta(_Strict):
+    """The graph's contract (input, output, preprocessing) plus descriptive facts.
+
+    `architecture` (the model family, e.g. "dolg", "pooled") and `backbone` (e.g. "resnet50",
+    "efficientnet_lite0") are descriptive strings shown in /health, not a closed list: the
+    service runs any graph that honours the contract. `depth` is the ResNet depth where one
+    applies.
+    """
+
     schema_version: Literal[1] = META_SCHEMA_VERSION
     name: str
     version: str
-    architecture: Literal["dolg", "resnet_pool"] = "dolg"
-    depth: Literal[50, 101]
+    architecture: str = Field(default="dolg", min_length=1, max_length=64)
+    backbone: str = Field(default="", max_length=64)
+    depth: int | None = None
     with_ma: bool = False
     onnx_file: str = MODEL_FILE
     onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

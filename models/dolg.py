@@ -15,9 +15,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from models.backbones import get_backbone_spec
 from models.layers import functional as LF
 from models.layers.modules import GeM
-from models.resnet import BN_EPS, BN_MOMENTUM, S3_DIM, S4_DIM, ResNet, init_weights
+from models.resnet import BN_EPS, BN_MOMENTUM, S3_DIM, init_weights
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ class DOLGConfig:
 
     `architecture="resnet_pool"` selects the classic baseline (`models.resnet_pool`), which uses
     `pooling`; DOLG itself always uses learnable GeM for the global branch.
+
+    `backbone` names any registered backbone (`models.backbones`); None means the pycls
+    ResNet of `depth`, the official layout. The local branch runs on the stage before the last
+    (c3 channels), the global branch on the last (c4); `local_dim` (default c3; 1024 for the
+    ResNets, as official) is the width of the fused local/global features.
     """
 
     depth: Literal[50, 101] = 50
@@ -40,6 +46,12 @@ class DOLGConfig:
     zero_init_final_gamma: bool = False
     architecture: Architecture = "dolg"
     pooling: Literal["gem", "mac", "spoc"] = "gem"
+    backbone: str | None = None
+    local_dim: int | None = None
+
+    @property
+    def backbone_name(self) -> str:
+        return self.backbone or f"resnet{self.depth}"
 
     def __post_init__(self) -> None:
         if self.depth not in (50, 101):
@@ -50,6 +62,11 @@ class DOLGConfig:
             raise ValueError(f"unknown architecture {self.architecture!r}")
         if self.pooling not in ("gem", "mac", "spoc"):
             raise ValueError(f"unknown pooling {self.pooling!r}; expected gem, mac or spoc")
+        get_backbone_spec(self.backbone_name)  # raises, listing the valid names
+        if self.local_dim is not None and self.local_dim <= 0:
+            raise ValueError(f"local_dim must be positive, got {self.local_dim}")
+        if self.zero_init_final_gamma and not self.backbone_name.startswith("resnet"):
+            raise ValueError("zero_init_final_gamma applies to the ResNet backbones only")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,8 +88,9 @@ class ASPP(nn.Module):
     Concatenated as [im_pool, 1x1, d6, d12, d18] (2560 ch) -> `conv_after.0` 1x1 -> ReLU.
     """
 
-    def __init__(self, in_channels: int = S3_DIM, branch_channels: int = 512) -> None:
+    def __init__(self, in_channels: int = S3_DIM, branch_channels: int | None = None) -> None:
         super().__init__()
+        branch_channels = branch_channels or in_channels // 2  # official: 1024 -> 512
         convs = [nn.Conv2d(in_channels, branch_channels, 1, 1)]
         convs += [
             nn.Conv2d(in_channels, branch_channels, 3, 1, padding=d, dilation=d)
@@ -96,21 +114,22 @@ class ASPP(nn.Module):
 
 
 class SpatialAttention2d(nn.Module):
-    """Local branch (`localmodel`): f3 [B,1024,h,w] -> (fl [B,1024,h,w], att [B,1,h,w]).
+    """Local branch (`localmodel`): f3 [B,C3,h,w] -> (fl [B,L,h,w], att [B,1,h,w]).
 
     z = bn(conv1([aspp](f3))); fl = softplus(conv2(relu(z))) * l2n(z). The direction is taken
-    before the ReLU, as in the official code.
+    before the ReLU, as in the official code (C3 = L = 1024 there).
     """
 
-    def __init__(self, in_channels: int = S3_DIM, with_ma: bool = False) -> None:
+    def __init__(self, in_channels: int = S3_DIM, with_ma: bool = False,
+                 out_channels: int = S3_DIM) -> None:
         super().__init__()
         self.with_ma = with_ma
         if with_ma:
             self.aspp = ASPP(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, S3_DIM, 1, 1)
-        self.bn = nn.BatchNorm2d(S3_DIM, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 1, 1)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.act1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(S3_DIM, 1, 1, 1)
+        self.conv2 = nn.Conv2d(out_channels, 1, 1, 1)
         self.softplus = nn.Softplus(beta=1, threshold=20)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -125,8 +144,10 @@ class SpatialAttention2d(nn.Module):
 class DOLG(nn.Module):
     """DOLG descriptor network without the margin head.
 
-    forward(x [B,3,H,W], BGR-normalised) -> [B,reduction_dim] un-normalised descriptor (the
-    official `global_feature`); any H, W >= 1 works (f3 is ceil(H/16) x ceil(W/16)).
+    forward(x [B,3,H,W], normalised as the backbone expects: BGR for the official ResNets) ->
+    [B,reduction_dim] un-normalised descriptor (the official `global_feature`); any H, W >= 1
+    works (f3 is ceil(H/16) x ceil(W/16)). With the pycls ResNet it is exactly the official
+    network; with another backbone, L = local_dim (default its c3) replaces 1024 below.
     """
 
     def __init__(self, config: DOLGConfig | None = None) -> None:
@@ -135,14 +156,18 @@ class DOLG(nn.Module):
         if config.architecture != "dolg":
             raise ValueError(f"DOLG needs architecture='dolg', got {config.architecture!r}")
         self.config = config
+        spec = get_backbone_spec(config.backbone_name)
+        c3, c4 = spec.stage_channels[-2:]  # ResNet: 1024, 2048
+        local_dim = config.local_dim or c3
         # Registration order = official state_dict key order (pool_g, fc_t, fc, globalmodel,
         # localmodel); pool_l has no state.
         self.pool_l = nn.AdaptiveAvgPool2d(1)
         self.pool_g = GeM(p=config.gem_p, eps=config.gem_eps)
-        self.fc_t = nn.Linear(S4_DIM, S3_DIM, bias=True)
-        self.fc = nn.Linear(S4_DIM, config.reduction_dim, bias=True)
-        self.globalmodel = ResNet(config.depth, config.zero_init_final_gamma)
-        self.localmodel = SpatialAttention2d(S3_DIM, with_ma=config.with_ma)
+        self.fc_t = nn.Linear(c4, local_dim, bias=True)
+        self.fc = nn.Linear(2 * local_dim, config.reduction_dim, bias=True)
+        options = {"zero_init_final_gamma": True} if config.zero_init_final_gamma else {}
+        self.globalmodel = spec.build(**options)
+        self.localmodel = SpatialAttention2d(c3, with_ma=config.with_ma, out_channels=local_dim)
         # Official init: pycls N(0, sqrt(2/fan_out)) for the local-branch conv weights, their
         # biases and fc_t / fc keep PyTorch's default init.
         for module in self.localmodel.modules():
@@ -150,15 +175,15 @@ class DOLG(nn.Module):
                 init_weights(module)
 
     def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x [B,3,H,W] -> (f3 [B,1024,h3,w3], f4 [B,2048,h4,w4])."""
+        """x [B,3,H,W] -> (f3 [B,C3,h3,w3], f4 [B,C4,h4,w4]) (ResNet: 1024, 2048)."""
         return self.globalmodel(x)
 
     def forward_head(self, f3: Tensor, f4: Tensor) -> Tensor:
         """(f3, f4) -> descriptor [B,reduction_dim]: orthogonal fusion of local and global."""
-        fl, _ = self.localmodel(f3)  # [B,1024,h3,w3]
-        fg = self.fc_t(self.pool_g(f4).flatten(1))  # [B,1024], not normalised
-        fo = self.pool_l(LF.orthogonal_fusion(fl, fg)).flatten(1)  # [B,1024]
-        return self.fc(torch.cat((fg, fo), dim=1))  # fg first, then fo: [B,2048] -> [B,512]
+        fl, _ = self.localmodel(f3)  # [B,L,h3,w3]
+        fg = self.fc_t(self.pool_g(f4).flatten(1))  # [B,L], not normalised
+        fo = self.pool_l(LF.orthogonal_fusion(fl, fg)).flatten(1)  # [B,L]
+        return self.fc(torch.cat((fg, fo), dim=1))  # fg first, then fo: [B,2L] -> [B,512]
 
     def forward(self, x: Tensor) -> Tensor:
         f3, f4 = self.forward_features(x)

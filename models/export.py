@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.dolg import DOLGConfig
 from models.layers.functional import l2n
 from models.resnet import fuse_conv_bn_
 
@@ -234,7 +233,7 @@ def export_onnx(
             "producer": "dolg-simsearch models.export",
             "precision": "fp16" if fp16 else "fp32",
             "l2_normalized": "true",
-            "config": json.dumps(config.to_dict()) if isinstance(config, DOLGConfig) else "",
+            "config": json.dumps(config.to_dict()) if hasattr(config, "to_dict") else "",
             **(extra_props or {}),
         }
         input_shape, output_shape = _finalise_graph(tmp, props)

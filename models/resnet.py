@@ -28,6 +28,8 @@ STAGE_SPECS: tuple[tuple[int, int, int], ...] = (
 )
 S3_DIM = 1024
 S4_DIM = 2048
+# Channels of the maps `forward_stages` returns (s1..s4, strides 4, 8, 16, 32).
+STAGE_CHANNELS = tuple(spec[1] for spec in STAGE_SPECS)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -129,6 +131,7 @@ class ResNet(nn.Module):
     s2: ResStage
     s3: ResStage
     s4: ResStage
+    stage_channels = STAGE_CHANNELS
 
     def __init__(self, depth: int = 50, zero_init_final_gamma: bool = False) -> None:
         super().__init__()
@@ -152,18 +155,31 @@ class ResNet(nn.Module):
         f4 = self.s4(f3)
         return f3, f4
 
+    def forward_stages(self, x: Tensor) -> list[Tensor]:
+        """x [B,3,H,W] -> [s1, s2, s3, s4] maps with `stage_channels`, strides 4..32."""
+        s1 = self.s1(self.stem(x))
+        s2 = self.s2(s1)
+        s3 = self.s3(s2)
+        return [s1, s2, s3, self.s4(s3)]
 
-# (conv, bn) attribute pairs of the pycls modules above.
-_CONV_BN_PAIRS = (("conv", "bn"), ("a", "a_bn"), ("b", "b_bn"), ("c", "c_bn"), ("proj", "bn"))
+
+# (conv, bn) attribute pairs of the pycls modules above, then of EfficientNet-Lite
+# (models/backbones/efficientnet_lite.py), whose names never collide with these.
+_CONV_BN_PAIRS = (
+    ("conv", "bn"), ("a", "a_bn"), ("b", "b_bn"), ("c", "c_bn"), ("proj", "bn"),
+    ("_conv_stem", "_bn0"), ("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"),
+    ("_project_conv", "_bn2"), ("_conv_head", "_bn1"),
+)
 
 
-def fuse_conv_bn_(resnet: ResNet) -> ResNet:
+def fuse_conv_bn_(resnet: nn.Module) -> nn.Module:
     """Fold every BatchNorm into the conv before it, in place (eval-mode inference only).
 
     Used before casting to fp16: folding gamma / sqrt(var + eps) into the weights in float32
     and rounding once is measurably more accurate than letting the exporter fold already-rounded
     half weights (min cosine vs fp32 0.9998 instead of 0.9993 on a calibrated random R50).
     The BN modules become Identity, so the state_dict no longer matches checkpoints.
+    Works on any registered backbone (the pairs above).
     """
     if resnet.training:
         raise ValueError("fuse_conv_bn_ needs an eval-mode network")

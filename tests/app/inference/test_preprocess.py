@@ -19,6 +19,7 @@ from app.inference.preprocess import (
     decode_image,
     pool_scales,
     preprocess_multiscale,
+    resize_bicubic,
     resize_bilinear,
     scale_sizes,
 )
@@ -337,6 +338,32 @@ def test_resize_bilinear_matches_cv2_inter_linear(
     out = resize_bilinear(img, dst[1], dst[0])
     assert out.shape == (*dst, 3) and out.dtype == np.float32 and out.flags.c_contiguous
     assert np.abs(out - ref.reshape(out.shape)).max() < 1e-4
+
+
+@pytest.mark.parametrize(("src", "dst"), SIZES)
+def test_resize_bicubic_matches_cv2_inter_cubic(
+    src: tuple[int, int], dst: tuple[int, int]
+) -> None:
+    cv2 = pytest.importorskip("cv2")
+    img = (np.random.default_rng(2).random((*src, 3)) * 255).astype(np.float32)
+    ref = cv2.resize(img, (dst[1], dst[0]), interpolation=cv2.INTER_CUBIC)
+    out = resize_bicubic(img, dst[1], dst[0])
+    assert out.shape == (*dst, 3) and out.dtype == np.float32 and out.flags.c_contiguous
+    assert np.abs(out - ref.reshape(out.shape)).max() < 1e-3
+
+
+def test_meta_interpolation_selects_the_resize() -> None:
+    img = random_rgb(41, 57)
+    base = Preprocessing(colour_order="RGB", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                         scales=(0.7071,), max_side=1024)
+    cubic = preprocess_multiscale(img, base.model_copy(update={"interpolation": "bicubic"}))[0]
+    linear = preprocess_multiscale(img, base)[0]
+    h, w = round(41 * 0.7071), round(57 * 0.7071)
+    planes = (img.astype(np.float32) / 255.0 - 0.5) / 0.5  # RGB order kept
+    expected = resize_bicubic(planes, w, h).transpose(2, 0, 1)
+    assert cubic.shape == linear.shape == (3, h, w)
+    assert np.abs(cubic - expected).max() < 1e-4
+    assert np.abs(cubic - linear).max() > 1e-2  # the two really differ
 
 
 def test_resize_bilinear_uint8_and_2d_inputs() -> None:
