@@ -93,8 +93,14 @@ class RerankSettings(BaseModel):
     # SuperGlobal (ICCV 2023) re-ranking over the exact top-M: K neighbours, beta weight.
     top_m: int = Field(default=100, ge=2)
     max_top_m: int = Field(default=400, ge=2)
-    k: int = Field(default=9, ge=1)
+    # K = 1 rather than the official 9: on copies with the default model, K = 9 lowered
+    # recall@1 by up to 14 points, K = 1 by at most 1.3 (docs/EVALUATION.md, section 8).
+    k: int = Field(default=1, ge=1)
     beta: float = Field(default=0.15, ge=0.0)
+    # SuperGlobal is skipped (the response says so in `rerank_skipped`) while the store holds
+    # fewer items than max(top_m, this): there the top-M is the whole collection and the
+    # re-ranking lowered recall@1 of copies (docs/EVALUATION.md has the measurement).
+    min_store_items: int = Field(default=100, ge=0)
     # numpy's BLAS threads (the [M, M] product); 1 keeps them off onnxruntime's cores
     # (app/threads.py has the measurement). 0 leaves the library's default.
     blas_threads: int = Field(default=1, ge=0)

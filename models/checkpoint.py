@@ -3,9 +3,14 @@
 Formats (ALGORITHMS.md 2):
 - official DOLG (pycls container): {"model_state", "cfg" (YAML text), "epoch", "optimizer_state"}
   with `globalmodel.` backbone keys and the training-only head `desc_cls.*`;
+- official CFCD (same container, ALGORITHMS.md 2.6): `globalmodel.*`, `fc.*`, BatchNorm1d
+  `bn.*` and the MadaCos head `desc_cls.weight`; told apart from DOLG by `bn.*` and the absence
+  of the local branch `localmodel.*`;
 - a bare state dict (e.g. a re-saved official model), possibly with a DDP `module.` prefix;
-- ours: the pycls container plus `format`, `config` (DOLGConfig as a dict) and `preprocessing`,
-  so `build_model_from_checkpoint` rebuilds the net from the file alone (cirtorch's `meta`);
+- ours: the pycls container plus `format`, `family` (the model family, `models.factory`;
+  "dolg" when absent, as in files written before families existed), `config` (that family's
+  config as a dict) and `preprocessing`, so `build_model_from_checkpoint` rebuilds the net
+  from the file alone (cirtorch's `meta`);
 - backbone-only inits: pycls ImageNet (`stem.*`, `s1.*`, ..., `head.fc.*`) or torchvision
   ResNet (`conv1`, `layer1.0.conv1`, ...), mapped onto `globalmodel`.
 """
@@ -25,8 +30,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from models.cfcd.model import CFCDConfig
 from models.dolg import DOLGConfig
-from models.factory import build_model
+from models.factory import ModelConfig, build_model, config_family, family_of, get_family
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ CHECKPOINT_FORMAT = "dolg-simsearch/checkpoint/v1"
 # Keys of the training-only margin head; never part of the descriptor network.
 HEAD_PREFIX = "desc_cls."
 BACKBONE_PREFIX = "globalmodel."
+FAMILY_KEY = "family"
+_CFCD_BN_KEY = "bn.running_mean"
 _MA_KEY = "localmodel.aspp.aspp.0.weight"
 GEM_P_KEY = "pool_g.p"
 # How many offending keys an error message lists per category before summarising.
@@ -53,7 +61,7 @@ class CheckpointInfo:
     kind: Literal["official", "ours"]
     file_name: str
     sha256: str
-    config: DOLGConfig
+    config: ModelConfig
     epoch: int | None = None
     preprocessing: dict[str, Any] | None = None
     cfg_text: str | None = None
@@ -113,7 +121,8 @@ def infer_config(state: Mapping[str, Tensor]) -> DOLGConfig:
     """DOLGConfig of an official DOLG state dict: depth, multi-atrous, output dim."""
     if "localmodel.conv1.weight" not in state or "fc.weight" not in state:
         raise CheckpointError(
-            "not a DOLG checkpoint: `localmodel.conv1.weight` / `fc.weight` missing "
+            "neither a DOLG checkpoint (`localmodel.conv1.weight`, `fc.weight`) nor a CFCD one "
+            "(`fc.weight`, `bn.running_mean`, `globalmodel.*`) "
             f"(first keys: {list(state)[:5]})"
         )
     return DOLGConfig(
@@ -121,6 +130,24 @@ def infer_config(state: Mapping[str, Tensor]) -> DOLGConfig:
         with_ma=_MA_KEY in state,
         reduction_dim=int(state["fc.weight"].shape[0]),
     )
+
+
+def is_cfcd_state(state: Mapping[str, Tensor]) -> bool:
+    """An official CFCD model_state: BatchNorm1d `bn.*` after `fc`, no DOLG local branch."""
+    return (_CFCD_BN_KEY in state and "fc.weight" in state
+            and "localmodel.conv1.weight" not in state
+            and any(k.startswith(BACKBONE_PREFIX) for k in state))
+
+
+def infer_cfcd_config(state: Mapping[str, Tensor]) -> CFCDConfig:
+    """CFCDConfig of an official CFCD state dict: the pycls ResNet depth and the output dim."""
+    return CFCDConfig(backbone=f"resnet{infer_depth(state)}",
+                      reduction_dim=int(state["fc.weight"].shape[0]))
+
+
+def infer_official_config(state: Mapping[str, Tensor]) -> ModelConfig:
+    """The config of an official checkpoint's model_state: CFCD or DOLG, from its keys."""
+    return infer_cfcd_config(state) if is_cfcd_state(state) else infer_config(state)
 
 
 def drop_head(state: Mapping[str, Tensor]) -> tuple[StateDict, list[str]]:
@@ -175,15 +202,20 @@ def build_model_from_checkpoint(
     obj = load_file(path, trusted=trusted)
     is_ours = isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT
     state, dropped = drop_head(extract_state_dict(obj))
-    config = DOLGConfig.from_dict(dict(obj["config"])) if is_ours else infer_config(state)
-    if not is_ours and GEM_P_KEY not in state:
+    if is_ours:
+        family = get_family(str(obj.get(FAMILY_KEY) or "dolg"))
+        config: ModelConfig = family.config_type.from_dict(dict(obj["config"]))
+    else:
+        config = infer_official_config(state)
+    if isinstance(config, DOLGConfig) and not is_ours and GEM_P_KEY not in state:
         # Official code before 2022-04-11 used a fixed GeM p=3 with no parameter (ALGORITHMS.md
         # 1.3); a learnable p holding 3.0 computes exactly the same function.
         logger.warning("%s has no %s (fixed-p GeM model): using p=3.0", path.name, GEM_P_KEY)
         state[GEM_P_KEY] = torch.tensor([3.0])
     model = build_model(config)
+    what = f"{family_of(config)} {config.backbone_name}"
     try:
-        load_state_strict(model, state, what=f"{config.architecture} R{config.depth}")
+        load_state_strict(model, state, what=what)
     except CheckpointError as exc:
         raise CheckpointError(f"{path.name}: {exc}") from exc
     model.eval()
@@ -200,9 +232,8 @@ def build_model_from_checkpoint(
         dropped_keys=dropped,
     )
     logger.info(
-        "loaded %s checkpoint %s: %s R%d with_ma=%s (%d keys, dropped %d head keys)",
-        info.kind, info.file_name, config.architecture, config.depth, config.with_ma,
-        len(state), len(dropped),
+        "loaded %s checkpoint %s: %s (%d keys, dropped %d head keys)",
+        info.kind, info.file_name, config.to_dict(), len(state), len(dropped),
     )
     return model, info
 
@@ -214,7 +245,7 @@ def save_checkpoint(
     path: str | os.PathLike[str],
     model: nn.Module,
     *,
-    config: DOLGConfig | None = None,
+    config: ModelConfig | None = None,
     preprocessing: Mapping[str, Any] | None = None,
     epoch: int | None = None,
     optimizer_state: Mapping[str, Any] | None = None,
@@ -228,10 +259,11 @@ def save_checkpoint(
     """
     path = Path(path)
     config = config or getattr(model, "config", None)
-    if not isinstance(config, DOLGConfig):
-        raise CheckpointError("save_checkpoint needs a DOLGConfig (model.config or config=)")
+    if not isinstance(config, ModelConfig):
+        raise CheckpointError("save_checkpoint needs a model config (model.config or config=)")
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
+        FAMILY_KEY: config_family(config),
         "config": config.to_dict(),
         "preprocessing": dict(preprocessing) if preprocessing is not None else None,
         "epoch": epoch,

@@ -4,6 +4,7 @@ Families and their configs:
 - "dolg": `models.dolg.DOLGConfig` -> `DOLG` (any backbone; the official layout on the ResNets).
   `DOLGConfig(architecture="resnet_pool")` still builds the ResNet pooling baseline.
 - "pooled": `models.pooled.PooledConfig` -> `PooledDescriptor` (GeM / MAC / SPoC / R-MAC).
+- "cfcd": `models.cfcd.model.CFCDConfig` -> `CFCD` (GeM p=3, FC, BatchNorm1d; CFCD's deploy net).
 
     model = create_model("pooled", backbone="efficientnet_lite0", imagenet=True)
     model = create_model("dolg", backbone="efficientnet_lite0", imagenet=True)  # for training
@@ -22,16 +23,17 @@ from typing import Any
 from torch import nn
 
 from models.backbones import get_backbone_spec
+from models.cfcd.model import CFCD, CFCDConfig
 from models.dolg import DOLG, DOLGConfig
 from models.pooled import PooledConfig, PooledDescriptor
 from models.resnet_pool import ResNetPool
 
-ModelConfig = DOLGConfig | PooledConfig
+ModelConfig = DOLGConfig | PooledConfig | CFCDConfig
 
 
 @dataclass(frozen=True)
 class Family:
-    config_type: type[DOLGConfig] | type[PooledConfig]
+    config_type: type[DOLGConfig] | type[PooledConfig] | type[CFCDConfig]
     build: Callable[[Any], nn.Module]
     description: str
 
@@ -39,6 +41,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "dolg": Family(DOLGConfig, DOLG, "DOLG: orthogonal fusion of local (f3) and global (f4)"),
     "pooled": Family(PooledConfig, PooledDescriptor, "GeM / MAC / SPoC / R-MAC of a stage map"),
+    "cfcd": Family(CFCDConfig, CFCD, "CFCD: GeM (p=3) of f4 -> FC -> BatchNorm1d"),
 }
 
 
@@ -58,7 +61,18 @@ def family_of(config: ModelConfig) -> str:
     """The family name a config builds (a resnet_pool DOLGConfig counts as "pooled")."""
     if isinstance(config, PooledConfig):
         return "pooled"
+    if isinstance(config, CFCDConfig):
+        return "cfcd"
     return "dolg" if config.architecture == "dolg" else "pooled"
+
+
+def config_family(config: ModelConfig) -> str:
+    """The family whose config type `config` is (stored with checkpoints to rebuild it; unlike
+    `family_of`, a resnet_pool DOLGConfig is "dolg": that is the type that reads it back)."""
+    for name, family in FAMILIES.items():
+        if type(config) is family.config_type:
+            return name
+    raise TypeError(f"{type(config).__name__} is not a registered family config")
 
 
 def make_config(family: str, **fields: Any) -> ModelConfig:

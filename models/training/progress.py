@@ -20,12 +20,12 @@ from typing import Any
 
 TRAIN_FIELDS = (
     "global_step", "epoch", "epoch_progress", "loss", "train_top1", "lr", "images_per_s",
-    "elapsed_s",
+    "elapsed_s", "triplet_loss",
 )
 EPOCH_FIELDS = (
     "epoch", "global_step", "train_loss", "train_top1", "val_top1", "val_top5", "val_images",
     "retrieval_recall_at_1", "retrieval_recall_at_5", "retrieval_map", "retrieval_queries",
-    "retrieval_gallery", "lr", "images_per_s", "epoch_s", "eval_s",
+    "retrieval_gallery", "lr", "images_per_s", "epoch_s", "eval_s", "train_triplet_loss",
 )
 
 

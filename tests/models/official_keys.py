@@ -80,3 +80,16 @@ def random_state(keys: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, t
         else:
             state[name] = torch.randn(shape, generator=gen) * 0.05
     return state
+
+
+def cfcd_keys(depth: int, num_classes: int | None = None, dim: int = 512
+              ) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of an official CFCD `model_s1_*.pyth` / `model_s2_*.pyth` model_state
+    (ALGORITHMS.md 2.6): the backbone, `fc`, BatchNorm1d `bn`; MadaCos `desc_cls.weight` (no
+    buffers) when num_classes is given. No `pool_g.p`: CFCD's GeM p is fixed."""
+    keys: dict[str, tuple[int, ...]] = {"fc.weight": (dim, 2048), "fc.bias": (dim,)}
+    keys.update(_bn("bn", dim))
+    keys.update(backbone_keys(depth, "globalmodel."))
+    if num_classes is not None:
+        keys["desc_cls.weight"] = (num_classes, dim)
+    return keys

@@ -90,7 +90,7 @@ def test_mismatch_error_lists_missing_unexpected_and_shapes(tmp_path: Path) -> N
 def test_not_a_dolg_checkpoint_and_untrusted_pickle(tmp_path: Path) -> None:
     path = tmp_path / "other.pt"
     torch.save({"model_state": {"conv.weight": torch.zeros(1)}}, path)
-    with pytest.raises(ckpt.CheckpointError, match="not a DOLG checkpoint"):
+    with pytest.raises(ckpt.CheckpointError, match="neither a DOLG checkpoint"):
         ckpt.build_model_from_checkpoint(path)
     pickled = tmp_path / "pickled.pt"
     torch.save({"model_state": {}, "extra": fractions.Fraction(1, 3)}, pickled)

@@ -22,8 +22,8 @@ SMALL_SHAPES = ((1, 3, 67, 45), (2, 3, 33, 47))
 
 
 def test_family_names_and_errors() -> None:
-    assert family_names() == ["dolg", "pooled"]
-    with pytest.raises(ValueError, match="valid families: dolg, pooled"):
+    assert family_names() == ["cfcd", "dolg", "pooled"]
+    with pytest.raises(ValueError, match="valid families: cfcd, dolg, pooled"):
         create_model("cnn")
     with pytest.raises(ValueError, match="valid backbones: efficientnet_lite0"):
         make_config("pooled", backbone="vgg")

@@ -20,6 +20,7 @@ def _response(outcome: SearchOutcome) -> SearchResponse:
     return SearchResponse(
         results=[HitOut(id=h.id, score=h.score, metadata=h.metadata) for h in outcome.hits],
         rerank=outcome.rerank,
+        rerank_skipped=outcome.rerank_skipped,
         timings_ms={k: round(v, 3) for k, v in outcome.timings_ms.items()},
     )
 

@@ -108,7 +108,9 @@ def test_bbox_crop_and_superglobal(api_client: TestClient, photo_names: list[str
     res = _search(api_client, photo_bytes(names[1]), top_k=5, bbox=f"0,0,{w * 0.9},{h * 0.9}")
     assert res["results"][0]["id"] == names[1]
     res = _search(api_client, photo_bytes(names[1]), top_k=5, rerank="superglobal", rerank_top_m=8)
-    assert res["rerank"] == "superglobal" and "rerank" in res["timings_ms"]
+    # 8 items < rerank.min_store_items (100): skipped, and the response says why.
+    assert res["rerank"] == "none" and "rerank" not in res["timings_ms"]
+    assert "store holds 8 items" in res["rerank_skipped"]
     assert len(res["results"]) == 5
     assert res["results"][0]["id"] == names[1]
 

@@ -127,7 +127,7 @@ def test_checkpoint_round_trips(resumed_runs: dict[str, Any]) -> None:
         1, 1, 3)
     assert obj["epoch"] == 1 and training["class_names"] == ["c0", "c1"]
     assert TrainConfig.from_dict(training["train_config"]) == resumed.cfg
-    assert obj["config"] == resumed.dolg_config.to_dict()
+    assert obj["config"] == resumed.model_config.to_dict()
     for key, value in resumed.net.head.state_dict().items():
         assert torch.equal(obj["head_state"][key], value)
     saved_momenta = [s["momentum_buffer"] for s in obj["optimizer_state"]["state"].values()]
