@@ -72,12 +72,29 @@ def _export_args(text: str) -> list[str]:
     return args
 
 
+def _make_variables(makefile: str) -> dict[str, str]:
+    """NAME := value (or ?=, =) definitions; continuation lines join with one space, as in make."""
+    joined = re.sub(r"\s*\\\n\s*", " ", makefile)
+    return {
+        m.group(1): m.group(2).strip()
+        for m in re.finditer(r"^([A-Z_]+)\s*[:?]?=\s*(.*)$", joined, re.M)
+    }
+
+
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
 def test_image_default_model_is_the_make_model_recipe(name: str) -> None:
     makefile = (REPO / "Makefile").read_text()
+    make_vars = _make_variables(makefile)
     recipe = makefile.split("$(MODEL_DIR)/model_meta.json:", 1)[1]
-    samples = re.search(r"^SAMPLES \?= (\S+)", makefile, re.M)
-    assert samples is not None
-    expected = [a.replace("$(SAMPLES)", samples.group(1)) for a in _export_args(recipe)]
-    model_stage = (REPO / "docker" / name).read_text().split(" AS model", 1)[1]
-    assert _export_args(model_stage) == expected
+    expected = [
+        re.sub(r"\$\((\w+)\)", lambda m: make_vars[m.group(1)], a) for a in _export_args(recipe)
+    ]
+    model_stage = (REPO / "docker" / name).read_text().split(" AS model", 1)[1].split("\nFROM ")[0]
+    build_args = {
+        m.group(1): m.group(2) for m in re.finditer(r'^ARG (\w+)="(.*)"$', model_stage, re.M)
+    }
+    actual = [
+        re.sub(r"\$\{(\w+)\}", lambda m: build_args[m.group(1)], a)
+        for a in _export_args(model_stage)
+    ]
+    assert actual == expected
