@@ -214,7 +214,7 @@ class MilvusStore:
             field_name="vector",
             index_type=self.settings.milvus_index_type,
             metric_type="IP",
-            params=self._build_params(),
+            params=self.build_params(),
         )
         client.create_collection(
             self._collection,
@@ -228,10 +228,10 @@ class MilvusStore:
             self._collection,
             self._dim,
             self.settings.milvus_index_type,
-            self._build_params(),
+            self.build_params(),
         )
 
-    def _build_params(self) -> dict[str, Any]:
+    def build_params(self) -> dict[str, Any]:
         s = self.settings
         kind = s.milvus_index_type
         if kind == "HNSW":
@@ -608,7 +608,7 @@ class MilvusStore:
             "uri": self.settings.milvus_uri,
             "collection": self._collection,
             "consistency": self._consistency,
-            "build_params": self._build_params(),
+            "build_params": self.build_params(),
         }
         for key in ("indexed_rows", "total_rows", "pending_index_rows", "state"):
             if key in info:
