@@ -31,6 +31,11 @@ class NotReady(SimSearchError):
     """The service is starting or the model is not loaded (-> 503 with Retry-After)."""
 
 
+class StoreUnavailable(NotReady):
+    """The vector store's server (Milvus) cannot be reached or failed the call (-> 503 with
+    Retry-After); the service recovers by itself when it is back."""
+
+
 class Overloaded(SimSearchError):
     """The inference queue is full (-> 503 with Retry-After)."""
 

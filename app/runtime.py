@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from app.artifacts import MODEL_FILE, ModelMeta, load_model_meta
 from app.config import Settings
-from app.errors import ArtifactMismatch
-from app.index.faiss_store import FaissStore
+from app.index.factory import open_vector_store
+from app.index.store import VectorStore
 from app.inference.batcher import DynamicBatcher
 from app.inference.embedder import Embedder
 from app.inference.session import OnnxSession
@@ -31,7 +31,7 @@ class Runtime:
     batcher: DynamicBatcher
     executor: ThreadPoolExecutor
     embedder: Embedder
-    store: FaissStore
+    store: VectorStore
     service: SearchService
     ready: threading.Event = field(default_factory=threading.Event)
     warmup_error: str | None = None
@@ -74,13 +74,8 @@ class Runtime:
             meta, batcher, executor, settings.limits, jpeg_draft=settings.inference.jpeg_draft
         )
         try:
-            store = FaissStore.open(
-                settings.store_dir,
-                meta.embedding_dim,
-                settings.index,
-                model_sha256=meta.onnx_sha256,
-            )
-        except ArtifactMismatch:
+            store = open_vector_store(settings, meta.embedding_dim, meta.onnx_sha256)
+        except BaseException:
             batcher.close()
             executor.shutdown(wait=False)
             raise
@@ -112,6 +107,12 @@ class Runtime:
         thread = threading.Thread(target=_run, name="warmup", daemon=True)
         thread.start()
         return thread
+
+    def not_ready_reason(self) -> str | None:
+        """None when requests can be served; else why not (warm-up, store unreachable)."""
+        if not self.ready.is_set():
+            return self.warmup_error or "the model is warming up"
+        return self.store.availability()
 
     def refresh_gauges(self) -> None:
         stats = self.store.stats()

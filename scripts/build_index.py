@@ -87,7 +87,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             bar.close()
         elapsed = time.perf_counter() - start
         if args.wait_training:
-            runtime.store.wait_for_training(timeout=3600)
+            runtime.store.wait_for_index(timeout=3600)
         stats = runtime.store.stats()
         return {
             "found": len(paths),
@@ -119,7 +119,7 @@ def main() -> int:
     parser.add_argument(
         "--wait-training",
         action="store_true",
-        help="wait for a background IVF-PQ training to finish before exiting",
+        help="wait for background index builds (FAISS IVF-PQ training) to finish before exiting",
     )
     args = parser.parse_args()
     logging.basicConfig(

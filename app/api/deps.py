@@ -22,8 +22,8 @@ def get_runtime(request: Request) -> Runtime:
 
 def get_ready_runtime(request: Request) -> Runtime:
     runtime = get_runtime(request)
-    if not runtime.ready.is_set():
-        reason = runtime.warmup_error or "the model is warming up"
+    reason = runtime.not_ready_reason()
+    if reason is not None:
         raise NotReady(f"not ready: {reason}; retry shortly")
     return runtime
 

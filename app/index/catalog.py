@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from app.index.filters import MetadataFilter
+
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
@@ -48,6 +50,12 @@ CREATE TABLE IF NOT EXISTS items (
 );
 -- At most one live row per id; also the index behind every lookup by id.
 CREATE UNIQUE INDEX IF NOT EXISTS items_live_id ON items(id) WHERE deleted_at IS NULL;
+-- JPEG thumbnail of a row's image upload, written in the add's transaction and deleted in
+-- the transaction that tombstones the row (delete or replace): only live rows have one.
+CREATE TABLE IF NOT EXISTS thumbnails (
+    row  INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
 """
 
 
@@ -58,6 +66,7 @@ class CatalogRow:
     metadata: dict[str, Any] | None
     created_at: float
     deleted: bool
+    has_thumbnail: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +82,15 @@ class CatalogCounts:
 def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with `prefix` in code-point order, or
+    None when the last character cannot be incremented into an encodable one."""
+    nxt = ord(prefix[-1]) + 1
+    if nxt > 0x10FFFF or 0xD800 <= nxt <= 0xDFFF:
+        return None
+    return prefix[:-1] + chr(nxt)
 
 
 def _decode_metadata(text: str | None) -> dict[str, Any] | None:
@@ -189,16 +207,21 @@ class Catalog:
         metadata_json: Sequence[str | None],
         first_row: int,
         created_at: float | Sequence[float] | None = None,
+        thumbnails: Sequence[bytes | None] | None = None,
     ) -> list[tuple[int, int]]:
         """Insert ids at rows first_row.. in ONE transaction; return (old_row, new_row) pairs.
 
-        Live rows that already carry one of `ids` become tombstones in the same transaction,
-        so a crash leaves either the old or the new version live, never both or neither.
-        `ids` must be unique within the batch (the store checks). Pairs are sorted by new row.
-        `created_at`: one time for the batch (default now) or one per id (offline rebuilds).
+        Live rows that already carry one of `ids` become tombstones in the same transaction
+        (their thumbnails are deleted with them), so a crash leaves either the old or the new
+        version live, never both or neither. `thumbnails` (one JPEG or None per id) commit in
+        the same transaction. `ids` must be unique within the batch (the store checks). Pairs
+        are sorted by new row. `created_at`: one time for the batch (default now) or one per
+        id (offline rebuilds).
         """
         if len(ids) != len(metadata_json):
             raise ValueError("ids and metadata_json differ in length")
+        if thumbnails is not None and len(thumbnails) != len(ids):
+            raise ValueError("ids and thumbnails differ in length")
         now = time.time()
         if created_at is None or isinstance(created_at, int | float):
             times = [now if created_at is None else float(created_at)] * len(ids)
@@ -229,6 +252,9 @@ class Catalog:
                         "UPDATE items SET deleted_at = ? WHERE row = ?",
                         [(now, old) for old, _ in replaced],
                     )
+                    conn.executemany(
+                        "DELETE FROM thumbnails WHERE row = ?", [(old,) for old, _ in replaced]
+                    )
                 conn.executemany(
                     "INSERT INTO items(row, id, metadata, created_at) VALUES (?, ?, ?, ?)",
                     [
@@ -238,6 +264,15 @@ class Catalog:
                         )
                     ],
                 )
+                if thumbnails is not None:
+                    conn.executemany(
+                        "INSERT INTO thumbnails(row, data) VALUES (?, ?)",
+                        [
+                            (first_row + i, sqlite3.Binary(data))
+                            for i, data in enumerate(thumbnails)
+                            if data is not None
+                        ],
+                    )
             self._next_row = first_row + len(ids)
         replaced.sort(key=lambda pair: pair[1])
         return replaced
@@ -250,6 +285,8 @@ class Catalog:
                 "UPDATE items SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL RETURNING row",
                 (now, item_id),
             ).fetchone()
+            if found is not None:
+                conn.execute("DELETE FROM thumbnails WHERE row = ?", (int(found[0]),))
         return None if found is None else int(found[0])
 
     # ------------------------------------------------------------------ reads
@@ -257,13 +294,94 @@ class Catalog:
         """The live row of an id, or None."""
         with self._read() as conn:
             found = conn.execute(
-                "SELECT row, id, metadata, created_at FROM items "
+                "SELECT row, id, metadata, created_at, "
+                "EXISTS (SELECT 1 FROM thumbnails t WHERE t.row = items.row) FROM items "
                 "WHERE id = ? AND deleted_at IS NULL",
                 (item_id,),
             ).fetchone()
         if found is None:
             return None
-        return CatalogRow(int(found[0]), found[1], _decode_metadata(found[2]), found[3], False)
+        return CatalogRow(
+            int(found[0]), found[1], _decode_metadata(found[2]), found[3], False, bool(found[4])
+        )
+
+    def thumbnail(self, item_id: str) -> bytes | None:
+        """The thumbnail of the live row of `item_id`, or None."""
+        with self._read() as conn:
+            found = conn.execute(
+                "SELECT t.data FROM items JOIN thumbnails t ON t.row = items.row "
+                "WHERE items.id = ? AND items.deleted_at IS NULL",
+                (item_id,),
+            ).fetchone()
+        return None if found is None else bytes(found[0])
+
+    def list_live(
+        self, limit: int, after: str | None = None, id_prefix: str | None = None
+    ) -> tuple[list[CatalogRow], int]:
+        """Up to `limit` live rows with id > `after` (and starting with `id_prefix`) in
+        ascending id order (sqlite's BINARY collation: UTF-8 bytes = code-point order), and
+        the number of live ids with that prefix. Keyset paging over the live-id index, so a
+        page never skips or repeats an id that stayed live while the client paged."""
+        where, args = ["deleted_at IS NULL"], []
+        if id_prefix:
+            where.append("id >= ? AND substr(id, 1, ?) = ?")
+            args += [id_prefix, len(id_prefix), id_prefix]
+            upper = _prefix_upper_bound(id_prefix)
+            if upper is not None:  # bounds the index range scan; substr() stays the truth
+                where.append("id < ?")
+                args.append(upper)
+        condition = " AND ".join(where)
+        page_where = condition + (" AND id > ?" if after is not None else "")
+        page_args = [*args, after] if after is not None else list(args)
+        with self._read() as conn:
+            (total,) = conn.execute(
+                f"SELECT COUNT(*) FROM items WHERE {condition}", tuple(args)
+            ).fetchone()
+            found = conn.execute(
+                "SELECT row, id, metadata, created_at, "
+                "EXISTS (SELECT 1 FROM thumbnails t WHERE t.row = items.row) "
+                f"FROM items WHERE {page_where} ORDER BY id LIMIT ?",
+                (*page_args, limit),
+            ).fetchall()
+        rows = [
+            CatalogRow(int(r[0]), r[1], _decode_metadata(r[2]), r[3], False, bool(r[4]))
+            for r in found
+        ]
+        return rows, int(total)
+
+    def matching_live_rows(self, flt: MetadataFilter) -> np.ndarray:
+        """int64 [n] sorted live rows whose metadata match `flt` (the SQL form of
+        `MetadataFilter.matches`; json_type tells booleans, numbers and strings apart)."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for cond in flt.conditions:
+            # Keys match [A-Za-z0-9_-]{1,64} (filters.KEY_PATTERN): safe inside a quoted path.
+            path = f'$."{cond.key}"'
+            options: list[str] = []
+            for value in cond.values:
+                if isinstance(value, bool):
+                    options.append("json_type(metadata, ?) = ?")
+                    args += [path, "true" if value else "false"]
+                elif isinstance(value, str):
+                    options.append(
+                        "(json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?)"
+                    )
+                    args += [path, path, value]
+                else:  # numbers compare by value as doubles, as the reference does
+                    options.append(
+                        "(json_type(metadata, ?) IN ('integer', 'real') "
+                        "AND CAST(json_extract(metadata, ?) AS REAL) = ?)"
+                    )
+                    args += [path, path, float(value)]
+            clauses.append("(" + " OR ".join(options) + ")")
+        sql = (
+            "SELECT row FROM items WHERE deleted_at IS NULL AND metadata IS NOT NULL AND "
+            + " AND ".join(clauses)
+            + " ORDER BY row"
+        )
+        with self._read() as conn:
+            rows = conn.execute(sql, tuple(args)).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def rows_info(self, rows: Sequence[int] | np.ndarray) -> dict[int, CatalogRow]:
         """id, metadata and tombstone flag of many rows (live or not) in a few queries."""

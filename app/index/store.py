@@ -1,7 +1,8 @@
 """The `VectorStore` protocol and the value types it speaks.
 
-The API and `app.search` depend only on this module, so a Milvus (or any other) backend can
-replace `FaissStore` without touching them. Vectors crossing this boundary are float32 and
+The API and `app.search` depend only on this module, so any backend (`FaissStore` embedded in
+the process, `MilvusStore` on a Milvus server; `app.index.factory` picks one from settings)
+serves them unchanged. Vectors crossing this boundary are float32 and
 L2-normalised by the caller; scores are inner products, i.e. cosine similarities.
 """
 
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from app.errors import InvalidRequest
 from app.index.filters import MetadataFilter
 
-IndexType = Literal["flat", "ivfpq"]
+# Backend-specific name of the index in use: "flat" / "ivfpq" for FAISS, the Milvus index
+# type ("HNSW", "IVF_PQ", ...) for Milvus.
+IndexType = str
 
 
 class InvalidVectors(InvalidRequest, ValueError):
@@ -70,16 +73,18 @@ class StoreStats:
     index_type: IndexType
     # Live (searchable) items.
     ntotal: int
-    # Vector rows ever written (live + tombstoned).
+    # Vector rows ever written (live + tombstoned); = ntotal where the backend does not say.
     rows: int
-    # Rows whose item was deleted or replaced.
+    # Rows whose item was deleted or replaced (0 where the backend does not say).
     tombstones: int
-    # Generation of the last durable index snapshot (0 before the first).
+    # Generation of the last durable index snapshot (0 before the first, or no snapshots).
     generation: int
     dim: int
-    # True while an IVF-PQ index is being trained in the background.
+    # True while an index is being built in the background.
     training: bool
     index_params: dict[str, Any] = field(default_factory=dict)
+    # Which backend answers ("faiss" or "milvus").
+    backend: str = "faiss"
 
 
 @runtime_checkable
@@ -137,5 +142,15 @@ class VectorStore(Protocol):
         ...
 
     def stats(self) -> StoreStats: ...
+
+    def availability(self) -> str | None:
+        """None while the store can serve; else why not (e.g. its server is unreachable).
+        Cheap enough for a readiness probe."""
+        ...
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Block until background index builds are done (False on timeout); bulk loaders
+        call it before reporting."""
+        ...
 
     def close(self) -> None: ...

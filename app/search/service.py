@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.errors import InvalidRequest
-from app.index.store import Hit, VectorStore
+from app.index.store import Hit, Item, StoreStats, VectorStore
 from app.inference.embedder import Embedder
 from app.metrics import Metrics
 from app.search.rerank import superglobal_rerank
@@ -230,3 +230,13 @@ class SearchService:
         if self.metrics is not None:
             self.metrics.indexed.inc(len(stored))
         return stored
+
+    # ---------------------------------------------------------------- items
+    async def get_item(self, item_id: str, with_vector: bool = False) -> Item | None:
+        return await run_in_threadpool(self.store.get, item_id, with_vector)
+
+    async def delete_item(self, item_id: str) -> bool:
+        return await run_in_threadpool(self.store.delete, item_id)
+
+    def store_stats(self) -> StoreStats:
+        return self.store.stats()

@@ -32,7 +32,7 @@ def health(request: Request) -> HealthResponse:
     runtime = _runtime(request)
     if runtime is None:
         return HealthResponse(status="starting", ready=False, detail="loading model and store")
-    meta, stats = runtime.meta, runtime.store.stats()
+    meta, stats = runtime.meta, runtime.service.store_stats()
     ready = runtime.ready.is_set()
     runtime.refresh_gauges()
     return HealthResponse(
@@ -70,7 +70,7 @@ def live() -> LiveResponse:
 @router.get("/health/ready", response_model=ReadyResponse, responses=error_responses(503))
 def ready(request: Request) -> JSONResponse:
     runtime = _runtime(request)
-    if runtime is None or not runtime.ready.is_set():
-        reason = (runtime.warmup_error if runtime else None) or "loading or warming up"
+    reason = runtime.not_ready_reason() if runtime is not None else "loading model and store"
+    if reason is not None:
         raise NotReady(f"not ready: {reason}")
     return JSONResponse({"status": "ready"})

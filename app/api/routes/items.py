@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ReadyRuntimeDep, SettingsDep
 from app.api.errors import error_responses
@@ -21,7 +20,7 @@ async def get_item(
     item_id: str, runtime: ReadyRuntimeDep, settings: SettingsDep, include_vector: bool = False
 ) -> ItemOut:
     check_item_id(item_id, settings.limits)
-    item = await run_in_threadpool(runtime.store.get, item_id, include_vector)
+    item = await runtime.service.get_item(item_id, include_vector)
     if item is None:
         raise NotFound(f"no item with id {item_id!r}")
     vector = (
@@ -39,7 +38,7 @@ async def delete_item(
     item_id: str, runtime: ReadyRuntimeDep, settings: SettingsDep
 ) -> DeleteResponse:
     check_item_id(item_id, settings.limits)
-    deleted = await run_in_threadpool(runtime.store.delete, item_id)
+    deleted = await runtime.service.delete_item(item_id)
     if not deleted:
         raise NotFound(f"no item with id {item_id!r}")
     return DeleteResponse(id=item_id, deleted=True)

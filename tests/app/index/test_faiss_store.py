@@ -13,6 +13,7 @@ import pytest
 
 from app.config import IndexSettings
 from app.errors import ArtifactMismatch, StoreCorrupt
+from app.index import faiss_store
 from app.index.faiss_store import (
     MANIFEST_FILE,
     VECTORS_FILE,
@@ -20,15 +21,16 @@ from app.index.faiss_store import (
     StoreLocked,
     choose_ivf_params,
     ivf_min_vectors,
-    rebuild_store,
 )
+from app.index.rebuild import rebuild_store
 from app.index.store import InvalidVectors, VectorStore
 from tests.app.index.data import exact_topk, fp16, sphere_blobs
 
 DIM = 32
 SHA_A = "a" * 64
 SHA_B = "b" * 64
-LOGGER = "app.index.faiss_store"
+# The store logs from its modules (faiss_store, snapshots, ivf, maintenance).
+LOGGER = "app.index"
 
 
 def flat_settings(**overrides: object) -> IndexSettings:
@@ -624,14 +626,14 @@ def test_writes_during_training_are_caught_up_before_the_swap(
 ) -> None:
     """Hold training open, write meanwhile, then check the swapped index has every write."""
     gate, started = threading.Event(), threading.Event()
-    build = FaissStore._build_ivfpq
+    build = faiss_store.build_ivfpq
 
-    def gated_build(self: FaissStore, rows: np.ndarray, stoppable: bool = False):
+    def gated_build(*args: object, **kwargs: object):
         started.set()
         assert gate.wait(30)
-        return build(self, rows, stoppable)
+        return build(*args, **kwargs)
 
-    monkeypatch.setattr(FaissStore, "_build_ivfpq", gated_build)
+    monkeypatch.setattr(faiss_store, "build_ivfpq", gated_build)
     # Exercise both catch-up phases: unlocked while > 100 rows behind, then under the lock.
     monkeypatch.setattr("app.index.faiss_store._CATCHUP_UNDER_LOCK", 100)
     store = FaissStore.open(store_dir, DIM, ivf_settings(), model_sha256=SHA_A)

@@ -1,0 +1,638 @@
+"""`MilvusStore`: the `VectorStore` on a Milvus server, for collections beyond one machine and
+for stateless API replicas (any number of API processes share one collection).
+
+Collection schema (one collection per deployment, `settings.milvus_collection`):
+    id            VARCHAR(2048) primary key: the external id (up to 512 characters of up to
+                  4 UTF-8 bytes; Milvus counts VARCHAR length in bytes)
+    vector        FLOAT_VECTOR(dim): the fp16-rounded unit vector, so scores equal the FAISS
+                  store's exact scores
+    metadata      JSON object ({} when the item has none; `has_metadata` tells them apart)
+    has_metadata  BOOL
+    thumbnail     VARCHAR(65535): base64 of the JPEG thumbnail ("" = none); Milvus 2.3 has no
+                  binary scalar type, so thumbnails are limited to MAX_THUMBNAIL_BYTES
+    created_at    DOUBLE: unix time of the add
+The collection description records {"simsearch": 1, "model_sha256", "dim"}: a collection
+built with another model (or dim) is refused with ArtifactMismatch, as the FAISS store does.
+
+Metric inner product; index type and search breadth from `StoreSettings` (HNSW by default;
+IVF_PQ candidates are re-scored exactly from the stored vectors, as the FAISS path does,
+because PQ distances alone reached recall@10 0.44 at 100k x 512).
+
+Writes. `add` is one `upsert` (replace = delete + insert under one timestamp): it returns once
+the proxy has written the batch to Milvus's log (the message queue: rocksmq on the standalone
+server's disk, Pulsar/Kafka in a cluster). From then on Milvus promises the write survives a
+crash of any Milvus process (the log is replayed on restart; segments are flushed to object
+storage later), so the API acknowledges (201) only after `upsert` returns. Consistency level
+Strong on every read: a read waits until the query nodes have consumed the log up to the
+read's timestamp, so a search right after an acknowledged add or delete sees it (Bounded
+would be faster by skipping that wait, but then POST /index followed by /search could miss
+the item for up to a few seconds).
+
+Availability. When the server is unreachable, calls raise StoreUnavailable (-> 503 with
+Retry-After) after `milvus_timeout_s`; `availability()` reports why for /health/ready. The
+client reconnects by itself when the server is back; a store opened while the server was
+down finishes its setup (and the model check) on the first call that reaches it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import heapq
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from app.config import IndexSettings, StoreSettings
+from app.errors import ArtifactMismatch, StoreUnavailable
+from app.index import milvus_expr
+from app.index.filters import MetadataFilter
+from app.index.paging import decode_cursor, encode_cursor
+from app.index.store import Hit, InvalidVectors, Item, ItemPage, StoreStats
+from app.index.validation import (
+    as_matrix,
+    check_ids,
+    check_limit,
+    check_search_args,
+    check_thumbnails,
+    metadata_json,
+    to_float16,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_ID_BYTES = 2048
+MAX_THUMBNAIL_BYTES = 49_149  # base64 of it fits VARCHAR(65535)
+# Milvus refuses limit + offset above 16384 per query/search.
+_MAX_RESULT_WINDOW = 16384
+# Ids per `id in [...]` expression.
+_IDS_PER_QUERY = 1000
+# Rows per upsert call (a request must stay under the server's 64 MiB gRPC message limit:
+# 1000 x (512 x 4 B + thumbnail <= 64 KiB) < 70 MiB worst case... so 500).
+_UPSERT_BATCH = 500
+# How long an availability answer is reused (readiness probes may come often).
+_AVAILABILITY_TTL_S = 1.0
+_IDENTITY_KEY = "simsearch"
+_ITEM_FIELDS = ["id", "metadata", "has_metadata", "created_at", "thumbnail"]
+
+T = TypeVar("T")
+
+
+def _milvus_errors() -> tuple[type[BaseException], ...]:
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        import grpc
+
+        return (MilvusException, grpc.RpcError, ConnectionError)
+    except ImportError:  # pragma: no cover - pymilvus depends on grpcio
+        return (MilvusException, ConnectionError)
+
+
+class MilvusStore:
+    """`VectorStore` over one Milvus collection; see the module doc. Open with `open`."""
+
+    backend = "milvus"
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        dim: int,
+        index_settings: IndexSettings,
+        model_sha256: str | None,
+    ) -> None:
+        self.settings = settings
+        self.index_settings = index_settings
+        self._dim = dim
+        self.model_sha256 = model_sha256
+        self._collection = settings.milvus_collection
+        self._timeout = settings.milvus_timeout_s
+        self._consistency = settings.milvus_consistency
+        self._errors = _milvus_errors()
+        self._client: Any = None
+        self._setup_lock = threading.Lock()
+        self._ready = False
+        self._closed = False
+        self._availability: tuple[float, str | None] = (0.0, None)
+
+    # ------------------------------------------------------------------ open / setup
+    @classmethod
+    def open(
+        cls,
+        settings: StoreSettings,
+        dim: int,
+        index_settings: IndexSettings,
+        model_sha256: str | None = None,
+    ) -> MilvusStore:
+        """Connect, create the collection if missing, check its model and load it.
+
+        Raises ArtifactMismatch for a collection of another model or dim. An unreachable
+        server is not an error here: the store reports itself unavailable until it is back.
+        """
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        store = cls(settings, dim, index_settings, model_sha256)
+        try:
+            # At startup, wait for the collection to load (after a Milvus restart with data
+            # that takes tens of seconds); later re-checks wait one call deadline at most.
+            store._ensure_ready(load_timeout=max(settings.milvus_timeout_s, 120.0))
+        except StoreUnavailable as exc:
+            logger.warning("%s; serving 503 until it is reachable", exc)
+        return store
+
+    def _connect(self) -> Any:
+        from pymilvus import MilvusClient
+
+        if self._client is None:
+            self._client = MilvusClient(
+                uri=self.settings.milvus_uri,
+                token=self.settings.milvus_token.get_secret_value(),
+                db_name=self.settings.milvus_database,
+                timeout=self._timeout,
+                # Our own channel: several stores in one process (tests, tools) stay apart.
+                dedicated=True,
+            )
+        return self._client
+
+    def _ensure_ready(self, load_timeout: float | None = None) -> Any:
+        """The connected client with the collection created, checked and loaded.
+
+        A load that outlasts `load_timeout` (default: the call deadline) raises
+        StoreUnavailable; Milvus goes on loading, and a later call finds it loaded."""
+        if self._closed:
+            raise RuntimeError(f"milvus collection {self._collection}: store is closed")
+        if self._ready:
+            return self._client
+        with self._setup_lock:
+            if self._ready:
+                return self._client
+            try:
+                client = self._connect()
+                if not client.has_collection(self._collection, timeout=self._timeout):
+                    self._create_collection(client)
+                self._check_identity(client)
+                client.load_collection(self._collection, timeout=load_timeout or self._timeout)
+            except self._errors as exc:
+                raise self._unavailable(exc) from exc
+            self._ready = True
+            logger.info(
+                "milvus %s collection %s ready (%s, consistency %s)",
+                self.settings.milvus_uri,
+                self._collection,
+                self.settings.milvus_index_type,
+                self._consistency,
+            )
+            return client
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(*self._errors):
+                self._client.close()
+            self._client = None
+
+    def _create_collection(self, client: Any) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        identity = {_IDENTITY_KEY: 1, "model_sha256": self.model_sha256, "dim": self._dim}
+        schema = MilvusClient.create_schema(
+            auto_id=False, enable_dynamic_field=False, description=json.dumps(identity)
+        )
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dim)
+        schema.add_field("metadata", DataType.JSON)
+        schema.add_field("has_metadata", DataType.BOOL)
+        schema.add_field("thumbnail", DataType.VARCHAR, max_length=65535)
+        schema.add_field("created_at", DataType.DOUBLE)
+        index_params = client.prepare_index_params()
+        index_params.add_index(
+            field_name="vector",
+            index_type=self.settings.milvus_index_type,
+            metric_type="IP",
+            params=self.build_params(),
+        )
+        client.create_collection(
+            self._collection,
+            schema=schema,
+            index_params=index_params,
+            consistency_level=self._consistency,
+            timeout=self._timeout,
+        )
+        logger.info(
+            "created milvus collection %s (%d-d, %s %s)",
+            self._collection,
+            self._dim,
+            self.settings.milvus_index_type,
+            self.build_params(),
+        )
+
+    def build_params(self) -> dict[str, Any]:
+        s = self.settings
+        kind = s.milvus_index_type
+        if kind == "HNSW":
+            return {"M": s.milvus_hnsw_m, "efConstruction": s.milvus_hnsw_ef_construction}
+        if kind in ("IVF_FLAT", "IVF_SQ8"):
+            return {"nlist": s.milvus_nlist}
+        if kind == "IVF_PQ":
+            return {"nlist": s.milvus_nlist, "m": s.milvus_pq_m or self._pq_m(), "nbits": 8}
+        return {}
+
+    def _pq_m(self) -> int:
+        """dim / 8 sub-quantizers when 8 divides dim, else the largest divisor <= dim / 8."""
+        d = self._dim
+        if d % 8 == 0:
+            return d // 8
+        return max(m for m in range(1, max(1, d // 8) + 1) if d % m == 0)
+
+    def _check_identity(self, client: Any) -> None:
+        info = client.describe_collection(self._collection, timeout=self._timeout)
+        name = f"milvus collection {self._collection}"
+        try:
+            identity = json.loads(info.get("description") or "")
+        except ValueError:
+            identity = None
+        if not isinstance(identity, dict) or identity.get(_IDENTITY_KEY) != 1:
+            raise ArtifactMismatch(
+                f"{name} was not created by this service (no model record in its "
+                "description); choose another SIMSEARCH_STORE__MILVUS_COLLECTION"
+            )
+        dims = [
+            f.get("params", {}).get("dim") for f in info["fields"] if f.get("name") == "vector"
+        ]
+        stored_dim = int(dims[0]) if dims and dims[0] is not None else identity.get("dim")
+        if stored_dim != self._dim:
+            raise ArtifactMismatch(
+                f"{name} holds {stored_dim}-d vectors but {self._dim}-d were requested (the "
+                "model's embedding_dim); use another collection or re-index with the model "
+                "that built it"
+            )
+        stored_sha = identity.get("model_sha256")
+        if self.model_sha256 is not None and stored_sha not in (None, self.model_sha256):
+            raise ArtifactMismatch(
+                f"{name} was built with model sha256 {str(stored_sha)[:12]}... but the loaded "
+                f"model is {self.model_sha256[:12]}...; descriptors of different models are "
+                "not comparable. Use another collection or re-index with this model."
+            )
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop_client()
+
+    def __enter__(self) -> MilvusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ calls
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        text = getattr(exc, "message", None) or str(exc)
+        reason = f"milvus at {self.settings.milvus_uri} is unavailable: {text.splitlines()[0]}"
+        self._availability = (time.monotonic(), reason)
+        return StoreUnavailable(reason)
+
+    def _call(self, fn: Callable[[Any], T]) -> T:
+        """Run fn(client); Milvus/gRPC failures become StoreUnavailable (-> 503)."""
+        client = self._ensure_ready()
+        try:
+            result = fn(client)
+        except self._errors as exc:
+            logger.warning("milvus call failed: %s", exc)
+            # Re-check (and re-load) the collection on the next call: a restarted server
+            # may come back with it released.
+            self._ready = False
+            raise self._unavailable(exc) from exc
+        self._availability = (time.monotonic(), None)
+        return result
+
+    def availability(self) -> str | None:
+        if self._closed:
+            return f"milvus collection {self._collection}: store is closed"
+        checked_at, reason = self._availability
+        if time.monotonic() - checked_at < _AVAILABILITY_TTL_S:
+            return reason
+        # A real read, not a status call: after a restart Milvus reports the collection
+        # loaded while reads still time out on segments being loaded.
+        probe_timeout = min(self._timeout, 3.0)
+        try:
+            self._call(
+                lambda c: c.query(
+                    self._collection,
+                    filter='id == ""',
+                    output_fields=["id"],
+                    limit=1,
+                    timeout=probe_timeout,
+                    consistency_level=self._consistency,
+                )
+            )
+        except StoreUnavailable as exc:
+            return str(exc)
+        except ArtifactMismatch as exc:
+            return str(exc)
+        return None
+
+    # ------------------------------------------------------------------ writes
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def add(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadata: Sequence[dict[str, Any] | None] | None = None,
+        thumbnails: Sequence[bytes | None] | None = None,
+        *,
+        created_at: Sequence[float] | None = None,
+    ) -> list[str]:
+        """Upsert vectors [N, D] under `ids`; acknowledged by Milvus when this returns.
+
+        `created_at` (one unix time per id; default now) is for copies of existing items.
+        Batches above _UPSERT_BATCH rows go in several upserts: each is atomic, the whole
+        call is not (a failure part-way leaves the earlier batches stored; retrying the
+        call is safe because re-adding an id replaces it).
+        """
+        ids = check_ids(ids)
+        if not ids:
+            return []
+        for item_id in ids:
+            if len(item_id.encode("utf-8")) > MAX_ID_BYTES:
+                raise InvalidVectors(f"id longer than {MAX_ID_BYTES} UTF-8 bytes: {item_id[:40]!r}")
+        x = as_matrix(vectors, self._dim, "vectors")
+        if x.shape[0] != len(ids):
+            raise InvalidVectors(f"got {x.shape[0]} vectors for {len(ids)} ids")
+        exact = to_float16(x).astype(np.float32)  # [N, D]: scores equal the FAISS store's
+        metas = metadata_json(metadata, len(ids))  # validates; the dicts go to Milvus
+        thumbs = check_thumbnails(thumbnails, len(ids)) or [None] * len(ids)
+        for i, data in enumerate(thumbs):
+            if data is not None and len(data) > MAX_THUMBNAIL_BYTES:
+                raise InvalidVectors(
+                    f"thumbnails[{i}] has {len(data)} bytes; the Milvus store keeps at most "
+                    f"{MAX_THUMBNAIL_BYTES}"
+                )
+        now = time.time()
+        times = [now] * len(ids) if created_at is None else [float(t) for t in created_at]
+        if len(times) != len(ids):
+            raise InvalidVectors(f"got {len(times)} created_at values for {len(ids)} ids")
+        rows = [
+            {
+                "id": item_id,
+                "vector": vec,
+                "metadata": json.loads(meta) if meta is not None else {},
+                "has_metadata": meta is not None,
+                "thumbnail": "" if thumb is None else base64.b64encode(thumb).decode("ascii"),
+                "created_at": t,
+            }
+            for item_id, vec, meta, thumb, t in zip(
+                ids, exact.tolist(), metas, thumbs, times, strict=True
+            )
+        ]
+        for start in range(0, len(rows), _UPSERT_BATCH):
+            batch = rows[start : start + _UPSERT_BATCH]
+            self._call(
+                lambda c, b=batch: c.upsert(self._collection, b, timeout=self._timeout)  # type: ignore[misc]
+            )
+        return ids
+
+    def delete(self, id: str) -> bool:
+        """Delete `id`; True when it was live. Acknowledged by Milvus when this returns."""
+        if not isinstance(id, str):
+            raise InvalidVectors(f"id must be a string, got {id!r}")
+        if not id or not self.contains([id]):
+            return False
+        expr = milvus_expr.ids_in([id])
+        self._call(lambda c: c.delete(self._collection, filter=expr, timeout=self._timeout))
+        return True
+
+    # ------------------------------------------------------------------ reads
+    def _query(self, expr: str, fields: list[str], limit: int | None = None) -> list[dict]:
+        kwargs: dict[str, Any] = {"consistency_level": self._consistency}
+        if limit is not None:
+            kwargs["limit"] = limit
+        return list(
+            self._call(
+                lambda c: c.query(
+                    self._collection,
+                    filter=expr,
+                    output_fields=fields,
+                    timeout=self._timeout,
+                    **kwargs,
+                )
+            )
+        )
+
+    def _rows_by_id(self, ids: Sequence[str], fields: list[str]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        unique = [i for i in dict.fromkeys(ids) if isinstance(i, str) and i]
+        for start in range(0, len(unique), _IDS_PER_QUERY):
+            chunk = unique[start : start + _IDS_PER_QUERY]
+            for row in self._query(milvus_expr.ids_in(chunk), fields):
+                out[row["id"]] = row
+        return out
+
+    @staticmethod
+    def _metadata(row: dict) -> dict[str, Any] | None:
+        return row["metadata"] if row.get("has_metadata") else None
+
+    def _item(self, row: dict, with_vector: bool) -> Item:
+        vector = np.asarray(row["vector"], dtype=np.float32) if with_vector else None
+        return Item(
+            id=row["id"],
+            metadata=self._metadata(row),
+            vector=vector,
+            created_at=float(row["created_at"]),
+            has_thumbnail=bool(row.get("thumbnail")),
+        )
+
+    def get(self, id: str, with_vector: bool = False) -> Item | None:
+        fields = _ITEM_FIELDS + (["vector"] if with_vector else [])
+        row = self._rows_by_id([id], fields).get(id)
+        return None if row is None else self._item(row, with_vector)
+
+    def contains(self, ids: Sequence[str]) -> set[str]:
+        return set(self._rows_by_id(list(ids), ["id"]))
+
+    def thumbnail(self, id: str) -> bytes | None:
+        row = self._rows_by_id([id], ["id", "thumbnail"]).get(id)
+        if row is None or not row.get("thumbnail"):
+            return None
+        try:
+            return base64.b64decode(row["thumbnail"], validate=True)
+        except (binascii.Error, ValueError):  # written by us, so never expected
+            logger.error("milvus item %r: thumbnail is not base64; ignoring it", id)
+            return None
+
+    def _count(self, expr: str) -> int:
+        rows = self._query(expr, ["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def __len__(self) -> int:
+        return self._count('id > ""')
+
+    def list_items(
+        self, limit: int, cursor: str | None = None, id_prefix: str | None = None
+    ) -> ItemPage:
+        """Live items after `cursor` in ascending id order.
+
+        Milvus has no ordered scan of VARCHAR keys, so a page scans the ids in the range with
+        a query iterator and keeps the `limit + 1` smallest (O(range) per page; fine for
+        browsing, not for exporting a billion ids).
+        """
+        check_limit(limit)
+        if id_prefix is not None and not isinstance(id_prefix, str):
+            raise InvalidVectors(f"id_prefix must be a string, got {id_prefix!r}")
+        after = decode_cursor(cursor) if cursor is not None else None
+        prefix = id_prefix or None
+        expr = milvus_expr.id_range(after, prefix)
+        smallest = self._smallest_ids(expr, limit + 1, prefix)
+        total = self._count(milvus_expr.id_range(None, prefix))
+        page_ids = smallest[:limit]
+        rows = self._rows_by_id(page_ids, _ITEM_FIELDS)
+        items = [self._item(rows[i], False) for i in page_ids if i in rows]
+        more = len(smallest) > limit
+        return ItemPage(items, encode_cursor(page_ids[-1]) if more else None, total)
+
+    def _smallest_ids(self, expr: str, n: int, prefix: str | None) -> list[str]:
+        def scan(client: Any) -> list[str]:
+            iterator = client.query_iterator(
+                self._collection,
+                batch_size=min(max(n, 1000), _MAX_RESULT_WINDOW),
+                filter=expr,
+                output_fields=["id"],
+                timeout=self._timeout,
+                consistency_level=self._consistency,
+            )
+            best: list[str] = []
+            try:
+                while batch := iterator.next():
+                    ids = [r["id"] for r in batch if milvus_expr.starts_with(r["id"], prefix)]
+                    best = heapq.nsmallest(n, best + ids)
+            finally:
+                iterator.close()
+            return best
+
+        return self._call(scan)
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        nprobe: int | None = None,
+        score_threshold: float | None = None,
+        candidate_factor: int | None = None,
+        with_vectors: bool = False,
+        filter: MetadataFilter | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k per query [Q, D], best first, scores = inner products with the stored
+        vectors. IVF_PQ fetches max(k x candidate_factor, min_candidates) candidates and
+        re-scores them exactly; HNSW searches with ef = max(milvus_ef, nprobe, k); IVF_*
+        probe `nprobe` lists. `filter` is applied by Milvus inside the search."""
+        q = as_matrix(queries, self._dim, "queries")
+        idx = self.index_settings
+        factor = idx.candidate_factor if candidate_factor is None else candidate_factor
+        check_search_args(k, nprobe, factor)
+        kind = self.settings.milvus_index_type
+        rescore = kind in ("IVF_PQ", "IVF_SQ8")
+        fetch = max(k * factor, idx.min_candidates) if rescore else k
+        fetch = min(fetch, _MAX_RESULT_WINDOW)
+        params: dict[str, Any] = {}
+        if kind == "HNSW":
+            params["ef"] = min(max(self.settings.milvus_ef, nprobe or 0, fetch), 32768)
+        elif kind.startswith("IVF"):
+            probes = nprobe if nprobe is not None else idx.nprobe
+            params["nprobe"] = max(1, min(probes, idx.max_nprobe, self.settings.milvus_nlist))
+        fields = ["metadata", "has_metadata"]
+        if rescore or with_vectors:
+            fields.append("vector")
+        expr = milvus_expr.metadata_filter(filter) if filter is not None else ""
+        results = self._call(
+            lambda c: c.search(
+                self._collection,
+                data=q.tolist(),
+                limit=fetch,
+                filter=expr,
+                output_fields=fields,
+                search_params={"metric_type": "IP", "params": params},
+                timeout=self._timeout,
+                consistency_level=self._consistency,
+            )
+        )
+        out: list[list[Hit]] = []
+        for query, found in zip(q, results, strict=True):
+            hits = []
+            for r in found:
+                entity = r["entity"]
+                vector = (
+                    np.asarray(entity["vector"], dtype=np.float32) if "vector" in entity else None
+                )
+                score = float(vector @ query) if rescore and vector is not None else r["distance"]
+                hits.append(
+                    Hit(
+                        r["id"],
+                        float(score),
+                        self._metadata(entity),
+                        -1,  # Milvus has no row numbers
+                        vector if with_vectors else None,
+                    )
+                )
+            if rescore:
+                hits.sort(key=lambda h: -h.score)
+            hits = hits[:k]
+            if score_threshold is not None:
+                hits = [h for h in hits if h.score >= score_threshold]
+            out.append(hits)
+        return out
+
+    # ------------------------------------------------------------------ status
+    def _index_progress(self) -> dict[str, Any]:
+        def describe(client: Any) -> dict[str, Any]:
+            names = client.list_indexes(self._collection, timeout=self._timeout)
+            if not names:
+                return {}
+            return dict(
+                client.describe_index(self._collection, names[0], timeout=self._timeout)
+            )
+
+        return self._call(describe)
+
+    def stats(self) -> StoreStats:
+        count = len(self)
+        info = self._index_progress()
+        params: dict[str, Any] = {
+            "uri": self.settings.milvus_uri,
+            "collection": self._collection,
+            "consistency": self._consistency,
+            "build_params": self.build_params(),
+        }
+        for key in ("indexed_rows", "total_rows", "pending_index_rows", "state"):
+            if key in info:
+                params[key] = info[key]
+        return StoreStats(
+            index_type=self.settings.milvus_index_type,
+            ntotal=count,
+            rows=count,
+            tombstones=0,
+            generation=0,
+            dim=self._dim,
+            training=int(info.get("pending_index_rows", 0) or 0) > 0,
+            index_params=params,
+            backend="milvus",
+        )
+
+    def wait_for_index(self, timeout: float | None = None) -> bool:
+        """Flush (seal growing segments) and wait until every sealed row is indexed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._call(lambda c: c.flush(self._collection, timeout=max(self._timeout, 60.0)))
+        while True:
+            info = self._index_progress()
+            if int(info.get("pending_index_rows", 0) or 0) == 0:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(1.0)
