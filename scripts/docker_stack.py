@@ -89,10 +89,19 @@ def compose_command() -> list[str]:
 class ComposeProject:
     """One compose project over the repository's docker-compose.yml."""
 
-    def __init__(self, name: str, env: dict[str, str], profiles: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        profiles: Sequence[str] = (),
+        files: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self.env = {**os.environ, **env}
         self._base = [*compose_command(), "-p", name]
+        if files:
+            for file in ("docker-compose.yml", *files):
+                self._base += ["-f", file]
         for profile in profiles:
             self._base += ["--profile", profile]
 
@@ -113,15 +122,26 @@ class ComposeProject:
             )
         return result
 
+    def container_ids(self, service: str) -> list[str]:
+        ids = self.run("ps", "-q", service).stdout.split()
+        assert ids, f"no container for service {service!r}"
+        return ids
+
     def container_id(self, service: str) -> str:
-        cid = self.run("ps", "-q", service).stdout.strip()
-        assert cid, f"no container for service {service!r}"
-        return cid
+        ids = self.container_ids(service)
+        assert len(ids) == 1, f"{len(ids)} containers for service {service!r}"
+        return ids[0]
 
     def wait_healthy(self, service: str, timeout_s: float) -> float:
-        """Seconds until the service's container healthcheck reports healthy."""
-        cid = self.container_id(service)
+        """Seconds until the healthchecks of all the service's containers report healthy."""
         t0 = time.monotonic()
+        for cid in self.container_ids(service):
+            self._wait_container_healthy(service, cid, t0 + timeout_s)
+        return time.monotonic() - t0
+
+    def _wait_container_healthy(self, service: str, cid: str, deadline: float) -> None:
+        t0 = time.monotonic()
+        timeout_s = deadline - t0
         status = "unknown"
         while time.monotonic() - t0 < timeout_s:
             state = json.loads(
@@ -132,7 +152,7 @@ class ComposeProject:
             )
             status = (state.get("Health") or {}).get("Status", "none")
             if status == "healthy":
-                return time.monotonic() - t0
+                return
             if not state.get("Running", False) and state.get("Restarting") is not True:
                 break
             time.sleep(1.0)
@@ -179,3 +199,12 @@ def free_loopback_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def published_port(cid: str, container_port: str = "8000/tcp") -> str:
+    """HOST:PORT that docker bound for the container's port (the first, when several)."""
+    out = subprocess.run(
+        ["docker", "port", cid, container_port], capture_output=True, text=True, timeout=30,
+        check=True,
+    )
+    return out.stdout.split()[0]
