@@ -73,8 +73,8 @@ MAX_THUMBNAIL_BYTES = 49_149  # base64 of it fits VARCHAR(65535)
 _MAX_RESULT_WINDOW = 16384
 # Ids per `id in [...]` expression.
 _IDS_PER_QUERY = 1000
-# Rows per upsert call (a request must stay under the server's 64 MiB gRPC message limit:
-# 1000 x (512 x 4 B + thumbnail <= 64 KiB) < 70 MiB worst case... so 500).
+# Rows per upsert call: 500 x (512 x 4 B vector + a 64 KiB thumbnail) ~ 33 MiB stays inside
+# the 64 MiB gRPC message limit of Milvus's default configuration.
 _UPSERT_BATCH = 500
 # How long an availability answer is reused (readiness probes may come often).
 _AVAILABILITY_TTL_S = 1.0
