@@ -19,7 +19,8 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 FUZZ_EXAMPLES ?= 300
 
-.PHONY: setup run serve model index samples test test-slow reliability fuzz lint fmt bench clean-data
+.PHONY: setup run serve model index samples test test-slow test-docker docker-base reliability fuzz \
+	lint fmt bench clean-data
 
 setup: $(STAMP)
 
@@ -74,7 +75,21 @@ test: setup
 	$(PY) -m pytest
 
 test-slow: setup
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m "slow and not docker"
+
+# Docker: a local Python 3.11 base image from Debian packages, for machines without an image
+# registry (the Dockerfiles default to python:3.11-slim; BASE_IMAGE=... picks another).
+DOCKER_BASE_IMAGE ?= simsearch-base:py311-bookworm
+docker-base:
+	scripts/docker_base_image.sh $(DOCKER_BASE_IMAGE)
+
+# Builds the CPU image and runs `docker compose up` for real (tests/docker; root starts dockerd
+# if none runs). DOCKER_CA_BUNDLE: the CA bundle pip trusts inside build containers (set it to
+# empty on networks without a TLS-intercepting proxy).
+DOCKER_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+test-docker: setup
+	CA_BUNDLE=$(DOCKER_CA_BUNDLE) SIMSEARCH_BASE_IMAGE=$(BASE_IMAGE) \
+		$(PY) -m pytest tests/docker -m docker
 
 # Crash (SIGKILL) cycles, concurrent load, hostile input, overload/SIGTERM and fuzzing against
 # real server processes on 127.0.0.1, the long versions included (~10 min on 2 cores).

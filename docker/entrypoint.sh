@@ -5,7 +5,7 @@
 set -eu
 DATA="${SIMSEARCH_DATA_DIR:-/data}"
 if [ -z "${SIMSEARCH_MODEL_DIR:-}" ] && [ ! -f "$DATA/model/model_meta.json" ]; then
-  echo "no model in $DATA/model: installing the image's default (random-init DOLG-R50, BN calibrated; near-duplicate search only)"
+  echo "no model in $DATA/model: installing the image's default model (GET /health describes it)"
   mkdir -p "$DATA/model"
   cp /opt/simsearch/default-model/model.onnx /opt/simsearch/default-model/model_meta.json "$DATA/model/"
 fi

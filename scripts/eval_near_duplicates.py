@@ -12,6 +12,9 @@ Per artifact, in one run (so the figures compare on the same machine load):
   is searched with each --rerank mode;
 - latency: one image at a time through the embedder (decode, preprocessing, every scale);
 - with --categories: the rate at which the nearest other photo has the same category;
+- with --query-photos (names, or a photo recipe's recipe.json: its held-out photos): only those
+  photos' copies are queried and only they count in the same-category rate; every photo stays
+  indexed (the others are distractors). For models trained on the rest.
 - with --threshold-folds F: the score-threshold study (models/evaluation/similarity.py): photo
   i is held out in fold i % F; copies of indexed photos against never-indexed photos and their
   copies, top-1 cosine computed exactly from the service's vectors.
@@ -57,10 +60,18 @@ def read_categories(path: Path) -> dict[str, str]:
     return {r[0]: r[1] for r in rows[1:]}
 
 
+def read_query_photos(value: str) -> list[str]:
+    """Comma list of file names, or a recipe.json whose `heldout_photos` are the queries."""
+    if value.endswith(".json"):
+        return list(json.loads(Path(value).read_text(encoding="utf-8"))["heldout_photos"])
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
                    reranks: list[str], categories: dict[str, str] | None,
-                   folds: int) -> dict[str, Any]:
+                   folds: int, query_photos: list[str] | None = None) -> dict[str, Any]:
     names = [p.name for p in photos]
+    queried = [i for i, n in enumerate(names) if query_photos is None or n in query_photos]
     blobs = [p.read_bytes() for p in photos]
     with tempfile.TemporaryDirectory() as tmp:
         runtime = Runtime.start(Settings(data_dir=Path(tmp), model_dir=model_dir), Metrics())
@@ -81,7 +92,8 @@ async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
             recall: dict[str, Any] = {}
             for mode in reranks:
                 hits: dict[str, dict[str, str | None]] = {}
-                for i, name in enumerate(names):
+                for i in queried:
+                    name = names[i]
                     hits[name] = {}
                     for j, t in enumerate(transforms):
                         out = await service.search_vector(qvec[i, j], top_k=1, rerank=mode)
@@ -99,7 +111,7 @@ async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
                   "backbone": meta.backbone, "source": meta.source.kind,
                   "dim": meta.embedding_dim, "scales": meta.preprocessing.scales,
                   "max_side": meta.preprocessing.max_side},
-        "photos": len(photos), "transforms": transforms,
+        "photos": len(photos), "queried_photos": len(queried), "transforms": transforms,
         "latency_ms_per_image": {"mean": round(statistics.fmean(latencies), 1),
                                  "median": round(statistics.median(latencies), 1)},
         "index_images_per_s": round(len(photos) / index_s, 2),
@@ -110,7 +122,7 @@ async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
         if missing:
             raise SystemExit(f"no category for {missing}")
         result["semantic_nearest_other"] = nearest_other_rate(
-            originals, [categories[n] for n in names])
+            originals, [categories[n] for n in names], queried)
     if folds >= 2:
         result["score_threshold"] = _threshold(originals, qvec, folds)
     return result
@@ -145,6 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="DOLG is not mirror-invariant; leave the flip transform out")
     parser.add_argument("--rerank", default="none", help="comma list of: none, superglobal")
     parser.add_argument("--categories", type=Path, help="file<TAB>category TSV")
+    parser.add_argument("--query-photos", help="comma list of names, or a recipe.json")
     parser.add_argument("--threshold-folds", type=int, default=0, metavar="F",
                         help="score-threshold study with F held-out folds (0: off)")
     return parser.parse_args(argv)
@@ -161,8 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     if not set(reranks) <= {"none", "superglobal"}:
         raise SystemExit(f"--rerank: expected none and/or superglobal, got {reranks}")
     categories = read_categories(args.categories) if args.categories else None
+    query_photos = read_query_photos(args.query_photos) if args.query_photos else None
+    if query_photos and not set(query_photos) <= {p.name for p in photos}:
+        raise SystemExit(f"--query-photos not in {args.photos}: "
+                         f"{sorted(set(query_photos) - {p.name for p in photos})}")
     results = [asyncio.run(evaluate(d, photos, transforms, reranks, categories,
-                                    args.threshold_folds))
+                                    args.threshold_folds, query_photos))
                for d in args.model_dir or [Path("index_data/model")]]
     print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return 0

@@ -12,6 +12,8 @@ shared machine:
 - `/healthz` OK is not ready: `wait_ready` also waits for a client call to succeed;
 - a graceful stop with loaded collections waits 1800 s by default: the grace period is set
   to a few seconds and `stop` still SIGKILLs after a bounded wait;
+- a restart after SIGKILL waits for the dead server's etcd sessions to expire: their TTL is
+  10 s instead of 30 s;
 - auto-compaction after deletes rebuilds indexes in the background and can take every core:
   off unless asked for.
 """
@@ -57,6 +59,9 @@ class LocalMilvus:
     data_dir: Path
     port: int = field(default_factory=free_port)
     auto_compaction: bool = False
+    # proxy.timeTickInterval. A Strong read waits for the next time tick: measured on 2.3.5,
+    # search p50 200 ms at Milvus's default 200 ms, 40 ms at 20 ms (2 ms at Bounded).
+    time_tick_ms: int = 200
     server: Any = None
 
     @property
@@ -82,6 +87,10 @@ class LocalMilvus:
         for component in _COMPONENTS:
             server.config.set(f"{component}.ip", "127.0.0.1")
         server.config.set("common.gracefulStopTimeout", 5)
+        server.config.set("proxy.timeTickInterval", self.time_tick_ms)
+        # A killed server's etcd sessions block the next start until they expire (30 s by
+        # default; measured: a restart 1 s after SIGKILL waited ~55 s): 10 s here.
+        server.config.set("common.session.ttl", 10)
         server.config.set(
             "dataCoord.compaction.enableAutoCompaction", str(self.auto_compaction).lower()
         )
@@ -177,11 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", type=Path, required=True, help="server data and logs")
     parser.add_argument("--port", type=int, default=19530, help="client (gRPC) port")
+    parser.add_argument(
+        "--time-tick-ms",
+        type=int,
+        default=200,
+        help="proxy.timeTickInterval: Strong-consistency reads wait for the next tick",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # SIGTERM stops the server as Ctrl+C does (the finally block below).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    server = LocalMilvus(args.data_dir, port=args.port).start()
+    server = LocalMilvus(args.data_dir, port=args.port, time_tick_ms=args.time_tick_ms).start()
     print(f"milvus ready at {server.uri} (pid {server.pid}); Ctrl+C stops it", flush=True)
     try:
         while server.server is not None and server.server.server_proc.poll() is None:

@@ -1,6 +1,8 @@
 """docker-compose.yml and the Dockerfiles, validated without a Docker engine."""
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -84,3 +86,43 @@ def test_dockerfiles_run_non_root_with_core_install(name: str) -> None:
     assert "USER simsearch" in final_stage
     assert "torch" not in final_stage, "the serving image must not install torch"
     assert "/health/ready" in final_stage
+
+
+def _export_args(text: str) -> list[str]:
+    """The arguments of the `scripts/export.py` command in a Makefile or Dockerfile, minus --out."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    command = re.search(r"scripts/export\.py( --[^\n&]*)", joined)
+    assert command is not None, "no scripts/export.py command"
+    args = shlex.split(command.group(1))
+    if "--out" in args:
+        at = args.index("--out")
+        del args[at : at + 2]
+    return args
+
+
+def _make_variables(makefile: str) -> dict[str, str]:
+    """NAME := value (or ?=, =) definitions; continuation lines join with one space, as in make."""
+    joined = re.sub(r"\s*\\\n\s*", " ", makefile)
+    return {
+        m.group(1): m.group(2).strip()
+        for m in re.finditer(r"^([A-Z_]+)\s*[:?]?=\s*(.*)$", joined, re.M)
+    }
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
+def test_image_default_model_is_the_make_model_recipe(name: str) -> None:
+    makefile = (REPO / "Makefile").read_text()
+    make_vars = _make_variables(makefile)
+    recipe = makefile.split("$(MODEL_DIR)/model_meta.json:", 1)[1]
+    expected = [
+        re.sub(r"\$\((\w+)\)", lambda m: make_vars[m.group(1)], a) for a in _export_args(recipe)
+    ]
+    model_stage = (REPO / "docker" / name).read_text().split(" AS model", 1)[1].split("\nFROM ")[0]
+    build_args = {
+        m.group(1): m.group(2) for m in re.finditer(r'^ARG (\w+)="(.*)"$', model_stage, re.M)
+    }
+    actual = [
+        re.sub(r"\$\{(\w+)\}", lambda m: build_args[m.group(1)], a)
+        for a in _export_args(model_stage)
+    ]
+    assert actual == expected

@@ -186,6 +186,8 @@ class DeleteResponse(BaseModel):
 class ModelHealth(BaseModel):
     name: str
     version: str
+    architecture: str = Field(description="Model family, e.g. dolg, pooled, cfcd")
+    backbone: str = Field(description="e.g. resnet50, efficientnet_lite0 ('' if not recorded)")
     source: str
     description: str
     intended_use: str

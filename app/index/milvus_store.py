@@ -73,8 +73,8 @@ MAX_THUMBNAIL_BYTES = 49_149  # base64 of it fits VARCHAR(65535)
 _MAX_RESULT_WINDOW = 16384
 # Ids per `id in [...]` expression.
 _IDS_PER_QUERY = 1000
-# Rows per upsert call (a request must stay under the server's 64 MiB gRPC message limit:
-# 1000 x (512 x 4 B + thumbnail <= 64 KiB) < 70 MiB worst case... so 500).
+# Rows per upsert call: 500 x (512 x 4 B vector + a 64 KiB thumbnail) ~ 33 MiB stays inside
+# the 64 MiB gRPC message limit of Milvus's default configuration.
 _UPSERT_BATCH = 500
 # How long an availability answer is reused (readiness probes may come often).
 _AVAILABILITY_TTL_S = 1.0
@@ -214,7 +214,7 @@ class MilvusStore:
             field_name="vector",
             index_type=self.settings.milvus_index_type,
             metric_type="IP",
-            params=self._build_params(),
+            params=self.build_params(),
         )
         client.create_collection(
             self._collection,
@@ -228,10 +228,10 @@ class MilvusStore:
             self._collection,
             self._dim,
             self.settings.milvus_index_type,
-            self._build_params(),
+            self.build_params(),
         )
 
-    def _build_params(self) -> dict[str, Any]:
+    def build_params(self) -> dict[str, Any]:
         s = self.settings
         kind = s.milvus_index_type
         if kind == "HNSW":
@@ -608,7 +608,7 @@ class MilvusStore:
             "uri": self.settings.milvus_uri,
             "collection": self._collection,
             "consistency": self._consistency,
-            "build_params": self._build_params(),
+            "build_params": self.build_params(),
         }
         for key in ("indexed_rows", "total_rows", "pending_index_rows", "state"):
             if key in info:

@@ -16,23 +16,27 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def nearest_other_rate(vectors: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+def nearest_other_rate(
+    vectors: np.ndarray, labels: Sequence[str], queries: Sequence[int] | None = None
+) -> dict[str, float]:
     """vectors [N,D] unit rows, labels [N] -> {"rate", "chance", "n"}.
 
-    rate = mean over i of [label(argmax_{j != i} <v_i, v_j>) == label(i)];
-    chance = the same with a uniformly random other image: sum_c n_c (n_c - 1) / (N (N - 1)).
+    rate = mean over i of [label(argmax_{j != i} <v_i, v_j>) == label(i)], i over `queries`
+    (default all N; the neighbours are always all other images);
+    chance = the same with a uniformly random other image.
     """
     v = np.asarray(vectors, dtype=np.float64)
     n = v.shape[0]
     if n < 2 or len(labels) != n:
         raise ValueError(f"need >= 2 vectors with one label each, got {n} and {len(labels)}")
+    rows = list(range(n)) if queries is None else [int(i) for i in queries]
     sims = v @ v.T
     np.fill_diagonal(sims, -np.inf)
     nearest = sims.argmax(axis=1)
-    same = [labels[i] == labels[int(j)] for i, j in enumerate(nearest)]
+    same = [labels[i] == labels[int(nearest[i])] for i in rows]
     counts = Counter(labels)
-    chance = sum(c * (c - 1) for c in counts.values()) / (n * (n - 1))
-    return {"rate": float(np.mean(same)), "chance": round(float(chance), 4), "n": float(n)}
+    chance = float(np.mean([(counts[labels[i]] - 1) / (n - 1) for i in rows]))
+    return {"rate": float(np.mean(same)), "chance": round(chance, 4), "n": float(len(rows))}
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def health(request: Request) -> HealthResponse:
         model=ModelHealth(
             name=meta.name,
             version=meta.version,
+            architecture=meta.architecture,
+            backbone=meta.backbone,
             source=meta.source.kind,
             description=meta.source.description,
             intended_use=meta.intended_use,

@@ -682,3 +682,38 @@ def test_background_snapshot_every_n_adds(store_dir: Path, base: np.ndarray) -> 
         assert manifest["rows_covered"] == 120 and manifest["model_sha256"] == SHA_A
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivfpq"])
+def test_broad_filters_search_through_the_index_with_a_selector(
+    store_dir: Path, base: np.ndarray, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Filters matching more rows than the exact-scoring cap go through FAISS with a bitmap
+    selector of the matching rows: every hit matches, and the ranking equals brute force
+    among the matches (flat exactly; IVF-PQ at recall >= 0.9 with exact re-scored scores)."""
+    from app.index.filters import parse_filter
+
+    monkeypatch.setattr(faiss_store, "_EXACT_FILTER_MAX", 10)
+    settings = flat_settings() if kind == "flat" else ivf_settings()
+    store = FaissStore.open(store_dir, DIM, settings, model_sha256=SHA_A)
+    try:
+        metas = [{"group": i % 3, "odd": i % 2 == 1} for i in range(2000)]
+        store.add(ids_for(0, 2000), base, metas)
+        assert store.delete("img-00003")  # a tombstone inside the filter's rows
+        if kind == "ivfpq":
+            assert store.wait_for_training(60) and store.stats().index_type == "ivfpq"
+        flt = parse_filter({"group": 0})
+        assert flt is not None
+        allowed = np.array([m["group"] == 0 and i != 3 for i, m in enumerate(metas)])
+        queries = base[1:41]
+        _, truth = exact_topk(fp16(base[allowed]), queries, 10)
+        truth_ids = np.flatnonzero(allowed)[truth]
+        found = store.search(queries, 10, filter=flt)
+        overlap = []
+        for hits, want in zip(found, truth_ids, strict=True):
+            got = [int(h.id[4:]) for h in hits]
+            assert len(got) == 10 and all(metas[i]["group"] == 0 and i != 3 for i in got)
+            overlap.append(len(set(got) & set(want.tolist())) / 10)
+        assert np.mean(overlap) == 1.0 if kind == "flat" else np.mean(overlap) >= 0.9
+    finally:
+        store.close()

@@ -44,3 +44,10 @@ def test_threshold_study_cross_validates() -> None:
     neg[0][0] = 0.95
     out = threshold_study(pos, ok, neg)
     assert out["cross_validated"]["accuracy"] < 1.0  # type: ignore[index]
+
+
+def test_nearest_other_rate_on_a_subset_of_queries() -> None:
+    v = _unit([[1, 0, 0], [0.9, 0.1, 0], [0.8, 0.3, 0.0], [0.3, 0.7, 0.2]])
+    out = nearest_other_rate(v, ["a", "a", "b", "b"], queries=[2])  # b0 -> a1: wrong
+    assert (out["rate"], out["n"]) == (0.0, 1.0)
+    assert out["chance"] == pytest.approx(1 / 3, abs=1e-4)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from scripts.docker_stack import REPO, EngineUnavailable, docker_engine
+
+# The local Debian-built stand-in for python:3.11-slim (scripts/docker_base_image.sh).
+LOCAL_BASE_IMAGE = "simsearch-base:py311-bookworm"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[None]:
+    try:
+        with docker_engine():
+            yield
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: None) -> str:
+    """SIMSEARCH_BASE_IMAGE when given (e.g. python:3.11-slim), else the local one, built once."""
+    given = os.environ.get("SIMSEARCH_BASE_IMAGE")
+    if given:
+        return given
+    subprocess.run(
+        [str(REPO / "scripts" / "docker_base_image.sh"), LOCAL_BASE_IMAGE],
+        check=True, timeout=1800,
+    )
+    return LOCAL_BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def build_inputs() -> None:
+    """docker/build-inputs/: the torch wheel (and CA_BUNDLE when set) from pip's config."""
+    subprocess.run([str(REPO / "scripts" / "docker_build_inputs.sh")], check=True, timeout=900)
+
