@@ -121,3 +121,16 @@ def test_missing_wheel_names_the_package() -> None:
         L.weights_file("lite7")
     with pytest.raises(ValueError, match="lite0"):
         L.EfficientNetLite("lite7")
+
+
+def test_service_preprocessing_feeds_the_weights_right(lite0: L.EfficientNetLite) -> None:
+    """The service's own preprocessing, driven by the default meta's fields (RGB, mean = std =
+    0.5, bicubic), at a size the service produces (scale 0.5 of the 600x400 photo)."""
+    from app.artifacts import Preprocessing
+    from app.inference.preprocess import decode_image, prepare_image
+
+    prep = Preprocessing(**{**L.IMAGENET_PREPROCESSING, "scales": (0.5,), "max_side": 1024})
+    planes = prepare_image(decode_image(COFFEE.read_bytes(), 10_000_000), prep)[0]  # [3,200,300]
+    with torch.no_grad():
+        probs = lite0.classify(torch.from_numpy(planes)[None]).softmax(dim=1)[0]
+    assert int(probs.argmax()) in ESPRESSO_OR_CUP
