@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from app.artifacts import MODEL_FILE, ModelMeta, load_model_meta
 from app.config import Settings
 from app.index.factory import open_vector_store
-from app.index.store import VectorStore
+from app.index.store import StoreStats, VectorStore
 from app.inference.batcher import DynamicBatcher
 from app.inference.embedder import Embedder
 from app.inference.session import OnnxSession
@@ -114,8 +114,8 @@ class Runtime:
             return self.warmup_error or "the model is warming up"
         return self.store.availability()
 
-    def refresh_gauges(self) -> None:
-        stats = self.store.stats()
+    def refresh_gauges(self, stats: StoreStats | None = None) -> None:
+        stats = self.store.stats() if stats is None else stats
         self.metrics.ntotal.set(stats.ntotal)
         self.metrics.index_info.info(
             {

@@ -53,6 +53,13 @@ def _ids(start: int, stop: int) -> list[str]:
     return [f"v{i:08d}" for i in range(start, stop)]
 
 
+def _id_and_metadata(hit: Any) -> str:
+    """The id, after touching the metadata as a client would (pymilvus decodes lazily)."""
+    entity = hit["entity"]
+    _ = entity["metadata"] if entity.get("has_metadata") else None
+    return str(hit["id"])
+
+
 def _positions(hit_ids: list[list[str]]) -> np.ndarray:
     """Ids "v%08d" -> int64 [Q, K] database positions (-1 padded) for recall_at_k."""
     out = np.full((len(hit_ids), K), -1, dtype=np.int64)
@@ -205,8 +212,9 @@ def bench_milvus(
             args.batch_queries,
         )
         raw = _search_side(
+            # Raw reads what the backend reads (id + metadata): pymilvus decodes lazily.
             lambda q, lv=level: [
-                r["id"]
+                _id_and_metadata(r)
                 for r in client.search(
                     "bench_backend", data=[q.tolist()], limit=K,
                     output_fields=["metadata", "has_metadata"],
@@ -215,7 +223,7 @@ def bench_milvus(
                 )[0]
             ],
             lambda qs, lv=level: [
-                [r["id"] for r in hits]
+                [_id_and_metadata(r) for r in hits]
                 for hits in client.search(
                     "bench_backend", data=qs.tolist(), limit=K,
                     output_fields=["metadata", "has_metadata"],

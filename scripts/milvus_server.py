@@ -7,8 +7,9 @@ For development, tests and benchmarks on one machine. Production runs the offici
 (`docker compose --profile milvus up`, or a Milvus cluster). The wheel holds the real Milvus
 2.3.5 server with embedded etcd and local storage; this wrapper fixes what it needs on a
 shared machine:
-- its components talk over loopback (they bind all interfaces, which 2.3.5 cannot change;
-  etcd always takes 2379/2380, so one server per network namespace);
+- its components talk over loopback (they bind all interfaces, which 2.3.5 cannot change);
+- its embedded etcd listens on free loopback ports through an etcd config file, instead of
+  its defaults 2379/2380, which collide with any other etcd or Milvus on the machine;
 - `/healthz` OK is not ready: `wait_ready` also waits for a client call to succeed;
 - a graceful stop with loaded collections waits 1800 s by default: the grace period is set
   to a few seconds and `stop` still SIGKILLs after a bounded wait;
@@ -62,6 +63,8 @@ class LocalMilvus:
     # proxy.timeTickInterval. A Strong read waits for the next time tick: measured on 2.3.5,
     # search p50 200 ms at Milvus's default 200 ms, 40 ms at 20 ms (2 ms at Bounded).
     time_tick_ms: int = 200
+    # Embedded etcd (client, peer) ports; chosen once, kept across restarts.
+    etcd_ports: tuple[int, int] | None = None
     server: Any = None
 
     @property
@@ -86,6 +89,15 @@ class LocalMilvus:
         )
         for component in _COMPONENTS:
             server.config.set(f"{component}.ip", "127.0.0.1")
+        # The embedded etcd listens on free loopback ports of ours, not on 2379/2380 (its
+        # defaults, which collide with any other etcd or Milvus on the machine).
+        server.config.set("etcd_port", self._etcd_client_port())
+        # etcd.config.path is not in the wheel's template, so it is added to it.
+        embed = "  use:\n    embed: true"
+        assert embed in server.config.template_text
+        server.config.template_text = server.config.template_text.replace(
+            embed, f"  config:\n    path: {self._write_etcd_config()}\n{embed}", 1
+        )
         server.config.set("common.gracefulStopTimeout", 5)
         server.config.set("proxy.timeTickInterval", self.time_tick_ms)
         # A killed server's etcd sessions block the next start until they expire (30 s by
@@ -98,6 +110,26 @@ class LocalMilvus:
         self.server = server
         self.wait_ready(timeout)
         return self
+
+    def _etcd_client_port(self) -> int:
+        if self.etcd_ports is None:
+            self.etcd_ports = (free_port(), free_port())
+        return self.etcd_ports[0]
+
+    def _write_etcd_config(self) -> Path:
+        """embed.Config of the embedded etcd: loopback-only client and peer URLs."""
+        self._etcd_client_port()
+        assert self.etcd_ports is not None
+        client, peer = (f"http://127.0.0.1:{p}" for p in self.etcd_ports)
+        path = self.data_dir / "embed-etcd.yaml"
+        path.write_text(
+            f"listen-client-urls: {client}\n"
+            f"advertise-client-urls: {client}\n"
+            f"listen-peer-urls: {peer}\n"
+            f"initial-advertise-peer-urls: {peer}\n"
+            f"initial-cluster: default={peer}\n"
+        )
+        return path
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

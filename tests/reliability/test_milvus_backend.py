@@ -66,7 +66,8 @@ def test_two_replicas_share_one_collection(
         hit = top_hit(ca, vecs[7])
         assert hit is not None and hit["id"] != ids[7]
         health = cb.get("/health").json()
-        assert health["index"]["ntotal"] == 19 and health["index"]["type"] == "HNSW"
+        assert health["status"] == "ok" and health["index"]["type"] == "HNSW"
+        assert health["index"]["params"]["collection"] == settings["store__milvus_collection"]
 
 
 def _adder(
@@ -150,6 +151,9 @@ def test_milvus_down_then_sigkilled_and_back(
         ready = client.get("/health/ready")
         assert ready.status_code == 503 and "Retry-After" in ready.headers
         assert "milvus" in ready.json()["detail"]
+        health = client.get("/health")  # the truth, not an error
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded" and "milvus" in health.json()["detail"]
         one = unit_vectors(np.random.default_rng(3), 1)
         for call in (
             lambda: client.get(item_url(next(iter(acked)))),
@@ -193,3 +197,34 @@ def test_a_collection_of_another_model_is_refused(
     proc = second.spawn()
     assert proc.wait(timeout=90) != 0
     assert "model sha256" in second.log()
+
+
+def test_api_started_while_milvus_is_unreachable_says_why(make_server: MakeServer) -> None:
+    """No Milvus at the URI: the process starts (it cannot know when Milvus will come), is
+    alive, not ready with the reason, and answers 503 + Retry-After instead of 500."""
+    from tests.reliability.server import free_port
+
+    api = make_server(
+        store__backend="milvus",
+        store__milvus_uri=f"http://127.0.0.1:{free_port()}",
+        store__milvus_timeout_s=1,
+    )
+    api.spawn()
+    deadline = time.monotonic() + 90
+    with api.client(timeout=10) as client:
+        while True:
+            assert api.proc is not None and api.proc.poll() is None, api.log()[-2000:]
+            try:
+                if client.get("/health/live").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, api.log()[-2000:]
+            time.sleep(0.2)
+        while client.get("/health/ready").json().get("detail", "").count("warming"):
+            time.sleep(0.2)  # warm-up first, then the store's reason
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503 and "Retry-After" in ready.headers
+        assert "milvus" in ready.json()["detail"] and "unavailable" in ready.json()["detail"]
+        resp = client.post("/search/vector", json={"vector": [0.1] * 32, "top_k": 3})
+        assert resp.status_code == 503 and "Retry-After" in resp.headers

@@ -16,7 +16,8 @@ from app.api.schemas import (
     ModelHealth,
     ReadyResponse,
 )
-from app.errors import NotReady
+from app.errors import NotReady, StoreUnavailable
+from app.index.store import StoreStats
 from app.runtime import Runtime
 
 router = APIRouter(tags=["health"])
@@ -35,13 +36,19 @@ def health(request: Request) -> HealthResponse:
     runtime = _runtime(request)
     if runtime is None:
         return HealthResponse(status="starting", ready=False, detail="loading model and store")
-    meta, stats = runtime.meta, runtime.service.store_stats()
-    ready = runtime.ready.is_set()
-    runtime.refresh_gauges()
+    meta, store_error = runtime.meta, None
+    try:
+        stats: StoreStats | None = runtime.service.store_stats()
+    except StoreUnavailable as exc:  # e.g. Milvus unreachable: say so, do not fail
+        stats, store_error = None, str(exc)
+    ready = runtime.ready.is_set() and stats is not None
+    if stats is not None:
+        runtime.refresh_gauges(stats)
+    problem = runtime.warmup_error or store_error
     return HealthResponse(
-        status="ok" if ready else ("degraded" if runtime.warmup_error else "starting"),
+        status="ok" if ready else ("degraded" if problem else "starting"),
         ready=ready,
-        detail=runtime.warmup_error,
+        detail=problem,
         model=ModelHealth(
             name=meta.name,
             version=meta.version,
@@ -55,7 +62,9 @@ def health(request: Request) -> HealthResponse:
             providers=list(runtime.session.active_providers),
             device=runtime.session.device,
         ),
-        index=IndexHealth(
+        index=None
+        if stats is None
+        else IndexHealth(
             type=stats.index_type,
             ntotal=stats.ntotal,
             generation=stats.generation,
