@@ -4,11 +4,14 @@ shape (not the figures: benchmarks are scripts, not timed tests)."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-from scripts.bench import markdown, write_markdown
+import pytest
+
+from scripts.bench import DEFAULT_EXPORT, markdown, write_markdown
 from tests.app.onnx_models import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,3 +82,27 @@ def test_quick_bench_prints_every_figure_next_to_its_raw_limit(tmp_path: Path) -
     assert text.count("bench:begin") == 1 and "| HTTP POST /index | 4 |" in text
     write_markdown(doc, "second block", "other")
     assert text in doc.read_text() and "bench:begin:other" in doc.read_text()
+
+
+def _make_model_export_args() -> list[str]:
+    """The export flags of the Makefile's model rule (`$(PY) scripts/export.py ... --out ...`)."""
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if "scripts/export.py" in line and not line.lstrip().startswith("#"):
+            words = shlex.split(line.split("scripts/export.py", 1)[1])
+            out = words.index("--out")
+            return words[:out] + words[out + 2:]
+    raise AssertionError("no scripts/export.py rule in the Makefile")
+
+
+@pytest.mark.torch
+def test_without_model_dir_the_bench_exports_what_make_model_exports() -> None:
+    """No --model-dir: the bench measures the service's default (export.py --default, the
+    Lite0 + GeM recipe), with the same flags as `make model`, not a copy of the recipe."""
+    from scripts import export
+
+    assert _make_model_export_args() == DEFAULT_EXPORT
+    args = export.parse_args([*DEFAULT_EXPORT, "--out", "unused"])
+    for key, value in export.DEFAULT_RECIPE.items():
+        assert getattr(args, key) == value, key
+    assert args.name == export.DEFAULT_NAME and args.backbone == "efficientnet_lite0"
+    assert not args.random_init and not args.calibrate_bn
