@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.bench import DEFAULT_EXPORT, markdown, write_markdown
+from scripts.bench import DEFAULT_EXPORT, markdown, milvus_argv, parse_args, write_markdown
 from tests.app.onnx_models import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,6 +82,18 @@ def test_quick_bench_prints_every_figure_next_to_its_raw_limit(tmp_path: Path) -
     assert text.count("bench:begin") == 1 and "| HTTP POST /index | 4 |" in text
     write_markdown(doc, "second block", "other")
     assert text in doc.read_text() and "bench:begin:other" in doc.read_text()
+
+
+def test_milvus_section_runs_bench_milvus_with_its_size_and_server() -> None:
+    """`--sections milvus` runs scripts/bench_milvus.py (its own defaults otherwise); no real
+    run here: at 100k it takes minutes."""
+    assert milvus_argv(parse_args(["--sections", "milvus"])) == [
+        "scripts/bench_milvus.py", "--n", "100000"]
+    assert milvus_argv(parse_args(["--milvus-n", "20000", "--milvus-uri", "http://m:19530"])) == [
+        "scripts/bench_milvus.py", "--n", "20000", "--milvus-uri", "http://m:19530"]
+    quick = milvus_argv(parse_args(["--quick"]))
+    assert quick[:3] == ["scripts/bench_milvus.py", "--n", "3000"]
+    assert (REPO / quick[0]).is_file()
 
 
 def _make_model_export_args() -> list[str]:
