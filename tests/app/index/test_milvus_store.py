@@ -20,8 +20,8 @@ from tests.app.index.data import exact_topk, fp16, sphere_blobs
 pytestmark = pytest.mark.milvus
 
 DIM = 64
-# Milvus leaves segments under 1024 rows unindexed (searched by brute force), so the
-# collection needs more rows than that to exercise the IVF index at all.
+# Above Milvus's default minimum for building a segment's index (1024 rows; smaller segments
+# are searched by brute force), so that the IVF index is exercised at all.
 N = 1500
 K = 10
 NLIST = 16
