@@ -96,6 +96,20 @@ class SearchService:
                 f"got rerank={rerank!r} (drop rerank_top_m, or set rerank='superglobal')"
             )
 
+    def check_options(
+        self,
+        top_k: int = 10,
+        rerank: RerankMode = "none",
+        nprobe: int | None = None,
+        score_threshold: float | None = None,
+        top_m: int | None = None,
+        **_: Any,
+    ) -> None:
+        """Both option checks (422 with what is accepted), on the keyword options every search
+        entry point takes; routes call it before reading an upload."""
+        self.check_search_params(top_k, nprobe, score_threshold, top_m)
+        self.check_rerank(rerank, top_m)
+
     def check_vector(
         self, vector: Sequence[float] | np.ndarray, what: str = "vector"
     ) -> np.ndarray:
@@ -126,8 +140,7 @@ class SearchService:
         top_m: int | None = None,
         filter: MetadataFilter | None = None,
     ) -> SearchOutcome:
-        self.check_search_params(top_k, nprobe, score_threshold, top_m)
-        self.check_rerank(rerank, top_m)
+        self.check_options(top_k, rerank, nprobe, score_threshold, top_m)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         query = await self.embedder.embed_bytes(data, bbox=bbox, timings=timings)
@@ -149,13 +162,7 @@ class SearchService:
         return outcome
 
     async def search_vector(self, vector: np.ndarray, **kwargs: Any) -> SearchOutcome:
-        self.check_search_params(
-            kwargs.get("top_k", 10),
-            kwargs.get("nprobe"),
-            kwargs.get("score_threshold"),
-            kwargs.get("top_m"),
-        )
-        self.check_rerank(kwargs.get("rerank", "none"), kwargs.get("top_m"))
+        self.check_options(**kwargs)
         return await run_in_threadpool(self.search_vector_sync, vector, **kwargs)
 
     async def search_by_id(
@@ -163,13 +170,7 @@ class SearchService:
     ) -> SearchOutcome:
         """More like this: search with the stored vector of `item_id` (404 if unknown). The
         item itself is left out of the results unless `include_self`."""
-        self.check_search_params(
-            kwargs.get("top_k", 10),
-            kwargs.get("nprobe"),
-            kwargs.get("score_threshold"),
-            kwargs.get("top_m"),
-        )
-        self.check_rerank(kwargs.get("rerank", "none"), kwargs.get("top_m"))
+        self.check_options(**kwargs)
         t0 = time.perf_counter()
         item = await run_in_threadpool(self.store.get, item_id, True)
         if item is None or item.vector is None:

@@ -3,7 +3,7 @@ like a stored item)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
@@ -15,6 +15,7 @@ from app.api.schemas import (
     ByIdSearchRequest,
     HitOut,
     RerankName,
+    SearchOptions,
     SearchResponse,
     VectorSearchRequest,
 )
@@ -23,6 +24,18 @@ from app.index.filters import parse_filter
 from app.search.service import SearchOutcome
 
 router = APIRouter(tags=["search"])
+
+
+def _options(body: SearchOptions) -> dict[str, Any]:
+    """The service's keyword options from a JSON search request (the filter validated here)."""
+    return {
+        "top_k": body.top_k,
+        "rerank": body.rerank,
+        "nprobe": body.nprobe,
+        "score_threshold": body.score_threshold,
+        "top_m": body.rerank_top_m,
+        "filter": parse_filter(body.filter),
+    }
 
 
 def _response(outcome: SearchOutcome) -> SearchResponse:
@@ -81,8 +94,7 @@ async def search_image(
     Scores are cosine similarities (SuperGlobal's scores with `rerank=superglobal`)."""
     box = parse_bbox(bbox)
     conditions = parse_filter_field(filter)
-    service.check_search_params(top_k, nprobe, score_threshold, rerank_top_m)
-    service.check_rerank(rerank, rerank_top_m)
+    service.check_options(top_k, rerank, nprobe, score_threshold, rerank_top_m)
     async with deadline(settings.limits.request_timeout_s, "the search"):
         data = await read_upload(file, settings.limits)
         outcome = await service.search_image(
@@ -110,17 +122,9 @@ async def search_vector(
     """Search with a descriptor you computed yourself (embedding_dim numbers; normalised
     here). Same options as `/search`, as JSON."""
     query = service.check_vector(body.vector)
-    conditions = parse_filter(body.filter)
+    options = _options(body)
     async with deadline(settings.limits.request_timeout_s, "the search"):
-        outcome = await service.search_vector(
-            query,
-            top_k=body.top_k,
-            rerank=body.rerank,
-            nprobe=body.nprobe,
-            score_threshold=body.score_threshold,
-            top_m=body.rerank_top_m,
-            filter=conditions,
-        )
+        outcome = await service.search_vector(query, **options)
     return _response(outcome)
 
 
@@ -136,16 +140,9 @@ async def search_by_id(
     """Search with the stored descriptor of item `id`: "more like this" in one call. The item
     itself is left out of the results unless `include_self` is true. 404 for an unknown id."""
     item_id = check_item_id(body.id, settings.limits)
-    conditions = parse_filter(body.filter)
+    options = _options(body)
     async with deadline(settings.limits.request_timeout_s, "the search"):
         outcome = await service.search_by_id(
-            item_id,
-            include_self=body.include_self,
-            top_k=body.top_k,
-            rerank=body.rerank,
-            nprobe=body.nprobe,
-            score_threshold=body.score_threshold,
-            top_m=body.rerank_top_m,
-            filter=conditions,
+            item_id, include_self=body.include_self, **options
         )
     return _response(outcome)
