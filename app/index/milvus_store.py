@@ -330,7 +330,9 @@ class MilvusStore:
                     output_fields=["id"],
                     limit=1,
                     timeout=probe_timeout,
-                    consistency_level=self._consistency,
+                    # Reachability, not freshness: Strong would make every probe wait for a
+                    # time tick (~200 ms here) on the request path of an idle service.
+                    consistency_level="Eventually",
                 )
             )
         except StoreUnavailable as exc:
