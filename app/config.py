@@ -49,7 +49,29 @@ class InferenceSettings(BaseModel):
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
     # Decode large JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when the long-side cap
     # would shrink them anyway. Faster, slightly different pixels: index and queries must agree.
+    # (The "fast" pixel chain always does this; this setting adds it to the official chain.)
     jpeg_draft: bool = False
+    # Upload -> model input: "auto" = what the artifact's meta says (preprocessing.pixel_chain),
+    # "official" = the cv2-style DOLG chain, "fast" = DCT-scaled decode + antialiased bicubic
+    # (app/inference/working.py). Index and queries must use the same chain.
+    pixel_chain: Literal["auto", "official", "fast"] = "auto"
+
+
+class MemorySettings(BaseModel):
+    """glibc allocator tuning (app/memory.py), applied once at startup; 0 leaves a knob alone.
+
+    Decoding threads otherwise each get their own malloc arena, and glibc's dynamic mmap
+    threshold makes freed multi-MB decode buffers stay in those arenas: RSS only grows.
+    """
+
+    # Like MALLOC_ARENA_MAX: most malloc arenas for the process's threads.
+    malloc_arena_max: int = Field(default=2, ge=0, le=64)
+    # Allocations of at least this size are mmapped and handed back to the OS when freed
+    # (setting it also stops glibc raising the threshold after each big free).
+    mmap_threshold_kib: int = Field(default=1024, ge=0, le=32768)
+    # After a request that decoded an upload of at least this many pixels, once no other such
+    # decode is running: malloc_trim(0), which returns the arenas' free pages. 0 = never.
+    trim_after_pixels: int = Field(default=4_000_000, ge=0)
 
 
 class IndexSettings(BaseModel):
@@ -246,6 +268,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     rerank: RerankSettings = RerankSettings()
     thumbnails: ThumbnailSettings = ThumbnailSettings()
+    memory: MemorySettings = MemorySettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod
