@@ -77,8 +77,8 @@ async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
     queried = [i for i, n in enumerate(names) if query_photos is None or n in query_photos]
     blobs = [p.read_bytes() for p in photos]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), model_dir=model_dir,
-                            inference=InferenceSettings.model_validate({"pixel_chain": pixel_chain}))
+        inference = InferenceSettings.model_validate({"pixel_chain": pixel_chain})
+        settings = Settings(data_dir=Path(tmp), model_dir=model_dir, inference=inference)
         runtime = Runtime.start(settings, Metrics())
         try:
             service = runtime.service
