@@ -36,6 +36,10 @@ class InferenceSettings(BaseModel):
     # Dynamic batcher: at most max_batch same-shaped tensors per session.run, waiting at most
     # max_wait_ms for a batch to fill; queue_size bounds the waiting requests (503 beyond).
     max_batch: int = Field(default=8, ge=1, le=256)
+    # The same bound when onnxruntime runs on the CPU only. Stacking images costs CPU there
+    # instead of saving it: Lite0 at 512x384 + 362x272 took 95 ms of CPU per image at batch 1,
+    # 103-109 at 2, 124-129 at 4 and 115-133 at 8 on the 2-core machine (docs/BENCHMARKS.md).
+    cpu_max_batch: int = Field(default=1, ge=1, le=256)
     max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
     queue_size: int = Field(default=256, ge=1)
     # Threads that decode and resize uploads off the event loop.

@@ -64,6 +64,8 @@ class Runtime:
         max_batch = settings.inference.max_batch
         if session.max_batch is not None:
             max_batch = min(max_batch, session.max_batch)
+        if session.active_providers == ["CPUExecutionProvider"]:
+            max_batch = min(max_batch, settings.inference.cpu_max_batch)
         batcher = DynamicBatcher(
             session.run,
             max_batch=max_batch,

@@ -89,10 +89,14 @@ class Embedder:
                 f"the inference queue ({batcher.queue_size} tensors) cannot hold the "
                 f"{len(self.prep.scales)} scales of one image; raise inference.queue_size"
             )
-        # Images embed_many keeps in flight: enough for same-shaped scales to share batches,
-        # few enough that one bulk request cannot fill the queue on its own.
+        # Images embed_uploads keeps in flight: enough for same-shaped scales to share batches
+        # and for every decode thread to work on the next image while one image's scales run
+        # (the cores never wait on a decode), few enough that one bulk request cannot fill the
+        # queue on its own.
         per_image = len(self.prep.scales)
-        self._many_in_flight = max(1, min(batcher.max_batch, batcher.queue_size // (2 * per_image)))
+        decoders = getattr(executor, "_max_workers", 1)
+        self._many_in_flight = max(1, min(max(batcher.max_batch, decoders + 1),
+                                          batcher.queue_size // (2 * per_image)))
 
     # ------------------------------------------------------------------ preprocessing
 
