@@ -453,11 +453,13 @@ def markdown_photos(ph: dict[str, Any]) -> list[str]:
     inputs = ph["inputs"]
     lines = [f"### Photo sizes ({ph['model']['name']}, pixel chain {ph['model']['pixel_chain']}"
              f", max side {ph['model']['max_side']})", "",
-             "Per image, CPU ms on one thread (best of 2 passes): the service's stages now, the "
-             "previous chain (full decode, numpy cap, float resize, thumbnail decoded again) "
-             "and the raw model on the same inputs (wall ms, batch 1).", "",
-             "| input | files | decode | resize | thumbnail | total | before: decode / resize / "
-             "thumbnail = total | raw inference |", "|---|---|---|---|---|---|---|---|"]
+             "Per image, CPU ms on one thread (best of 2 passes): the service's stages now "
+             "(decode includes the long-side cap: the working image comes out of it), the "
+             "previous chain (full decode; then cap + float resize of the scales; thumbnail "
+             "decoded again from the bytes) and the raw model on the same inputs (wall ms, "
+             "batch 1).", "",
+             "| input | files | decode + cap | scales | thumbnail | total | before: decode / cap + "
+             "scales / thumbnail = total | raw inference |", "|---|---|---|---|---|---|---|---|"]
     for name, st in ph["stages"].items():
         c, b, i = st["cpu_ms_per_image"], st["before_cpu_ms_per_image"], inputs[name]
         sizes = ", ".join(i["sizes"][:2]) + (", ..." if len(i["sizes"]) > 2 else "")
@@ -467,6 +469,15 @@ def markdown_photos(ph: dict[str, Any]) -> list[str]:
                      f"{b['decode_ms']} / {b['resize_ms']} / {b['thumbnail_ms']} = "
                      f"{b['total_ms']} | {st['raw_inference_ms_per_image']} |")
     lines.append("")
+    ro = ph.get("resize_options_cpu_ms")
+    if ro:
+        lines += [f"Resizers, CPU ms for one phone photo's draft decode {ro['from']} -> {ro['to']}"
+                  ": " + ", ".join(f"{k} {v}" for k, v in ro.items() if k not in ("from", "to"))
+                  + ".", ""]
+    bc = ph.get("onnxruntime_cpu_ms_per_image_by_batch")
+    if bc:
+        lines += ["onnxruntime CPU ms per image by batch size (phone inputs): "
+                  + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in bc.items()) + ".", ""]
     if ph.get("http"):
         lines += ["| POST /index | images/s | raw images/s | ratio (per block) | server CPU "
                   "s/image (raw) | server ms per image: decode / resize / thumbnail / "

@@ -12,10 +12,10 @@ phone's JPEG); `camera` = the same at 7360x4912 (36 MP). They are made in a temp
 every run (deterministic: seeded) and deleted after; never commit them.
 
 1. stages: CPU ms per image of every stage of the service's chain on one thread (decode,
-   resize = cap + crop + scales, thumbnail), next to the raw model (onnxruntime on the exact
-   tensors, batch 1, wall ms) and, for comparison in the same run, the chain before the one-
-   decode path (full decode, numpy LANCZOS cap, cv2-style float resize, thumbnail decoded again
-   from the bytes).
+   which includes the long-side cap; resize = crop + scales; thumbnail), next to the raw
+   model (onnxruntime on the exact tensors, batch 1, wall ms) and, for comparison in the
+   same run, the chain before the one-decode path (full decode, numpy LANCZOS cap, cv2-style
+   float resize, thumbnail decoded again from the bytes).
 2. http: uvicorn app.main:app, --clients clients each sending POST /index with
    --files-per-request files: images/s against raw onnxruntime measured on the same photos'
    model inputs right before and after each block (the ratio); the server's own per-stage
@@ -174,6 +174,60 @@ def stage_costs(blobs: list[bytes], settings: Any, meta: Any, raw: RawOrt,
                                     "total_ms": round(sum(before), 2)},
         "loadavg": loadavg(),
     }
+    return out
+
+
+def resize_options(data: bytes, prep: Any, reps: int = 10) -> dict[str, float]:
+    """CPU ms of the candidate resizers on one phone photo's 1/4-scale draft decode (uint8
+    RGB -> the capped size): what chose Pillow's antialiased bicubic for the fast chain."""
+    from PIL import Image
+
+    from app.inference.preprocess import capped_size, decode_pil, normalise_planar, resize_bicubic
+
+    img, _ = decode_pil(data, 10**9, draft_max_side=prep.max_side)
+    arr = np.asarray(img)
+    size = capped_size(img.width, img.height, prep.max_side)
+
+    def cpu_ms(fn: Any) -> float:
+        fn()
+        c0 = time.process_time()
+        for _ in range(reps):
+            fn()
+        return round((time.process_time() - c0) / reps * 1e3, 2)
+
+    out = {
+        f"pillow_{m.name.lower()}": cpu_ms(lambda m=m: img.resize(size, m, reducing_gap=3.0))
+        for m in (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR,
+                  Image.Resampling.LANCZOS, Image.Resampling.BOX)
+    }
+    out["numpy_cv2_bicubic_float_planes"] = cpu_ms(
+        lambda: resize_bicubic(normalise_planar(arr, prep).transpose(1, 2, 0), *size))
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+        out["opencv_inter_area"] = cpu_ms(
+            lambda: cv2.resize(arr, size, interpolation=cv2.INTER_AREA))
+        out["opencv_inter_cubic_no_antialiasing"] = cpu_ms(
+            lambda: cv2.resize(arr, size, interpolation=cv2.INTER_CUBIC))
+    except ImportError:  # not a service dependency
+        pass
+    return {"from": f"{img.width}x{img.height}", "to": f"{size[0]}x{size[1]}", **out}
+
+
+def batch_cost(raw: RawOrt, tensors: list[np.ndarray], sizes: tuple[int, ...] = (1, 2, 4, 8)
+               ) -> dict[str, float]:
+    """onnxruntime CPU ms per image at each batch size (one image = its scales)."""
+    out = {}
+    for bs in sizes:
+        batches = [np.stack([t] * bs) for t in tensors]  # [bs,3,h,w] per scale
+        for b in batches:
+            raw.run(b)
+        c0 = cpu_seconds()
+        for _ in range(max(1, 8 // bs)):
+            for b in batches:
+                raw.run(b)
+        out[f"batch_{bs}"] = round((cpu_seconds() - c0) / (bs * max(1, 8 // bs)) * 1e3, 1)
     return out
 
 
@@ -355,6 +409,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tensors = {k: chain_tensors([b for _, b in v], settings, meta) for k, v in sets.items()}
         for t in tensors.values():
             raw.per_image(t[:4])  # first runs per shape grow the arenas: not measured
+        result["resize_options_cpu_ms"] = resize_options(sets["phone"][0][1], meta.preprocessing)
+        result["onnxruntime_cpu_ms_per_image_by_batch"] = batch_cost(raw, tensors["phone"][0])
+        log(f"photos: resizers {result['resize_options_cpu_ms']}; batch cost "
+            f"{result['onnxruntime_cpu_ms_per_image_by_batch']}")
         result["stages"] = {}
         for name, blobs in sets.items():
             result["stages"][name] = stage_costs([b for _, b in blobs], settings, meta, raw)

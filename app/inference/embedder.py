@@ -57,10 +57,10 @@ class EmbeddedImage:
 class Embedder:
     """Multi-scale descriptors as the artifact's pixel chain computes them (ALGORITHMS.md 1.7).
 
-    `timings` dicts, when passed, receive milliseconds under "decode", "resize" (cap, crop and
-    multi-scale tensors), one key per view (e.g. "thumbnail") and "inference" (submission to
-    the last scale's result, queueing included); values are added to what is there, so one dict
-    can sum several images.
+    `timings` dicts, when passed, receive milliseconds under "decode" (including the long-side
+    cap: the working image comes out of it), "resize" (crop and multi-scale tensors), one key
+    per view (e.g. "thumbnail") and "inference" (submission to the last scale's result,
+    queueing included); values are added to what is there, so one dict can sum several images.
     """
 
     def __init__(
