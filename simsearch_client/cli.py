@@ -35,7 +35,8 @@ EXIT_BROKEN_PIPE = 141
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """--help shows each option's default, except where there is none to show (None, '', a
-    flag's False) or the help text already says it (e.g. an environment variable, never its value)."""
+    flag's False) or the help text already says it (an environment variable, never its
+    value)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
