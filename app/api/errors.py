@@ -43,7 +43,7 @@ _DESCRIPTIONS = {
     404: "Unknown item id",
     413: "Upload, request body or decoded image larger than the configured limits",
     415: "Content type or image format not accepted",
-    422: "A field is missing, of the wrong type or out of range",
+    422: "A field is missing, unknown, repeated, of the wrong type or out of range",
     503: "Starting, overloaded (inference queue or in-flight requests full) or past the "
     "request deadline; retry after Retry-After seconds",
 }
