@@ -135,6 +135,7 @@ def join_chunks(chunk_dir: Path, dest: Path) -> Path:
     missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
     if missing:
         raise SystemExit(f"--chunks {chunk_dir}: parts {missing} are missing (have {numbers})")
+    dest.mkdir(parents=True, exist_ok=True)
     joined = dest / "bundle.tar"
     with joined.open("wb") as out:
         for part in parts:
@@ -155,6 +156,14 @@ def join_chunks(chunk_dir: Path, dest: Path) -> Path:
     wheels = dest / "wheels"
     if not wheels.is_dir():
         raise SystemExit(f"--chunks {chunk_dir}: the archive has no wheels/ folder")
+    for wheel in wheels.glob("*.whl"):  # a damaged or misordered part shows up here
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                bad = zf.testzip()
+        except zipfile.BadZipFile as exc:
+            raise SystemExit(f"--chunks {chunk_dir}: {wheel.name} is damaged ({exc})") from exc
+        if bad is not None:
+            raise SystemExit(f"--chunks {chunk_dir}: {wheel.name} is damaged ({bad})")
     return wheels
 
 
