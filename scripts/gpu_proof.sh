@@ -132,8 +132,12 @@ run_step() {
 M32=$WORK/model_fp32 M16=$WORK/model_fp16
 EXPORT=("$PYTHON" scripts/export.py --default --version 1)
 BENCH=("$PYTHON" scripts/bench.py --photos "$PHOTOS" --no-markdown)
+# 8 photos held out as in docs/TRAINING.md; fewer where the folder is small (index_data/samples).
+N_PHOTOS=$(find "$PHOTOS" -maxdepth 1 -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \
+           -o -iname '*.webp' -o -iname '*.bmp' \) | wc -l)
+HOLDOUT=$(( N_PHOTOS >= 24 ? 8 : N_PHOTOS / 3 ))
 RECIPE=("$PYTHON" scripts/make_photo_recipe.py --photos "$PHOTOS" --out "$WORK/recipe"
-        --holdout 8)
+        --holdout "$HOLDOUT")
 # The photo recipe of docs/TRAINING.md section 5 (DOLG R50 from scratch, CurricularFace).
 TRAIN=("$PYTHON" scripts/train.py --train-list "$WORK/recipe/train_list.txt"
        --retrieval-list "$WORK/recipe/retrieval_list.txt" --out-dir "$WORK/train"

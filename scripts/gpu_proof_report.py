@@ -373,6 +373,16 @@ def targets(steps: dict[str, Any], mode: str) -> list[dict[str, Any]]:
         "CUDAExecutionProvider in model.providers",
         active,
     )
+    tests = _get(steps, "gpu_tests", "figures") or {}
+    add(
+        "gpu-marked tests pass, none skipped",
+        f"{tests['passed']} of {tests['collected']} passed" if tests else None,
+        "all passed",
+        bool(tests) and tests["collected"] > 0 and tests["passed"] == tests["collected"],
+        f"skipped {tests['skipped']}, failed {tests['failed']}, errors {tests['error']}"
+        if tests
+        else "",
+    )
     best = _get(steps, "embed_fp32", "figures", "multi_scale", "index_best") or {}
     ips, ratio = best.get("images_per_s"), best.get("ratio_to_raw")
     note = (
