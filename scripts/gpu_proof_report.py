@@ -424,6 +424,35 @@ def targets(steps: dict[str, Any], mode: str) -> list[dict[str, Any]]:
         "reported",
         None,
     )
+    # IO binding and batched fp16 at the largest batch measured, per artifact.
+    largest = {
+        a["precision"]: max(a["batches"], key=lambda b: b["batch"])
+        for a in _get(steps, "iobinding", "figures", "artifacts") or []
+        if a.get("batches")
+    }
+    add(
+        "IO binding on / off, images/s ratio at the largest batch",
+        {k: v["ratio_on_over_off"] for k, v in largest.items()} or None,
+        "reported",
+        None,
+        ", ".join(f"{k} batch {v['batch']}" for k, v in largest.items()),
+    )
+    fp16_batched = (
+        round(
+            largest["fp16"]["io_binding_on_images_per_s"]
+            / largest["fp32"]["io_binding_on_images_per_s"],
+            3,
+        )
+        if {"fp16", "fp32"} <= set(largest)
+        else None
+    )
+    add(
+        "fp16 vs fp32: speed-up batched, IO binding on",
+        fp16_batched,
+        "reported",
+        None,
+        f"batch {largest['fp32']['batch']}" if "fp32" in largest else "",
+    )
     add(
         "training images/s (default recipe, median)",
         _get(steps, "train", "figures", "images_per_s_median"),

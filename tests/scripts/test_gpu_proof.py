@@ -111,7 +111,7 @@ def test_dry_run_runs_every_step_and_reports_its_figures(dry_run: tuple[dict, Pa
     assert train["images_per_s_median"] > 0 and "on cpu" in train["setup"]
 
     targets = {t["target"]: t for t in result["targets"]}
-    assert len(targets) == 8
+    assert len(targets) == 10
     assert all(t["value"] is not None for t in targets.values())
     assert {t["status"] for t in targets.values() if t["bound"] != "reported"} == {"dry run"}
 
@@ -296,7 +296,7 @@ def test_targets_hit_and_miss_in_gpu_mode() -> None:
     statuses = list(rows.values())
     # No CUDA per /health; no gpu_tests figures: n/a, never a hit.
     assert statuses[:5] == ["miss", "n/a", "hit", "hit", "hit"]
-    assert statuses[5:] == ["n/a", "n/a", "n/a"]
+    assert statuses[5:] == ["n/a"] * 5
     rows = {r["target"]: r["status"] for r in report.targets(steps(650.0, 0.8, 20.0), "gpu")}
     assert list(rows.values())[2:5] == ["miss", "miss", "miss"]
     with_tests = steps(750.0, 0.95, 9.0)
