@@ -146,6 +146,16 @@ GPU_TESTS=()
 while IFS= read -r file; do GPU_TESTS+=("$file"); done \
   < <(grep -rlE "pytest\.mark\.gpu|mark\.gpu\b" tests --include='*.py' | sort)
 
+# The GPU run's sizes. A dry run passes them too and appends its stand-ins after them (the
+# last value of a flag wins), so it also checks that the GPU command lines parse.
+# 16 cores: concurrency 16 and 64 keep decode threads and the GPU busy; 256 requests per
+# level (twice, between raw measurements) are about a second each at the 700 img/s target.
+EMBED_ARGS=(--concurrency 1,16,64 --requests 256)
+ARTIFACT_ARGS=()
+IOB_ARGS=(--side 512 --batches 1,32 --seconds 1 --rounds 3)
+RECIPE_ARGS=(--views 64 --workers 16)
+TRAIN_ARGS=(--image-size 384 --batch-size 64 --num-workers 14 --retrieval-max-side 512
+            --max-minutes 1.25 --log-every 5)
 if (( DRY )); then
   MODE=dry-run
   # Shared CPU: one torch thread per process is much faster than several contending ones.
@@ -157,24 +167,16 @@ if (( DRY )); then
     "$PYTHON" scripts/gpu_wheels.py probe-chunks "$CHUNKS" > /dev/null || exit 2
     INSTALL_ARGS+=(--expect gpu_proof_probe)
   fi
-  EMBED_ARGS=(--quick --concurrency 1)
-  ARTIFACT_ARGS=(--quick)
-  IOB_ARGS=(--side 64 --batches 1,2 --seconds 0.2 --rounds 1 --providers cpu)
-  RECIPE_ARGS=(--views 2 --view-side 96 --heldout-side 96 --workers 2
-               --transforms crop_center_70,jpeg_q20)
-  TRAIN_ARGS=(--device cpu --image-size 32 --batch-size 8 --max-steps 2 --num-workers 0
-              --no-eval-before-train --retrieval-max-side 64 --log-every 1)
+  EMBED_ARGS+=(--quick --concurrency 1 --requests 4)
+  ARTIFACT_ARGS+=(--quick)
+  IOB_ARGS+=(--side 64 --batches 1,2 --seconds 0.2 --rounds 1 --providers cpu)
+  RECIPE_ARGS+=(--views 2 --view-side 96 --heldout-side 96 --workers 2
+                --transforms crop_center_70,jpeg_q20)
+  TRAIN_ARGS+=(--device cpu --image-size 32 --batch-size 8 --max-steps 2 --num-workers 0
+               --no-eval-before-train --retrieval-max-side 64 --log-every 1)
 else
   MODE=gpu
   ENV_ARGS=(--require-gpu) HEALTH_ARGS=(--require-gpu) INSTALL_ARGS=(--require-cuda)
-  # 16 cores: concurrency 16 and 64 keep decode threads and the GPU busy; 256 requests per
-  # level (twice, between raw measurements) are about a second each at the 700 img/s target.
-  EMBED_ARGS=(--concurrency 1,16,64 --requests 256)
-  ARTIFACT_ARGS=()
-  IOB_ARGS=(--side 512 --batches 1,32 --seconds 1 --rounds 3)
-  RECIPE_ARGS=(--views 64 --workers 16)
-  TRAIN_ARGS=(--image-size 384 --batch-size 64 --num-workers 14 --retrieval-max-side 512
-              --max-minutes 1.25 --log-every 5)
 fi
 [[ -z "$CHUNKS" ]] || INSTALL_ARGS+=(--chunks "$CHUNKS")
 [[ -z "$WHEELS" ]] || INSTALL_ARGS+=(--wheels "$WHEELS")

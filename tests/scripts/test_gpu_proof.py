@@ -305,3 +305,43 @@ def test_targets_hit_and_miss_in_gpu_mode() -> None:
     assert report.targets(with_tests, "gpu")[1]["status"] == "hit"
     with_tests["gpu_tests"] = {"figures": counts | {"passed": 3, "skipped": 1}}
     assert report.targets(with_tests, "gpu")[1]["status"] == "miss"
+
+
+# ---------------------------------------------------------------------------- GPU-only flags
+def _no_gpu_here() -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has a CUDA execution provider")
+
+
+def test_gpu_mode_checks_refuse_a_machine_without_gpu(tmp_path: Path) -> None:
+    """The three flags only the GPU run passes (a dry run cannot): each fails here, clearly."""
+    _no_gpu_here()
+    from tests.app.onnx_models import write_tiny_model
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args], cwd=REPO, text=True, capture_output=True, timeout=300
+        )
+
+    env = run(
+        "scripts/gpu_proof_report.py",
+        "env",
+        "--json-out",
+        str(tmp_path / "env.json"),
+        "--require-gpu",
+    )
+    assert env.returncode == 1 and "no GPU" in env.stderr
+    assert json.loads((tmp_path / "env.json").read_text())["gpu"] is None
+    install = run(
+        "scripts/gpu_wheels.py", "install", "--site", str(tmp_path / "site"), "--require-cuda"
+    )
+    assert install.returncode == 1 and "no CUDAExecutionProvider" in install.stderr
+    health = run(
+        "scripts/health_probe.py",
+        "--model-dir",
+        str(write_tiny_model(tmp_path / "model")),
+        "--require-gpu",
+    )
+    assert health.returncode != 0 and "require_gpu" in health.stderr
