@@ -47,7 +47,7 @@ def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    """One dry run for the module (~1 minute on 2 idle cores): its JSON and its OUT folder."""
+    """One dry run for the module (about 65 CPU-seconds): its JSON and its OUT folder."""
     out = tmp_path_factory.mktemp("gpu_proof_out")
     # The budget ends the script before pytest's own timeout (600 s) on a very busy machine.
     proc = _run("--dry-run", "--budget", "540", str(out), timeout=590)
