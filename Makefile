@@ -21,7 +21,7 @@ FUZZ_EXAMPLES ?= 300
 
 .PHONY: setup run serve model index samples test test-slow test-docker docker-base docker-build \
 	reliability fuzz \
-	lint fmt bench clean-data
+	lint fmt bench clean-data gpu-proof gpu-proof-dry
 
 setup: $(STAMP)
 
@@ -118,6 +118,17 @@ fmt: setup
 
 bench: setup
 	$(PY) scripts/bench.py
+
+# GPU proof (docs/BENCHMARKS.md, "GPU proof"): on a machine with an NVIDIA GPU, in under
+# 8 minutes, one JSON in OUT. No `setup` here: it uses the machine's Python (PYTHON=...) and
+# installs the service's wheels from CHUNKS (part.N files) or WHEELS (a folder of .whl).
+# gpu-proof-dry runs every CPU-side part of it on this machine with tiny sizes.
+OUT ?= gpu-proof-out
+gpu-proof:
+	scripts/gpu_proof.sh $(if $(CHUNKS),--chunks $(CHUNKS)) $(if $(WHEELS),--wheels $(WHEELS)) $(OUT)
+
+gpu-proof-dry:
+	scripts/gpu_proof.sh --dry-run $(OUT)
 
 clean-data:
 	rm -rf $(DATA_DIR)/model $(DATA_DIR)/store
