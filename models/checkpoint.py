@@ -1,9 +1,9 @@
 """Read official / pycls / torchvision weights, write our self-describing checkpoints.
 
-Formats (ALGORITHMS.md 2):
+Formats (docs/ALGORITHMS.md 2):
 - official DOLG (pycls container): {"model_state", "cfg" (YAML text), "epoch", "optimizer_state"}
   with `globalmodel.` backbone keys and the training-only head `desc_cls.*`;
-- official CFCD (same container, ALGORITHMS.md 2.6): `globalmodel.*`, `fc.*`, BatchNorm1d
+- official CFCD (same container, docs/ALGORITHMS.md 2.6): `globalmodel.*`, `fc.*`, BatchNorm1d
   `bn.*` and the MadaCos head `desc_cls.weight`; told apart from DOLG by `bn.*` and the absence
   of the local branch `localmodel.*`;
 - a bare state dict (e.g. a re-saved official model), possibly with a DDP `module.` prefix;
@@ -208,7 +208,7 @@ def build_model_from_checkpoint(
     else:
         config = infer_official_config(state)
     if isinstance(config, DOLGConfig) and not is_ours and GEM_P_KEY not in state:
-        # Official code before 2022-04-11 used a fixed GeM p=3 with no parameter (ALGORITHMS.md
+        # Official code before 2022-04-11 used a fixed GeM p=3 with no parameter (docs/ALGORITHMS.md
         # 1.3); a learnable p holding 3.0 computes exactly the same function.
         logger.warning("%s has no %s (fixed-p GeM model): using p=3.0", path.name, GEM_P_KEY)
         state[GEM_P_KEY] = torch.tensor([3.0])
@@ -313,7 +313,7 @@ _PY_TO_TV = {v: k for k, v in _TV_TO_PY.items()}
 
 
 def torchvision_to_pycls(state: Mapping[str, Tensor]) -> StateDict:
-    """Rename torchvision ResNet keys to pycls ones (ALGORITHMS.md 2.5); `fc.*` is dropped.
+    """Rename torchvision ResNet keys to pycls ones (docs/ALGORITHMS.md 2.5); `fc.*` is dropped.
     No colour flip here (see `flip_stem_channels`)."""
     out: StateDict = {}
     for key, value in state.items():

@@ -1,4 +1,5 @@
-"""DOLG: deep orthogonal fusion of local and global features (ICCV 2021), ALGORITHMS.md 1.2-1.4.
+"""DOLG: deep orthogonal fusion of local and global features (ICCV 2021),
+docs/ALGORITHMS.md 1.2-1.4.
 
 Module and parameter names equal the official code's, so `DOLG.state_dict()` equals an official
 checkpoint's `model_state` minus the training-only margin head `desc_cls.*` (which lives in

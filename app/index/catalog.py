@@ -1,6 +1,6 @@
 """sqlite catalog: external id <-> vector row, metadata, created_at, tombstones.
 
-Together with `vectors.f16` this is the store's source of truth (DESIGN.md section 4); the
+Together with `vectors.f16` this is the store's source of truth (docs/ARCHITECTURE.md 5); the
 FAISS index is derived from both. Rows are never deleted or reused: a delete sets `deleted_at`
 (a tombstone) and a re-add of an id tombstones its live row and inserts a new one, so row r of
 the catalog always describes row r of `vectors.f16` and `max(row) + 1` is the number of vector

@@ -1,4 +1,4 @@
-"""`FaissStore`: the embedded, durable `VectorStore` of DESIGN.md section 4 (one process).
+"""`FaissStore`: the embedded, durable `VectorStore` of docs/ARCHITECTURE.md 5 (one process).
 
 Files in the store directory:
     catalog.sqlite     ids, rows, metadata, thumbnails, tombstones (source of truth, WAL,

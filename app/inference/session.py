@@ -6,7 +6,7 @@ session (`session.get_providers()`), never what was asked for.
 
 On a GPU provider `run` uses IO binding: the batch is copied once into a device buffer kept
 per input shape (no device allocation per run once a shape has been seen) and only the small
-[B,D] output comes back to the host. GPU.md measured onnxruntime CUDA fp32 at batch 32 going
+[B,D] output comes back to the host. docs/GPU.md measured onnxruntime CUDA fp32 at batch 32 going
 from 832 to 1,134 images/s with IO binding on an H100. (This code path is not measured on the
 CPU-only machines; a CPU test exercises it with device buffers on the host.)
 
@@ -278,7 +278,7 @@ class OnnxSession:
         """[B,3,H,W] float32 -> [B,D] float32, each row L2-normalised.
 
         Rows are normalised here when the graph does not do it (`l2_normalized_in_graph`), so
-        callers always get the official per-scale output (ALGORITHMS.md 1.7 step 5).
+        callers always get the official per-scale output (docs/ALGORITHMS.md 1.7 step 5).
         Thread-safe (onnxruntime sessions are), though the batcher calls it from one thread.
         """
         if batch.ndim != 4 or batch.shape[1] != 3:

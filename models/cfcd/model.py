@@ -1,4 +1,4 @@
-"""The CFCD descriptor network (`MODEL_DEPLOY`, ALGORITHMS.md 4.1) on any registered backbone.
+"""The CFCD descriptor network (`MODEL_DEPLOY`, docs/ALGORITHMS.md 4.1) on any registered backbone.
 
     f4 = last stage of the backbone                      [B,C4,h,w]
     d  = BN1d( Linear C4 -> 512 (bias) ( GeM_p=3(f4) ) )  [B,512]; l2n(d) is the descriptor

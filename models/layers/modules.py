@@ -79,7 +79,7 @@ def build_pool(name: str, p: float = 3.0) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------
-# SuperGlobal descriptor modules (ALGORITHMS.md 3.2); stateless, test-time replacements.
+# SuperGlobal descriptor modules (docs/ALGORITHMS.md 3.2); stateless, test-time replacements.
 
 
 class GeMPlus(nn.Module):

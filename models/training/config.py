@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run. Defaults: the paper's recipe (ALGORITHMS.md 1.6: 512 px, global
+    """Every setting of a run. Defaults: the paper's recipe (docs/ALGORITHMS.md 1.6: 512 px, global
     batch 128, lr 0.05, 100 epochs, 5 warm-up epochs) with the official optimiser and head."""
 
     # --- data: a `<relative_path> <class_id>` list under data_root, or a class-per-folder tree
@@ -59,7 +59,7 @@ class TrainConfig:
     head_margin: float = 0.15
     madacos_alpha: float = 0.02
     madacos_b_mode: str = "default"
-    # --- CFCD fine stage (ALGORITHMS.md 4.3): stage 2 trains on hard-negative tuples with the
+    # --- CFCD fine stage (docs/ALGORITHMS.md 4.3): stage 2 trains on hard-negative tuples with the
     # local triplet loss added to the head's loss; start it from a stage-1 checkpoint.
     stage: int = 1
     tuple_size: int = 8  # anchor, positive, tuple_size - 2 negatives
