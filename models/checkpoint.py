@@ -30,9 +30,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from models.backbones import pycls_backbone_name
 from models.cfcd.model import CFCDConfig
 from models.dolg import DOLGConfig
-from models.factory import ModelConfig, build_model, config_family, family_of, get_family
+from models.factory import ModelConfig, build_model, config_family, family_of, stored_config
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def is_cfcd_state(state: Mapping[str, Tensor]) -> bool:
 
 def infer_cfcd_config(state: Mapping[str, Tensor]) -> CFCDConfig:
     """CFCDConfig of an official CFCD state dict: the pycls ResNet depth and the output dim."""
-    return CFCDConfig(backbone=f"resnet{infer_depth(state)}",
+    return CFCDConfig(backbone=pycls_backbone_name(infer_depth(state)),
                       reduction_dim=int(state["fc.weight"].shape[0]))
 
 
@@ -203,8 +204,7 @@ def build_model_from_checkpoint(
     is_ours = isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT
     state, dropped = drop_head(extract_state_dict(obj))
     if is_ours:
-        family = get_family(str(obj.get(FAMILY_KEY) or "dolg"))
-        config: ModelConfig = family.config_type.from_dict(dict(obj["config"]))
+        config: ModelConfig = stored_config(obj.get(FAMILY_KEY), obj["config"])
     else:
         config = infer_official_config(state)
     if isinstance(config, DOLGConfig) and not is_ours and GEM_P_KEY not in state:
