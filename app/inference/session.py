@@ -18,7 +18,6 @@ explicitly).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -31,6 +30,7 @@ from app.artifacts import ModelMeta
 from app.config import InferenceSettings
 from app.errors import ArtifactMismatch
 from app.inference.preprocess import l2_normalize
+from app.threads import usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +55,6 @@ _PREFERENCE: dict[str, tuple[str, ...]] = {
 
 class GpuUnavailableError(RuntimeError):
     """A GPU execution provider was required (`require_gpu`) but none is active."""
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def choose_providers(
@@ -117,7 +110,7 @@ class OnnxSession:
             raise ArtifactMismatch(f"{self.model_path}: ONNX model file not found")
 
         threads = intra_op_threads if intra_op_threads is not None else settings.intra_op_threads
-        self.intra_op_threads = threads or _usable_cores()
+        self.intra_op_threads = threads or usable_cores()
         self.inter_op_threads = settings.inter_op_threads
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
