@@ -55,7 +55,7 @@ from app.artifacts import (
     save_model_meta,
     sha256_file,
 )
-from app.inference.preprocess import decode_image, prepare_image
+from app.inference.preprocess import IMAGE_SUFFIXES, decode_image, prepare_image
 from models.backbones import backbone_names, get_backbone_spec
 from models.calibrate import calibrate_batchnorm
 from models.checkpoint import build_model_from_checkpoint
@@ -72,8 +72,6 @@ from models.layers.functional import SUPERGLOBAL_GEM_P
 from models.model_flags import ModelFlags
 from models.quantize import quantize_int8
 from models.superglobal import SuperGlobalOptions, apply_superglobal_
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 # A BN in train mode needs > 1 value per channel: f4 is ceil(h/32) x ceil(w/32) for one image.
 MIN_CALIB_SIDE = 33

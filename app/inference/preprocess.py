@@ -42,6 +42,10 @@ ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"
 _OPEN_FORMATS: tuple[str, ...] = ACCEPTED_FORMATS
 _DECODED_FORMATS = frozenset((*ACCEPTED_FORMATS, "MPO"))
 ACCEPTED_DESCRIPTION = "JPEG, PNG, WebP, GIF (first frame), BMP or TIFF (first page)"
+# File-name suffixes of those formats: the files that folder tools (bulk indexing, calibration,
+# photo recipes, evaluation) pick up. `models` and `simsearch_client` cannot import this floor
+# and keep equal copies (tests/app/inference/test_image_suffixes.py holds them equal).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 # Magic numbers of image-like formats we do not accept, so a client hears "unsupported type"
 # (415) instead of "broken image" (400). Checked only after Pillow's accepted readers gave up.

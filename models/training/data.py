@@ -35,6 +35,7 @@ from models.training.transforms import load_rgb
 
 logger = logging.getLogger(__name__)
 
+# app.inference.preprocess.IMAGE_SUFFIXES (models never imports app; a test holds them equal).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 Role = Literal["query", "gallery"]
 
