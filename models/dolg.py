@@ -16,7 +16,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from models.backbones import check_zero_init_final_gamma, get_backbone_spec
+from models.backbones import (
+    check_zero_init_final_gamma,
+    get_backbone_spec,
+    pycls_backbone_name,
+)
 from models.layers import functional as LF
 from models.layers.modules import GeM
 from models.model_flags import ModelFlags
@@ -53,7 +57,7 @@ class DOLGConfig:
 
     @property
     def backbone_name(self) -> str:
-        return self.backbone or f"resnet{self.depth}"
+        return self.backbone or pycls_backbone_name(self.depth)
 
     def __post_init__(self) -> None:
         if self.depth not in (50, 101):
