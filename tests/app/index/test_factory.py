@@ -26,8 +26,9 @@ def test_milvus_backend_without_its_client_says_what_to_install(tmp_path: Path) 
         "print(type(faiss).__name__, len(faiss))\n"
         "faiss.close()\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert "pip install 'dolg-simsearch[milvus]'" in lines[0]
