@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import Settings
 from app.errors import SimSearchError
+from app.inference.preprocess import IMAGE_SUFFIXES
 from app.metrics import Metrics
 from app.runtime import Runtime
 from app.search.service import content_id
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 logger = logging.getLogger("build_index")
 
 

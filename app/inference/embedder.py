@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class Embedder:
-    """Multi-scale DOLG descriptors as the official extraction computes them (ALGORITHMS.md 1.7).
+    """Multi-scale DOLG descriptors as the official extraction computes them
+    (docs/ALGORITHMS.md 1.7).
 
     `timings` dicts, when passed, receive milliseconds under "decode", "preprocess" (cap, crop
     and multi-scale tensors) and "inference" (submission to the last scale's result, queueing
