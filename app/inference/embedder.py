@@ -55,7 +55,8 @@ class EmbeddedImage:
 
 
 class Embedder:
-    """Multi-scale descriptors as the artifact's pixel chain computes them (ALGORITHMS.md 1.7).
+    """Multi-scale descriptors as the artifact's pixel chain computes them
+    (docs/ALGORITHMS.md 1.7).
 
     `timings` dicts, when passed, receive milliseconds under "decode" (including the long-side
     cap: the working image comes out of it), "resize" (crop and multi-scale tensors), one key
@@ -175,12 +176,14 @@ class Embedder:
         images: Sequence[bytes],
         timings: dict[str, float] | None = None,
         views: Mapping[str, ViewFn] | None = None,
+        labels: Sequence[str] | None = None,
     ) -> tuple[np.ndarray, list[dict[str, object]]]:
         """Several uploads -> ([N,D] float32, row i for images[i]; the views of each image).
 
         Images are processed concurrently (a bounded number in flight), so one image decodes
-        while another's scales run. The first failure is raised with the image's position
-        prefixed ("image 3: ..."), keeping its type.
+        while another's scales run. The first failure is raised with the image's label
+        prefixed (labels[i], e.g. its file name; by default its position, "image 3: ..."),
+        keeping its type.
         """
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32), []
@@ -191,7 +194,8 @@ class Embedder:
                 try:
                     return await self.embed_upload(data, timings=timings, views=views)
                 except SimSearchError as exc:
-                    raise type(exc)(f"image {i}: {exc}") from exc
+                    label = labels[i] if labels is not None else f"image {i}"
+                    raise type(exc)(f"{label}: {exc}") from exc
 
         tasks = [asyncio.ensure_future(one(i, d)) for i, d in enumerate(images)]
         try:
@@ -204,10 +208,13 @@ class Embedder:
         return vectors, [e.views for e in done]
 
     async def embed_many(
-        self, images: Sequence[bytes], timings: dict[str, float] | None = None
+        self,
+        images: Sequence[bytes],
+        timings: dict[str, float] | None = None,
+        labels: Sequence[str] | None = None,
     ) -> np.ndarray:
         """Several uploads -> [N,D] float32, row i for images[i] (`embed_uploads`, no views)."""
-        vectors, _ = await self.embed_uploads(images, timings)
+        vectors, _ = await self.embed_uploads(images, timings, labels=labels)
         return vectors
 
     async def _infer(self, tensors: list[np.ndarray]) -> np.ndarray:

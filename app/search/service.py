@@ -297,13 +297,17 @@ class SearchService:
         return [make_thumbnail(data, settings, max_pixels) for data in images]
 
     async def embed_for_index(
-        self, images: Sequence[bytes], timings: dict[str, float] | None = None
+        self,
+        images: Sequence[bytes],
+        timings: dict[str, float] | None = None,
+        labels: Sequence[str] | None = None,
     ) -> tuple[np.ndarray, list[bytes | None] | None]:
         """Uploads -> ([N, D] descriptors, JPEG thumbnails or None when turned off), each image
-        decoded once: the thumbnail is a view of the embedder's working image."""
+        decoded once: the thumbnail is a view of the embedder's working image. An error names
+        the failing image by labels[i] (e.g. its file name)."""
         settings = self.settings.thumbnails
         if not settings.enabled:
-            return await self.embedder.embed_many(list(images), timings), None
+            return await self.embedder.embed_many(list(images), timings, labels), None
 
         def thumbnail(decoded: DecodedImage) -> bytes | None:
             try:
@@ -313,12 +317,15 @@ class SearchService:
                 return None
 
         vectors, views = await self.embedder.embed_uploads(
-            list(images), timings, views={"thumbnail": thumbnail})
+            list(images), timings, views={"thumbnail": thumbnail}, labels=labels)
         return vectors, [cast("bytes | None", v["thumbnail"]) for v in views]
 
-    async def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
-        """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i])."""
-        return await self.embedder.embed_many(list(images))
+    async def embed_images(
+        self, images: Sequence[bytes], labels: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i]); an error
+        names the failing image by labels[i] (e.g. its file name)."""
+        return await self.embedder.embed_many(list(images), labels=labels)
 
     async def index_vectors(
         self,
