@@ -6,8 +6,8 @@ after the first big mmapped buffer is freed glibc raises its mmap threshold (up 
 so later buffers of that size come from the arenas and are kept there. Measured figures are
 in docs/BENCHMARKS.md ("Decode path and memory").
 
-- `configure_malloc`: mallopt(M_ARENA_MAX) and a fixed mmap threshold (which also turns the
-  dynamic adjustment off), applied once before the decode threads start.
+- `configure_malloc`: mallopt(M_ARENA_MAX), a fixed mmap threshold (which also turns the
+  dynamic adjustment off) and a trim threshold, applied once before the decode threads start.
 - `LargeDecodeTrimmer`: malloc_trim(0) once the last in-flight large decode is done.
 
 Everything is a no-op (logged once) where the C library is not glibc.
@@ -25,6 +25,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # mallopt parameter numbers from glibc's malloc.h.
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
@@ -42,14 +43,17 @@ def _libc() -> Any | None:
     return libc
 
 
-def configure_malloc(arena_max: int, mmap_threshold_bytes: int) -> dict[str, int]:
+def configure_malloc(
+    arena_max: int, mmap_threshold_bytes: int, trim_threshold_bytes: int = 0
+) -> dict[str, int]:
     """Apply the non-zero knobs; returns those glibc accepted (name -> value)."""
     libc = _libc()
     applied: dict[str, int] = {}
     if libc is None:
         return applied
     for name, param, value in (("arena_max", M_ARENA_MAX, arena_max),
-                               ("mmap_threshold", M_MMAP_THRESHOLD, mmap_threshold_bytes)):
+                               ("mmap_threshold", M_MMAP_THRESHOLD, mmap_threshold_bytes),
+                               ("trim_threshold", M_TRIM_THRESHOLD, trim_threshold_bytes)):
         if value > 0:
             if libc.mallopt(param, value) == 1:
                 applied[name] = value

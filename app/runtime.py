@@ -43,7 +43,8 @@ class Runtime:
         limit_numpy_blas(settings.rerank.blas_threads)
         mem = settings.memory
         # Before the decode threads exist, so each of them honours it.
-        configure_malloc(mem.malloc_arena_max, mem.mmap_threshold_kib * 1024)
+        configure_malloc(mem.malloc_arena_max, mem.mmap_threshold_kib * 1024,
+                         mem.trim_threshold_kib * 1024)
         model_dir = settings.resolved_model_dir()
         meta = load_model_meta(model_dir)
         session = OnnxSession(

@@ -58,7 +58,7 @@ from scripts.bench_embed import (
 PHONE_SIZE = (4032, 3024)
 CAMERA_SIZE = (7360, 4912)
 MALLOC_DEFAULTS = {"memory.malloc_arena_max": "0", "memory.mmap_threshold_kib": "0",
-                   "memory.trim_after_pixels": "0"}
+                   "memory.trim_threshold_kib": "0", "memory.trim_after_pixels": "0"}
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -257,4 +257,5 @@ def test_configure_malloc_applies_on_glibc() -> None:
     if memory._libc() is None:
         pytest.skip("not glibc")
     assert memory.configure_malloc(0, 0) == {}
-    assert memory.configure_malloc(2, 1 << 20) == {"arena_max": 2, "mmap_threshold": 1 << 20}
+    assert memory.configure_malloc(2, 8 << 20, 32 << 20) == {
+        "arena_max": 2, "mmap_threshold": 8 << 20, "trim_threshold": 32 << 20}
