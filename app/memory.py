@@ -51,9 +51,11 @@ def configure_malloc(
     applied: dict[str, int] = {}
     if libc is None:
         return applied
-    for name, param, value in (("arena_max", M_ARENA_MAX, arena_max),
-                               ("mmap_threshold", M_MMAP_THRESHOLD, mmap_threshold_bytes),
-                               ("trim_threshold", M_TRIM_THRESHOLD, trim_threshold_bytes)):
+    for name, param, value in (
+        ("arena_max", M_ARENA_MAX, arena_max),
+        ("mmap_threshold", M_MMAP_THRESHOLD, mmap_threshold_bytes),
+        ("trim_threshold", M_TRIM_THRESHOLD, trim_threshold_bytes),
+    ):
         if value > 0:
             if libc.mallopt(param, value) == 1:
                 applied[name] = value

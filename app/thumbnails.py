@@ -54,8 +54,9 @@ def thumbnail_jpeg(pixels: np.ndarray, settings: ThumbnailSettings) -> bytes:
     common case: 0.8 ms with the JPEG encode here, where LANCZOS took 3.8 ms), the rest LANCZOS.
     """
     img = Image.fromarray(pixels)
-    img.thumbnail((settings.long_side, settings.long_side), Image.Resampling.LANCZOS,
-                  reducing_gap=1.0)
+    img.thumbnail(
+        (settings.long_side, settings.long_side), Image.Resampling.LANCZOS, reducing_gap=1.0
+    )
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=settings.quality, optimize=True)
     return out.getvalue()

@@ -57,8 +57,12 @@ from scripts.bench_embed import (
 
 PHONE_SIZE = (4032, 3024)
 CAMERA_SIZE = (7360, 4912)
-MALLOC_DEFAULTS = {"memory.malloc_arena_max": "0", "memory.mmap_threshold_kib": "0",
-                   "memory.trim_threshold_kib": "0", "memory.trim_after_pixels": "0"}
+MALLOC_DEFAULTS = {
+    "memory.malloc_arena_max": "0",
+    "memory.mmap_threshold_kib": "0",
+    "memory.trim_threshold_kib": "0",
+    "memory.trim_after_pixels": "0",
+}
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -80,15 +84,22 @@ def upscaled_jpeg(data: bytes, size: tuple[int, int], seed: int, quality: int = 
     return out.getvalue()
 
 
-def make_sets(photos: list[tuple[str, bytes]], phone_count: int, camera_count: int
-              ) -> dict[str, list[tuple[str, bytes]]]:
+def make_sets(
+    photos: list[tuple[str, bytes]], phone_count: int, camera_count: int
+) -> dict[str, list[tuple[str, bytes]]]:
     t0 = time.perf_counter()
-    phone = [(f"phone-{n}", upscaled_jpeg(b, PHONE_SIZE, i))
-             for i, (n, b) in enumerate(photos[:phone_count])]
-    camera = [(f"camera-{n}", upscaled_jpeg(b, CAMERA_SIZE, 100 + i))
-              for i, (n, b) in enumerate(photos[:camera_count])]
-    log(f"photos: made {len(phone)} phone and {len(camera)} camera JPEGs in "
-        f"{time.perf_counter() - t0:.0f} s")
+    phone = [
+        (f"phone-{n}", upscaled_jpeg(b, PHONE_SIZE, i))
+        for i, (n, b) in enumerate(photos[:phone_count])
+    ]
+    camera = [
+        (f"camera-{n}", upscaled_jpeg(b, CAMERA_SIZE, 100 + i))
+        for i, (n, b) in enumerate(photos[:camera_count])
+    ]
+    log(
+        f"photos: made {len(phone)} phone and {len(camera)} camera JPEGs in "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     return {"web": photos, "phone": phone, "camera": camera}
 
 
@@ -96,8 +107,11 @@ def describe(blobs: list[tuple[str, bytes]]) -> dict[str, Any]:
     from PIL import Image
 
     sizes = {Image.open(io.BytesIO(b)).size for _, b in blobs}
-    return {"count": len(blobs), "sizes": sorted(f"{w}x{h}" for w, h in sizes),
-            "mean_bytes": int(np.mean([len(b) for _, b in blobs]))}
+    return {
+        "count": len(blobs),
+        "sizes": sorted(f"{w}x{h}" for w, h in sizes),
+        "mean_bytes": int(np.mean([len(b) for _, b in blobs])),
+    }
 
 
 # ---------------------------------------------------------------------------- stages
@@ -106,19 +120,26 @@ def chain_tensors(blobs: list[bytes], settings: Any, meta: Any) -> list[list[np.
     from app.inference.working import decode_working_image, model_inputs
 
     prep, chain = meta.preprocessing, resolved_chain(settings, meta)
-    return [model_inputs(decode_working_image(b, prep, settings.limits.max_pixels, chain,
-                                              settings.inference.jpeg_draft), prep)
-            for b in blobs]
+    return [
+        model_inputs(
+            decode_working_image(
+                b, prep, settings.limits.max_pixels, chain, settings.inference.jpeg_draft
+            ),
+            prep,
+        )
+        for b in blobs
+    ]
 
 
 def resolved_chain(settings: Any, meta: Any) -> Any:
-    """"official" or "fast": the setting, or the artifact's own when "auto"."""
+    """ "official" or "fast": the setting, or the artifact's own when "auto"."""
     chain = settings.inference.pixel_chain
     return meta.preprocessing.pixel_chain if chain == "auto" else chain
 
 
-def stage_costs(blobs: list[bytes], settings: Any, meta: Any, raw: RawOrt,
-                reps: int = 2) -> dict[str, Any]:
+def stage_costs(
+    blobs: list[bytes], settings: Any, meta: Any, raw: RawOrt, reps: int = 2
+) -> dict[str, Any]:
     """CPU ms per image of each stage on this thread (best of `reps` passes), the raw model's
     wall ms on the same inputs, and the previous chain's stages for comparison."""
     from app.inference.preprocess import cap_long_side, decode_image, preprocess_multiscale
@@ -166,12 +187,15 @@ def stage_costs(blobs: list[bytes], settings: Any, meta: Any, raw: RawOrt,
     names = ("decode_ms", "resize_ms", "thumbnail_ms")
     out: dict[str, Any] = {
         "chain": chain,
-        "cpu_ms_per_image": {**{k: round(v, 2) for k, v in zip(names, best, strict=True)},
-                             "total_ms": round(sum(best), 2)},
+        "cpu_ms_per_image": {
+            **{k: round(v, 2) for k, v in zip(names, best, strict=True)},
+            "total_ms": round(sum(best), 2),
+        },
         "raw_inference_ms_per_image": round(infer_ms, 2),
-        "before_cpu_ms_per_image": {**{k: round(v, 2) for k, v in zip(names, before,
-                                                                     strict=True)},
-                                    "total_ms": round(sum(before), 2)},
+        "before_cpu_ms_per_image": {
+            **{k: round(v, 2) for k, v in zip(names, before, strict=True)},
+            "total_ms": round(sum(before), 2),
+        },
         "loadavg": loadavg(),
     }
     return out
@@ -197,26 +221,34 @@ def resize_options(data: bytes, prep: Any, reps: int = 10) -> dict[str, float]:
 
     out = {
         f"pillow_{m.name.lower()}": cpu_ms(lambda m=m: img.resize(size, m, reducing_gap=3.0))
-        for m in (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR,
-                  Image.Resampling.LANCZOS, Image.Resampling.BOX)
+        for m in (
+            Image.Resampling.BICUBIC,
+            Image.Resampling.BILINEAR,
+            Image.Resampling.LANCZOS,
+            Image.Resampling.BOX,
+        )
     }
     out["numpy_cv2_bicubic_float_planes"] = cpu_ms(
-        lambda: resize_bicubic(normalise_planar(arr, prep).transpose(1, 2, 0), *size))
+        lambda: resize_bicubic(normalise_planar(arr, prep).transpose(1, 2, 0), *size)
+    )
     try:
         import cv2
 
         cv2.setNumThreads(1)
         out["opencv_inter_area"] = cpu_ms(
-            lambda: cv2.resize(arr, size, interpolation=cv2.INTER_AREA))
+            lambda: cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+        )
         out["opencv_inter_cubic_no_antialiasing"] = cpu_ms(
-            lambda: cv2.resize(arr, size, interpolation=cv2.INTER_CUBIC))
+            lambda: cv2.resize(arr, size, interpolation=cv2.INTER_CUBIC)
+        )
     except ImportError:  # not a service dependency
         pass
     return {"from": f"{img.width}x{img.height}", "to": f"{size[0]}x{size[1]}", **out}
 
 
-def batch_cost(raw: RawOrt, tensors: list[np.ndarray], sizes: tuple[int, ...] = (1, 2, 4, 8)
-               ) -> dict[str, float]:
+def batch_cost(
+    raw: RawOrt, tensors: list[np.ndarray], sizes: tuple[int, ...] = (1, 2, 4, 8)
+) -> dict[str, float]:
     """onnxruntime CPU ms per image at each batch size (one image = its scales)."""
     out = {}
     for bs in sizes:
@@ -232,9 +264,14 @@ def batch_cost(raw: RawOrt, tensors: list[np.ndarray], sizes: tuple[int, ...] = 
 
 
 # ---------------------------------------------------------------------------- http
-async def _index_block(base: str, photos: list[tuple[str, bytes]], requests: int,
-                       files_per_request: int, clients: int, tag: str
-                       ) -> tuple[float, list[float], list[dict]]:
+async def _index_block(
+    base: str,
+    photos: list[tuple[str, bytes]],
+    requests: int,
+    files_per_request: int,
+    clients: int,
+    tag: str,
+) -> tuple[float, list[float], list[dict]]:
     import httpx
 
     counter = iter(range(requests))
@@ -245,8 +282,10 @@ async def _index_block(base: str, photos: list[tuple[str, bytes]], requests: int
 
         async def worker() -> None:
             for r in counter:
-                picks = [photos[(r * files_per_request + k) % len(photos)]
-                         for k in range(files_per_request)]
+                picks = [
+                    photos[(r * files_per_request + k) % len(photos)]
+                    for k in range(files_per_request)
+                ]
                 files = [("files", (n, b, "image/jpeg")) for n, b in picks]
                 ids = json.dumps([f"{tag}-{r}-{k}" for k in range(files_per_request)])
                 t = time.perf_counter()
@@ -261,9 +300,14 @@ async def _index_block(base: str, photos: list[tuple[str, bytes]], requests: int
         return time.perf_counter() - t0, lat, bodies
 
 
-def http_index(server: Server, name: str, photos: list[tuple[str, bytes]],
-               tensors: list[list[np.ndarray]], raw: RawOrt, args: argparse.Namespace
-               ) -> dict[str, Any]:
+def http_index(
+    server: Server,
+    name: str,
+    photos: list[tuple[str, bytes]],
+    tensors: list[list[np.ndarray]],
+    raw: RawOrt,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     """`--repeats` blocks, each between two raw measurements on the same photos' inputs."""
     n_images = args.requests * args.files_per_request
     blocks: list[dict[str, float]] = []
@@ -271,16 +315,30 @@ def http_index(server: Server, name: str, photos: list[tuple[str, bytes]],
     before = raw_measure(raw, tensors)
     for b in range(args.repeats):
         c0 = cpu_seconds(server.proc.pid)
-        wall, lat, bodies = asyncio.run(_index_block(
-            server.base, photos, args.requests, args.files_per_request, args.clients,
-            f"{name}-{b}-{time.monotonic_ns()}"))
+        wall, lat, bodies = asyncio.run(
+            _index_block(
+                server.base,
+                photos,
+                args.requests,
+                args.files_per_request,
+                args.clients,
+                f"{name}-{b}-{time.monotonic_ns()}",
+            )
+        )
         cpu = (cpu_seconds(server.proc.pid) - c0) / n_images
         after = raw_measure(raw, tensors)
         limit = (before["images_per_s"] + after["images_per_s"]) / 2
         raw_cpu = (before["cpu_s_per_image"] + after["cpu_s_per_image"]) / 2
-        blocks.append({"images_per_s": n_images / wall, "raw_images_per_s": limit,
-                       "ratio": n_images / wall / limit, "server_cpu_s_per_image": cpu,
-                       "raw_cpu_s_per_image": raw_cpu, "p50_request_s": float(np.median(lat))})
+        blocks.append(
+            {
+                "images_per_s": n_images / wall,
+                "raw_images_per_s": limit,
+                "ratio": n_images / wall / limit,
+                "server_cpu_s_per_image": cpu,
+                "raw_cpu_s_per_image": raw_cpu,
+                "p50_request_s": float(np.median(lat)),
+            }
+        )
         for body in bodies:
             for key, ms in body.get("timings_ms", {}).items():
                 stages.setdefault(key, []).append(ms / args.files_per_request)
@@ -290,8 +348,11 @@ def http_index(server: Server, name: str, photos: list[tuple[str, bytes]],
         return float(np.median([blk[key] for blk in blocks]))
 
     return {
-        "set": name, "endpoint": "POST /index", "clients": args.clients,
-        "files_per_request": args.files_per_request, "images": n_images * args.repeats,
+        "set": name,
+        "endpoint": "POST /index",
+        "clients": args.clients,
+        "files_per_request": args.files_per_request,
+        "images": n_images * args.repeats,
         "images_per_s": round(med("images_per_s"), 3),
         "raw_images_per_s": round(med("raw_images_per_s"), 3),
         "ratio_to_raw": round(med("ratio"), 3),
@@ -337,8 +398,9 @@ def _reset_peak(pid: int) -> bool:
         return False
 
 
-async def _search_block(base: str, photos: list[tuple[str, bytes]], n: int, concurrency: int
-                        ) -> list[float]:
+async def _search_block(
+    base: str, photos: list[tuple[str, bytes]], n: int, concurrency: int
+) -> list[float]:
     import httpx
 
     counter = iter(range(n))
@@ -349,8 +411,9 @@ async def _search_block(base: str, photos: list[tuple[str, bytes]], n: int, conc
             for i in counter:
                 name, data = photos[i % len(photos)]
                 t = time.perf_counter()
-                r = await client.post("/search", files={"file": (name, data, "image/jpeg")},
-                                      data={"top_k": "10"})
+                r = await client.post(
+                    "/search", files={"file": (name, data, "image/jpeg")}, data={"top_k": "10"}
+                )
                 if r.status_code != 200:
                     raise RuntimeError(f"/search: {r.status_code} {r.text[:300]}")
                 lat.append(time.perf_counter() - t)
@@ -359,32 +422,52 @@ async def _search_block(base: str, photos: list[tuple[str, bytes]], n: int, conc
     return lat
 
 
-def memory_variant(label: str, sets: dict[str, str], model_dir: Path, work: Path,
-                   web: list[tuple[str, bytes]], camera: list[tuple[str, bytes]],
-                   args: argparse.Namespace) -> dict[str, Any]:
+def memory_variant(
+    label: str,
+    sets: dict[str, str],
+    model_dir: Path,
+    work: Path,
+    web: list[tuple[str, bytes]],
+    camera: list[tuple[str, bytes]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     data_dir = work / f"mem-{len(list(work.iterdir()))}"
     server = Server(server_env(data_dir, model_dir, sets), work / f"{data_dir.name}.log")
     try:
         server.wait_ready(args.ready_timeout)
-        asyncio.run(_search_block(server.base, web[:4], 4, 1, ))  # warm: shapes, arenas
+        asyncio.run(
+            _search_block(
+                server.base,
+                web[:4],
+                4,
+                1,
+            )
+        )  # warm: shapes, arenas
         time.sleep(1.0)
         idle = server.rss()["rss_mib"]
         reset = _reset_peak(server.proc.pid)
         with PeakSampler(server.proc.pid) as sampler:
-            lat = asyncio.run(_search_block(server.base, camera, args.memory_searches,
-                                            args.memory_concurrency))
+            lat = asyncio.run(
+                _search_block(server.base, camera, args.memory_searches, args.memory_concurrency)
+            )
         hwm = server.rss()["peak_mib"] if reset else float("nan")
         time.sleep(5.0)
         held = server.rss()["rss_mib"]
     finally:
         server.stop()
     peak = max(sampler.peak, hwm) if reset else sampler.peak
-    return {"variant": label, "overrides": sets, "idle_rss_mib": idle,
-            "peak_over_idle_mib": round(peak - idle, 1),
-            "held_5s_over_idle_mib": round(held - idle, 1),
-            "peak_source": "VmHWM after clear_refs + 10 ms samples" if reset else "samples",
-            "searches": args.memory_searches, "concurrency": args.memory_concurrency,
-            "search_latency": summarize_s(lat), "loadavg": loadavg()}
+    return {
+        "variant": label,
+        "overrides": sets,
+        "idle_rss_mib": idle,
+        "peak_over_idle_mib": round(peak - idle, 1),
+        "held_5s_over_idle_mib": round(held - idle, 1),
+        "peak_source": "VmHWM after clear_refs + 10 ms samples" if reset else "samples",
+        "searches": args.memory_searches,
+        "concurrency": args.memory_concurrency,
+        "search_latency": summarize_s(lat),
+        "loadavg": loadavg(),
+    }
 
 
 # ---------------------------------------------------------------------------- main
@@ -399,60 +482,80 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = settings_for(work / "inproc", args.model_dir, {})
         raw = RawOrt(args.model_dir / meta.onnx_file, settings)
         result: dict[str, Any] = {
-            "model": {"name": meta.name, "max_side": meta.preprocessing.max_side,
-                      "scales": list(meta.preprocessing.scales),
-                      "pixel_chain": resolved_chain(settings, meta)},
+            "model": {
+                "name": meta.name,
+                "max_side": meta.preprocessing.max_side,
+                "scales": list(meta.preprocessing.scales),
+                "pixel_chain": resolved_chain(settings, meta),
+            },
             "inputs": {k: describe(v) for k, v in sets.items()},
-            "threads": {"intra_op": settings.resolved_intra_op_threads(),
-                        "decode": settings.resolved_decode_threads()},
+            "threads": {
+                "intra_op": settings.resolved_intra_op_threads(),
+                "decode": settings.resolved_decode_threads(),
+            },
         }
         tensors = {k: chain_tensors([b for _, b in v], settings, meta) for k, v in sets.items()}
         for t in tensors.values():
             raw.per_image(t[:4])  # first runs per shape grow the arenas: not measured
         result["resize_options_cpu_ms"] = resize_options(sets["phone"][0][1], meta.preprocessing)
         result["onnxruntime_cpu_ms_per_image_by_batch"] = batch_cost(raw, tensors["phone"][0])
-        log(f"photos: resizers {result['resize_options_cpu_ms']}; batch cost "
-            f"{result['onnxruntime_cpu_ms_per_image_by_batch']}")
+        log(
+            f"photos: resizers {result['resize_options_cpu_ms']}; batch cost "
+            f"{result['onnxruntime_cpu_ms_per_image_by_batch']}"
+        )
         result["stages"] = {}
         for name, blobs in sets.items():
             result["stages"][name] = stage_costs([b for _, b in blobs], settings, meta, raw)
-            log(f"photos: stages {name}: {result['stages'][name]['cpu_ms_per_image']} "
-                f"(raw inference {result['stages'][name]['raw_inference_ms_per_image']} ms)")
+            log(
+                f"photos: stages {name}: {result['stages'][name]['cpu_ms_per_image']} "
+                f"(raw inference {result['stages'][name]['raw_inference_ms_per_image']} ms)"
+            )
         if args.http:
             server = Server(server_env(work / "server", args.model_dir, {}), work / "server.log")
             try:
                 server.wait_ready(args.ready_timeout)
-                asyncio.run(_index_block(server.base, sets["web"], 2, args.files_per_request,
-                                         1, "warm"))
+                asyncio.run(
+                    _index_block(server.base, sets["web"], 2, args.files_per_request, 1, "warm")
+                )
                 rows = []
                 for name in ("web", "phone"):
                     rows.append(http_index(server, name, sets[name], tensors[name], raw, args))
-                    log(f"photos: http {name}: {rows[-1]['images_per_s']} img/s, "
-                        f"{rows[-1]['ratio_to_raw']} x raw {rows[-1]['ratio_per_block']}")
+                    log(
+                        f"photos: http {name}: {rows[-1]['images_per_s']} img/s, "
+                        f"{rows[-1]['ratio_to_raw']} x raw {rows[-1]['ratio_per_block']}"
+                    )
                 result["http"] = rows
             finally:
                 server.stop()
         if args.memory:
-            variants = [("service defaults", {}),
-                        ("glibc malloc defaults", MALLOC_DEFAULTS),
-                        ("official chain", {"inference.pixel_chain": "official"}),
-                        ("official chain, glibc malloc defaults",
-                         {"inference.pixel_chain": "official", **MALLOC_DEFAULTS})]
+            variants = [
+                ("service defaults", {}),
+                ("glibc malloc defaults", MALLOC_DEFAULTS),
+                ("official chain", {"inference.pixel_chain": "official"}),
+                (
+                    "official chain, glibc malloc defaults",
+                    {"inference.pixel_chain": "official", **MALLOC_DEFAULTS},
+                ),
+            ]
             result["memory_36mp"] = []
             for label, overrides in variants:
-                row = memory_variant(label, overrides, args.model_dir, work, sets["web"],
-                                     sets["camera"], args)
+                row = memory_variant(
+                    label, overrides, args.model_dir, work, sets["web"], sets["camera"], args
+                )
                 result["memory_36mp"].append(row)
-                log(f"photos: memory {label}: peak +{row['peak_over_idle_mib']} MiB, held "
-                    f"+{row['held_5s_over_idle_mib']} MiB")
+                log(
+                    f"photos: memory {label}: peak +{row['peak_over_idle_mib']} MiB, held "
+                    f"+{row['held_5s_over_idle_mib']} MiB"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--photos", type=Path, help="folder of JPEGs (default ../shared/data/photos)")
     p.add_argument("--photos-limit", type=int, default=0, help="0 = all")

@@ -125,10 +125,10 @@ def from_pixels(img: np.ndarray, prep: Preprocessing, chain: PixelChain) -> Deco
     if capped_size(width, height, prep.max_side) == (width, height):
         pixels = img  # untouched, as cap_long_side returns it
     else:
-        pixels = np.asarray(_cap(Image.fromarray(np.ascontiguousarray(img)), prep.max_side,
-                                 method))
-    return DecodedImage(pixels, (width, height), cap_scale(width, height, prep.max_side),
-                        "pixels", chain)
+        pixels = np.asarray(_cap(Image.fromarray(np.ascontiguousarray(img)), prep.max_side, method))
+    return DecodedImage(
+        pixels, (width, height), cap_scale(width, height, prep.max_side), "pixels", chain
+    )
 
 
 def _cap(img: Image.Image, max_side: int, method: Image.Resampling) -> Image.Image:
@@ -139,8 +139,9 @@ def _cap(img: Image.Image, max_side: int, method: Image.Resampling) -> Image.Ima
     return img.resize(size, method, reducing_gap=_REDUCING_GAP)
 
 
-def model_inputs(decoded: DecodedImage, prep: Preprocessing, bbox: BBox | None = None
-                 ) -> list[np.ndarray]:
+def model_inputs(
+    decoded: DecodedImage, prep: Preprocessing, bbox: BBox | None = None
+) -> list[np.ndarray]:
     """DecodedImage (+ a bbox in upload pixels) -> one [3,h_s,w_s] float32 input per scale."""
     img = decoded.pixels
     if bbox is not None:

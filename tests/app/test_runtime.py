@@ -69,8 +69,13 @@ def test_cpu_sessions_batch_at_most_cpu_max_batch(tmp_path: Path) -> None:
 
     model = write_tiny_model(tmp_path / "m")
     for cpu_max_batch, chain in ((1, "auto"), (4, "fast")):
-        inference = InferenceSettings(providers="cpu", max_batch=8, cpu_max_batch=cpu_max_batch,
-                                      decode_threads=2, pixel_chain=chain)
+        inference = InferenceSettings(
+            providers="cpu",
+            max_batch=8,
+            cpu_max_batch=cpu_max_batch,
+            decode_threads=2,
+            pixel_chain=chain,
+        )
         rt = _start(tmp_path / f"d{cpu_max_batch}", model, inference=inference)
         try:
             assert rt.batcher.max_batch == cpu_max_batch

@@ -29,12 +29,15 @@ def _encode(width: int, height: int, fmt: str) -> bytes:
 
 
 @pytest.fixture(params=["official", "fast"])
-def client(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_dir: Path
-           ) -> Iterator[TestClient]:
+def client(
+    request: pytest.FixtureRequest, tmp_path: Path, tiny_model_dir: Path
+) -> Iterator[TestClient]:
     settings = Settings(
-        data_dir=tmp_path, model_dir=tiny_model_dir,
-        inference=InferenceSettings(intra_op_threads=1, decode_threads=2,
-                                    pixel_chain=request.param),
+        data_dir=tmp_path,
+        model_dir=tiny_model_dir,
+        inference=InferenceSettings(
+            intra_op_threads=1, decode_threads=2, pixel_chain=request.param
+        ),
         limits=LimitSettings(max_pixels=2_000_000),
     )
     with TestClient(create_app(settings)) as c:
@@ -74,8 +77,9 @@ def test_one_decode_per_indexed_file_serves_descriptor_and_thumbnail(
         return real(data, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(working, "decode_pil", counting)
-    files = [("files", (f"{i}.jpg", _encode(1600 + 8 * i, 1200, "JPEG"), "image/jpeg"))
-             for i in range(3)]
+    files = [
+        ("files", (f"{i}.jpg", _encode(1600 + 8 * i, 1200, "JPEG"), "image/jpeg")) for i in range(3)
+    ]
     r = client.post("/index", files=files, data={"ids": '["a", "b", "c"]'})
     assert r.status_code == 201, r.text
     assert len(decodes) == 3
@@ -89,6 +93,7 @@ def test_one_decode_per_indexed_file_serves_descriptor_and_thumbnail(
 def test_uploads_beyond_max_pixels_keep_their_413(client: TestClient) -> None:
     status, body = _search(client, _encode(2000, 1001, "JPEG"))
     assert status == 413 and "2000x1001" in body["detail"], body
-    r = client.post("/index", files=[("files", ("big.png", _encode(2000, 1001, "PNG"),
-                                                "image/png"))])
+    r = client.post(
+        "/index", files=[("files", ("big.png", _encode(2000, 1001, "PNG"), "image/png"))]
+    )
     assert r.status_code == 413 and "2000x1001" in r.json()["detail"]

@@ -33,9 +33,15 @@ from app.inference.working import (
 from tests.app.onnx_models import write_artifact
 
 MAX_PIXELS = 100_000_000
-FAST = Preprocessing(max_side=512, scales=(0.7071, 1.0), colour_order="RGB", mean=(0.5,) * 3,
-                     std=(0.5,) * 3,
-                     interpolation="bicubic", pixel_chain="fast")
+FAST = Preprocessing(
+    max_side=512,
+    scales=(0.7071, 1.0),
+    colour_order="RGB",
+    mean=(0.5,) * 3,
+    std=(0.5,) * 3,
+    interpolation="bicubic",
+    pixel_chain="fast",
+)
 
 
 def _smooth(width: int, height: int) -> np.ndarray:
@@ -140,8 +146,9 @@ def test_fast_chain_is_antialiased_bicubic_of_the_working_image() -> None:
     tensors = fast_multiscale(pixels, FAST)
     assert [t.shape for t in tensors] == [(3, 272, 362), (3, 384, 512)]
     expected = np.asarray(Image.fromarray(pixels).resize((362, 272), Image.Resampling.BICUBIC))
-    np.testing.assert_allclose(tensors[0], (expected.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        tensors[0], (expected.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5, atol=1e-5
+    )
     assert all(t.flags.c_contiguous and t.dtype == np.float32 for t in tensors)
 
 
@@ -200,8 +207,11 @@ def test_too_thin_image_is_named_in_upload_pixels() -> None:
 
 
 def test_one_decode_serves_the_embedding_and_the_views(
-    tmp_path: Path, batcher: DynamicBatcher, executor: ThreadPoolExecutor,
-    monkeypatch: pytest.MonkeyPatch, photo_bytes: bytes,
+    tmp_path: Path,
+    batcher: DynamicBatcher,
+    executor: ThreadPoolExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+    photo_bytes: bytes,
 ) -> None:
     art = write_artifact(tmp_path, preprocessing=FAST)
     emb = Embedder(art.meta, batcher, executor, LimitSettings())
@@ -224,8 +234,9 @@ def test_one_decode_serves_the_embedding_and_the_views(
 
     other = _jpeg(_smooth(800, 600))
     timings: dict[str, float] = {}
-    vectors, views = asyncio.run(emb.embed_uploads(
-        [photo_bytes, other], timings, views={"size": record, "grey": grey}))
+    vectors, views = asyncio.run(
+        emb.embed_uploads([photo_bytes, other], timings, views={"size": record, "grey": grey})
+    )
     assert len(calls) == 2  # one decode per upload, shared by the model and both views
     assert [v["size"] for v in views] == [(512, 384), (512, 384)]
     assert [np.asarray(v["grey"]).shape for v in views] == [(240, 320), (240, 320)]
@@ -258,4 +269,7 @@ def test_configure_malloc_applies_on_glibc() -> None:
         pytest.skip("not glibc")
     assert memory.configure_malloc(0, 0) == {}
     assert memory.configure_malloc(2, 8 << 20, 32 << 20) == {
-        "arena_max": 2, "mmap_threshold": 8 << 20, "trim_threshold": 32 << 20}
+        "arena_max": 2,
+        "mmap_threshold": 8 << 20,
+        "trim_threshold": 32 << 20,
+    }
