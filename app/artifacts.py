@@ -67,6 +67,13 @@ class Preprocessing(_Strict):
     scale_pooling: Literal["mean", "max"] = "mean"
     # Smallest side a scaled image may have; smaller scales are skipped for tiny images.
     min_side: int = Field(default=16, ge=1)
+    # How pixels get from the upload to the scales (app/inference/working.py):
+    # "official": full decode, Pillow LANCZOS long-side cap, then `interpolation` with cv2
+    #   semantics on float planes (no antialiasing): what the official DOLG extraction computes.
+    # "fast": JPEG DCT-scaled decode to the smallest 1/2^k still covering the cap, then Pillow
+    #   antialiased bicubic on uint8 for the cap and every scale (what torchvision / timm
+    #   training transforms compute on PIL images). For models without an exact-parity need.
+    pixel_chain: Literal["official", "fast"] = "official"
 
     @model_validator(mode="after")
     def _check(self) -> Preprocessing:

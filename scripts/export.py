@@ -83,6 +83,8 @@ logger = logging.getLogger("export")
 DEFAULT_RECIPE: dict[str, Any] = {
     "imagenet": True, "architecture": "pooled", "backbone": "efficientnet_lite0",
     "pooling": "gem", "gem_p": 3.0, "max_side": 512, "scales": (0.7071, 1.0),
+    # No official pixels to match: DCT-scaled decode + antialiased bicubic (BENCHMARKS.md).
+    "pixel_chain": "fast",
 }
 DEFAULT_NAME = "lite0-gem-imagenet"
 DEFAULT_INTENDED_USE = (
@@ -150,6 +152,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--scales", type=_floats, help="comma list (default: the 5 official scales)")
     p.add_argument("--max-side", type=int, help="long-side cap of uploads (default 1024)")
+    p.add_argument("--pixel-chain", choices=("official", "fast"),
+                   help="upload -> scales: the official cv2-style chain (default) or the fast "
+                        "one (DCT-scaled decode, antialiased bicubic); see app/artifacts.py")
     p.add_argument("--calibrate-bn", type=Path, metavar="DIR", help="recompute BN stats on images")
     # 512 px: ~70 s for 30 photos x 5 scales on 2 cores with R50 (1024 px takes ~4x longer).
     p.add_argument("--zero-init-final-gamma", action="store_true",
@@ -281,7 +286,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, config, source, prep_fields = load_model(args)
     overrides = {"scales": args.scales, "max_side": args.max_side,
                  "scale_pooling": args.scale_pooling, "colour_order": args.colour_order,
-                 "mean": args.mean, "std": args.std, "interpolation": args.interpolation}
+                 "mean": args.mean, "std": args.std, "interpolation": args.interpolation,
+                 "pixel_chain": args.pixel_chain}
     prep_fields.update({k: v for k, v in overrides.items() if v})
     prep = Preprocessing(**prep_fields)
     summary: dict[str, Any] = {}

@@ -7,11 +7,12 @@ serve. Blocking store calls run in worker threads; the event loop never waits on
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -21,9 +22,12 @@ from app.errors import InvalidRequest, NotFound
 from app.index.filters import MetadataFilter
 from app.index.store import Hit, Item, ItemPage, StoreStats, VectorStore
 from app.inference.embedder import Embedder
+from app.inference.working import DecodedImage
 from app.metrics import Metrics
 from app.search.rerank import superglobal_rerank
-from app.thumbnails import make_thumbnail
+from app.thumbnails import make_thumbnail, thumbnail_jpeg
+
+logger = logging.getLogger(__name__)
 
 RerankMode = Literal["none", "superglobal"]
 
@@ -273,10 +277,12 @@ class SearchService:
         thumbnails: Sequence[bytes | None] | None = None,
     ) -> IndexOutcome:
         """Embed every image (all scales batched together), then one durable store add.
-        Thumbnails are made here (when enabled) unless the caller brings them."""
-        vectors = await self.embed_images(images)  # [N, D]
+        Thumbnails are made here (when enabled, from the same decode) unless the caller
+        brings them."""
         if thumbnails is None:
-            thumbnails = await run_in_threadpool(self.make_thumbnails, list(images))
+            vectors, thumbnails = await self.embed_for_index(images)  # [N, D]
+        else:
+            vectors = await self.embed_images(images)
         final_ids = [
             i if i is not None else content_id(b) for i, b in zip(ids, images, strict=True)
         ]
@@ -289,6 +295,30 @@ class SearchService:
             return None
         max_pixels = self.settings.limits.max_pixels
         return [make_thumbnail(data, settings, max_pixels) for data in images]
+
+    async def embed_for_index(
+        self,
+        images: Sequence[bytes],
+        timings: dict[str, float] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> tuple[np.ndarray, list[bytes | None] | None]:
+        """Uploads -> ([N, D] descriptors, JPEG thumbnails or None when turned off), each image
+        decoded once: the thumbnail is a view of the embedder's working image. An error names
+        the failing image by labels[i] (e.g. its file name)."""
+        settings = self.settings.thumbnails
+        if not settings.enabled:
+            return await self.embedder.embed_many(list(images), timings, labels), None
+
+        def thumbnail(decoded: DecodedImage) -> bytes | None:
+            try:
+                return thumbnail_jpeg(decoded.pixels, settings)
+            except (OSError, ValueError) as exc:  # the item is still indexed without one
+                logger.warning("no thumbnail for a %dx%d image: %s", *decoded.upload_size, exc)
+                return None
+
+        vectors, views = await self.embedder.embed_uploads(
+            list(images), timings, views={"thumbnail": thumbnail}, labels=labels)
+        return vectors, [cast("bytes | None", v["thumbnail"]) for v in views]
 
     async def embed_images(
         self, images: Sequence[bytes], labels: Sequence[str] | None = None
