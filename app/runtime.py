@@ -23,22 +23,19 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Runtime:
-    settings: Settings
-    metrics: Metrics
+class Inference:
+    """The model half of the runtime (artifact, ORT session, batcher, embedder), without a
+    store: what the service embeds with, for tools that embed offline (bulk ingest), so what
+    they write is what the service would have computed."""
+
     meta: ModelMeta
     session: OnnxSession
     batcher: DynamicBatcher
     executor: ThreadPoolExecutor
     embedder: Embedder
-    store: VectorStore
-    service: SearchService
-    ready: threading.Event = field(default_factory=threading.Event)
-    warmup_error: str | None = None
 
     @classmethod
-    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
-        """Load and cross-check the artifact and the store; refuse to start on any mismatch."""
+    def start(cls, settings: Settings, metrics: Metrics) -> Inference:
         limit_numpy_blas(settings.rerank.blas_threads)
         model_dir = settings.resolved_model_dir()
         meta = load_model_meta(model_dir)
@@ -72,6 +69,39 @@ class Runtime:
         )
         embedder = Embedder(
             meta, batcher, executor, settings.limits, jpeg_draft=settings.inference.jpeg_draft
+        )
+        return cls(meta, session, batcher, executor, embedder)
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the decode threads."""
+        self.batcher.close(drain=True)
+        self.executor.shutdown(wait=True)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    meta: ModelMeta
+    session: OnnxSession
+    batcher: DynamicBatcher
+    executor: ThreadPoolExecutor
+    embedder: Embedder
+    store: VectorStore
+    service: SearchService
+    ready: threading.Event = field(default_factory=threading.Event)
+    warmup_error: str | None = None
+
+    @classmethod
+    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        """Load and cross-check the artifact and the store; refuse to start on any mismatch."""
+        inference = Inference.start(settings, metrics)
+        meta, session, batcher, executor, embedder = (
+            inference.meta,
+            inference.session,
+            inference.batcher,
+            inference.executor,
+            inference.embedder,
         )
         try:
             store = open_vector_store(settings, meta.embedding_dim, meta.onnx_sha256)
