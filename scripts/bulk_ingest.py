@@ -570,9 +570,15 @@ def load_milvus_bulk(
     collection is created (or checked) by `MilvusStore.open`, so the model check and schema
     are the service's.
     """
+    import warnings
+
     from pymilvus import connections, utility
 
     from app.index.milvus_store import MilvusStore
+
+    # pymilvus 2.6 marks the ORM calls deprecated; MilvusClient's bulk import speaks the REST
+    # API of Milvus 2.4+, while `do_bulk_insert` (gRPC Import) also works on 2.3.
+    warnings.filterwarnings("ignore", message=".*ORM-style PyMilvus API.*")
 
     dim = check_parts(parts, model_sha256)
     sha = model_sha256 or part_info(parts[0])["model_sha256"]
