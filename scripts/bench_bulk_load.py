@@ -58,8 +58,15 @@ def write_parts(out: Path, n: int, dim: int, part_rows: int, thumb_bytes: int) -
             }
             for i in range(start, stop)
         ]
-        info = {"model_sha256": "bench" + "0" * 59, "dim": dim, "shard": "0/1", "part": k,
-                "part_size": part_rows, "listing_sha256": "", "failed": []}
+        info = {
+            "model_sha256": "bench" + "0" * 59,
+            "dim": dim,
+            "shard": "0/1",
+            "part": k,
+            "part_size": part_rows,
+            "listing_sha256": "",
+            "failed": [],
+        }
         path = folder / f"part-{k:06d}.parquet"
         write_parquet_atomic(_table(rows, info), path)
         paths.append(path)
@@ -83,8 +90,11 @@ def faiss_methods(parts: list[Path], work: Path, n: int, per_row: int, batch: in
         store.add([b0.ids[i]], b0.vectors[i : i + 1], [b0.metadata[i]], [b0.thumbnails[i]])
     s = time.perf_counter() - t0
     store.close()
-    out["faiss_per_row"] = {"rows": min(per_row, len(b0.ids)), "write_s": round(s, 3),
-                            "rows_per_s": round(min(per_row, len(b0.ids)) / s, 1)}
+    out["faiss_per_row"] = {
+        "rows": min(per_row, len(b0.ids)),
+        "write_s": round(s, 3),
+        "rows_per_s": round(min(per_row, len(b0.ids)) / s, 1),
+    }
     log(f"bulk-load: faiss per row {out['faiss_per_row']}")
 
     store = FaissStore.open(work / "faiss-batched", d, settings)
@@ -97,16 +107,25 @@ def faiss_methods(parts: list[Path], work: Path, n: int, per_row: int, batch: in
     index_s = time.perf_counter() - t1
     kind = store.stats().index_type
     store.close()
-    out["faiss_batched"] = {"rows": n, "batch": batch, "write_s": round(s, 3),
-                            "rows_per_s": round(n / s, 1), "index_s": round(index_s, 3),
-                            "index_type": kind}
+    out["faiss_batched"] = {
+        "rows": n,
+        "batch": batch,
+        "write_s": round(s, 3),
+        "rows_per_s": round(n / s, 1),
+        "index_s": round(index_s, 3),
+        "index_type": kind,
+    }
     log(f"bulk-load: faiss batched {out['faiss_batched']}")
     del batches
 
     report = load_faiss(parts, work / "faiss-bulk", settings, model_sha256=None)
-    out["faiss_bulk"] = {"rows": report.rows, "write_s": report.write_s,
-                         "rows_per_s": report.rows_per_s, "index_s": report.index_s,
-                         "index_type": report.index_type}
+    out["faiss_bulk"] = {
+        "rows": report.rows,
+        "write_s": report.write_s,
+        "rows_per_s": report.rows_per_s,
+        "index_s": report.index_s,
+        "index_type": report.index_type,
+    }
     log(f"bulk-load: faiss bulk {out['faiss_bulk']}")
     return out
 
@@ -121,8 +140,9 @@ def milvus_methods(
     from scripts.bulk_ingest import load_milvus_bulk, load_milvus_upsert, read_part
 
     def settings(name: str) -> StoreSettings:
-        return StoreSettings(backend="milvus", milvus_uri=uri, milvus_collection=name,
-                             milvus_timeout_s=120.0)
+        return StoreSettings(
+            backend="milvus", milvus_uri=uri, milvus_collection=name, milvus_timeout_s=120.0
+        )
 
     def drop(name: str) -> None:
         client = MilvusClient(uri=uri, timeout=60)
@@ -145,8 +165,11 @@ def milvus_methods(
     finally:
         store.close()
         drop(name)
-    out["milvus_per_row"] = {"rows": len(b0.ids), "write_s": round(s, 3),
-                             "rows_per_s": round(len(b0.ids) / s, 1)}
+    out["milvus_per_row"] = {
+        "rows": len(b0.ids),
+        "write_s": round(s, 3),
+        "rows_per_s": round(len(b0.ids) / s, 1),
+    }
     log(f"bulk-load: milvus per row {out['milvus_per_row']}")
 
     name = f"{tag}_batched"
@@ -159,27 +182,39 @@ def milvus_methods(
         store.close()
     finally:
         drop(name)
-    out["milvus_batched"] = {"rows": r.rows, "batch": batch, "write_s": r.write_s,
-                             "rows_per_s": r.rows_per_s, "index_s": round(index_s, 3)}
+    out["milvus_batched"] = {
+        "rows": r.rows,
+        "batch": batch,
+        "write_s": r.write_s,
+        "rows_per_s": r.rows_per_s,
+        "index_s": round(index_s, 3),
+    }
     log(f"bulk-load: milvus batched {out['milvus_batched']}")
 
     name = f"{tag}_bulk"
     try:
-        r = load_milvus_bulk(parts, settings(name), IndexSettings(), files_dir,
-                             state_file=files_dir / f"{name}.json")
+        r = load_milvus_bulk(
+            parts, settings(name), IndexSettings(), files_dir, state_file=files_dir / f"{name}.json"
+        )
     finally:
         drop(name)
         (files_dir / f"{name}.json").unlink(missing_ok=True)
-    out["milvus_bulk"] = {"rows": r.rows, "write_s": r.write_s, "rows_per_s": r.rows_per_s,
-                          "convert_s": r.extra.get("convert_s"), "index_s": r.index_s,
-                          "parts": r.parts}
+    out["milvus_bulk"] = {
+        "rows": r.rows,
+        "write_s": r.write_s,
+        "rows_per_s": r.rows_per_s,
+        "convert_s": r.extra.get("convert_s"),
+        "index_s": r.index_s,
+        "parts": r.parts,
+    }
     log(f"bulk-load: milvus bulk {out['milvus_bulk']}")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--dim", type=int, default=1280)
     p.add_argument("--part-rows", type=int, default=10_000)
@@ -196,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         parts = write_parts(work / "shards", args.n, args.dim, args.part_rows, args.thumb_bytes)
         result: dict[str, Any] = {
-            "n": args.n, "dim": args.dim, "part_rows": args.part_rows,
-            "thumb_bytes": args.thumb_bytes, "write_parts_s": round(time.perf_counter() - t0, 2),
+            "n": args.n,
+            "dim": args.dim,
+            "part_rows": args.part_rows,
+            "thumb_bytes": args.thumb_bytes,
+            "write_parts_s": round(time.perf_counter() - t0, 2),
             "parquet_bytes_per_row": round(sum(x.stat().st_size for x in parts) / args.n, 1),
         }
         if not args.skip_faiss:

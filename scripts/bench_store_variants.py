@@ -130,8 +130,15 @@ def compare_variants(
     def fp16_rows(rows: np.ndarray) -> np.ndarray:
         return np.asarray(x16[rows], dtype=np.float32)
 
-    out: dict[str, Any] = {"n": n, "dim": dim, "nlist": nlist, "nprobe": nprobe,
-                           "candidates": fetch, "trained_on": n_train, "variants": {}}
+    out: dict[str, Any] = {
+        "n": n,
+        "dim": dim,
+        "nlist": nlist,
+        "nprobe": nprobe,
+        "candidates": fetch,
+        "trained_on": n_train,
+        "variants": {},
+    }
     sq8: tuple[Any, np.ndarray] | None = None
     trained: dict[str, Any] = {}
     for variant in [v.strip() for v in variants if v.strip()]:
@@ -150,9 +157,7 @@ def compare_variants(
             add_s = time.perf_counter() - t0
             trained[factory] = (index, round(train_s, 2), round(add_s, 2))
             entry["train_s"], entry["add_s"] = round(train_s, 2), round(add_s, 2)
-        entry["index_bytes_per_vector"] = round(
-            faiss.serialize_index(index).size / n, 1
-        )
+        entry["index_bytes_per_vector"] = round(faiss.serialize_index(index).size / n, 1)
         rows_of = fp16_rows
         entry["rescore_rows"] = "fp16"
         entry["rescore_bytes_per_vector"] = 2 * dim
@@ -181,9 +186,17 @@ def compare_variants(
         faiss.omp_set_num_threads(cores)
         entry["recall_at_10"] = recall_at_k(found, truth)
         entry["recall_at_10_ann_only"] = recall_at_k(ann[:, :K], truth)
-        entry["candidate_recall"] = round(float(np.mean(
-            [len(set(a.tolist()) & set(t.tolist())) / K for a, t in zip(ann, truth, strict=True)]
-        )), 4)
+        entry["candidate_recall"] = round(
+            float(
+                np.mean(
+                    [
+                        len(set(a.tolist()) & set(t.tolist())) / K
+                        for a, t in zip(ann, truth, strict=True)
+                    ]
+                )
+            ),
+            4,
+        )
         entry["batch_qps"] = round(queries.shape[0] / batch_s, 1)
         entry["single"] = summarize_s(lat)
         entry["ram_bytes_per_vector"] = entry["index_bytes_per_vector"]

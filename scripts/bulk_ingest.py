@@ -54,7 +54,7 @@ META_KEY = b"simsearch"
 
 # ---------------------------------------------------------------------------- listing, shards
 def parse_shard(text: str) -> tuple[int, int]:
-    """"i/n" -> (i, n) with 0 <= i < n; ValueError saying what is accepted otherwise."""
+    """ "i/n" -> (i, n) with 0 <= i < n; ValueError saying what is accepted otherwise."""
     try:
         index_text, count_text = text.split("/")
         index, count = int(index_text), int(count_text)
@@ -240,9 +240,7 @@ def _table(rows: list[dict[str, Any]], info: dict[str, Any]) -> Any:
     schema = part_schema().with_metadata({META_KEY: json.dumps(info).encode("utf-8")})
     dim = int(info["dim"])
     flat = (
-        np.stack([r["vector"] for r in rows]).reshape(-1)
-        if rows
-        else np.zeros(0, dtype=np.float16)
+        np.stack([r["vector"] for r in rows]).reshape(-1) if rows else np.zeros(0, dtype=np.float16)
     )
     offsets = np.arange(0, len(rows) * dim + 1, dim, dtype=np.int32)
     vectors = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.float16()))
@@ -302,7 +300,13 @@ def embed_shard(
                 )
     logger.info(
         "shard %d/%d: entries [%d, %d) of %d, %d parts (%d already written)",
-        index, count, lo, hi, len(entries), n_parts, n_parts - len(todo),
+        index,
+        count,
+        lo,
+        hi,
+        len(entries),
+        n_parts,
+        n_parts - len(todo),
     )
     embedded = failed = written = 0
     failures: list[dict[str, str]] = []
@@ -342,7 +346,12 @@ def embed_shard(
                 left = len(todo) - written
                 logger.info(
                     "shard %d/%d part %d: %d embedded, %d failed; %.1f img/s, ~%.0f s left",
-                    index, count, k, len(rows), len(bad), embedded / max(elapsed, 1e-9),
+                    index,
+                    count,
+                    k,
+                    len(rows),
+                    len(bad),
+                    embedded / max(elapsed, 1e-9),
                     left * elapsed / written,
                 )
         finally:

@@ -36,8 +36,9 @@ def shard_from_args(shard: str | None, shards: int | None) -> tuple[int, int]:
     if shard is not None:
         return parse_shard(shard)
     if shards is None:
-        raise ValueError("give --shard i/n, or --shards n with the index in one of "
-                         + ", ".join(INDEX_ENV_VARS))
+        raise ValueError(
+            "give --shard i/n, or --shards n with the index in one of " + ", ".join(INDEX_ENV_VARS)
+        )
     for var in INDEX_ENV_VARS:
         if os.environ.get(var, "").strip():
             return parse_shard(f"{os.environ[var].strip()}/{shards}")

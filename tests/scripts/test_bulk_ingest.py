@@ -94,8 +94,13 @@ def ingest(tmp_path_factory: pytest.TempPathFactory) -> dict:
     other = embed_shard(listing, out, (1, 2), settings, **kw)
     again = embed_shard(listing, out, (1, 2), settings, **kw)
     return {
-        "tmp": tmp, "photos": photos, "listing": listing, "settings": settings, "out": out,
-        "runs": (interrupted, resumed, other, again), "left": left_after_interruption,
+        "tmp": tmp,
+        "photos": photos,
+        "listing": listing,
+        "settings": settings,
+        "out": out,
+        "runs": (interrupted, resumed, other, again),
+        "left": left_after_interruption,
     }
 
 
