@@ -167,6 +167,7 @@ class ShardReport:
     failed: int
     seconds: float
     startup_s: float
+    cpu_s_per_image: float
     images_per_s: float
     out: str
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -312,10 +313,12 @@ def embed_shard(
     failures: list[dict[str, str]] = []
     startup_s = 0.0
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     if todo:
         inference = Inference.start(settings, Metrics())
         startup_s = time.perf_counter() - t0
         t0 = time.perf_counter()  # images/s counts embedding, not loading the model
+        cpu0 = time.process_time()
         try:
             meta = inference.meta
             for k in todo:
@@ -357,6 +360,9 @@ def embed_shard(
         finally:
             inference.close()
     seconds = time.perf_counter() - t0
+    # CPU seconds of every thread of this process (decode, ORT, thumbnails, Parquet): what an
+    # image costs a core, robust to other load on a shared machine where wall time is not.
+    cpu_s = time.process_time() - cpu0
     complete = all((folder / f"part-{k:06d}.parquet").exists() for k in range(n_parts))
     report = ShardReport(
         shard=f"{index}/{count}",
@@ -367,6 +373,7 @@ def embed_shard(
         failed=failed,
         seconds=round(seconds, 2),
         startup_s=round(startup_s, 2),
+        cpu_s_per_image=round(cpu_s / embedded, 4) if embedded else 0.0,
         images_per_s=round(embedded / seconds, 2) if embedded and seconds > 0 else 0.0,
         out=str(folder),
         failures=failures,

@@ -234,5 +234,5 @@ def test_summary_files_are_json(tmp_path: Path) -> None:
 
     from scripts.bulk_ingest import ShardReport
 
-    report = ShardReport("0/1", 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, str(tmp_path))
+    report = ShardReport("0/1", 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, str(tmp_path))
     assert json.loads(json.dumps(asdict(report)))["shard"] == "0/1"
