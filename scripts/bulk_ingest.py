@@ -483,7 +483,9 @@ def load_faiss(
 
     dim = check_parts(parts, model_sha256)
     sha = model_sha256 or part_info(parts[0])["model_sha256"]
-    state = LoadState(state_file or store_dir.parent / f"{store_dir.name}.bulk-load.json")
+    # Inside the store directory: a new (or removed and re-created) store starts afresh.
+    store_dir.mkdir(parents=True, exist_ok=True)
+    state = LoadState(state_file or store_dir / "bulk-load.json")
     todo = [p for p in parts if LoadState.key(p) not in state.done]
     rows = 0
     t0 = time.perf_counter()
