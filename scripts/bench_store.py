@@ -290,10 +290,17 @@ def measure(
             found.append(rows[0])
         return lat, np.stack(found)
 
+    # CPU seconds of this process per batched query (all threads): a cost per core that other
+    # jobs on a shared machine inflate far less than wall-clock QPS (the capacity model's input).
+    batch_cpu_s: list[float] = []
+
     def store_batch(nprobe: int, factor: int | None = None) -> tuple[float, np.ndarray]:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         hits = store.search(queries, K, nprobe=nprobe, candidate_factor=factor)
-        return time.perf_counter() - t, _store_rows(hits, K)
+        wall = time.perf_counter() - t
+        if nprobe == default_nprobe and factor is None:
+            batch_cpu_s.append((time.process_time() - c) / len(queries))
+        return wall, _store_rows(hits, K)
 
     def raw_batch(nprobe: int) -> tuple[float, np.ndarray]:
         faiss.omp_set_num_threads(cores)
@@ -372,6 +379,7 @@ def measure(
             "queries_per_call": nq,
             "store_qps": round(med("store_batch_qps"), 1),
             "raw_qps": round(med("raw_batch_qps"), 1),
+            "store_cpu_s_per_query": round(float(np.median(batch_cpu_s)), 7),
             "ratio_store_over_raw": round(float(np.median(
                 [r["store_batch_qps"] / r["raw_batch_qps"] for r in per_round])), 3),
         },
