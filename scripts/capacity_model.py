@@ -34,10 +34,15 @@ import numpy as np
 MIB = 2**20
 
 
-def nlist_for(n: int, d: int, training_sample: int = 200_000) -> int:
+# IVF training sample of the sized nodes (--training-sample); the fitted runs are below it.
+TRAINING_SAMPLE = {"rows": 200_000}
+
+
+def nlist_for(n: int, d: int) -> int:
+    """The store's nlist (app/index/ivf.py) for n vectors trained on the configured sample."""
     from app.index.ivf import choose_ivf_params
 
-    return int(choose_ivf_params(n, d, n_train=min(n, training_sample))["nlist"])
+    return int(choose_ivf_params(n, d, n_train=min(n, TRAINING_SAMPLE["rows"]))["nlist"])
 
 
 def pq_m(d: int) -> int:
@@ -153,7 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="1e6,1e8,1e9")
     p.add_argument("--thumb-bytes", type=int, default=12_000, help="JPEG thumbnail per item")
     p.add_argument("--ingest-cpu-s", type=float, help="CPU seconds per image (embed_shard)")
+    p.add_argument(
+        "--training-sample",
+        type=int,
+        default=200_000,
+        help="IVF training sample of the sized nodes (SIMSEARCH_INDEX__TRAINING_SAMPLE): it caps "
+        "nlist at sample / 39",
+    )
     args = p.parse_args(argv)
+    TRAINING_SAMPLE["rows"] = args.training_sample
     fitted = [observed(r, args.cores) for r in _runs(args.fit)]
     checked = [observed(r, args.cores) for r in _runs(args.check)]
     coef = fit(fitted)
