@@ -181,14 +181,11 @@ def test_parts_of_another_model_are_refused(ingest: dict) -> None:
 @pytest.mark.milvus
 def test_milvus_bulk_insert_of_shards(ingest: dict, milvus_server) -> None:
     from app.config import IndexSettings
-    from tests.app.index.backends import MilvusHarness
+    from tests.app.index.backends import MilvusHarness, milvus_store_settings
 
     parts = find_parts([ingest["out"]])
     harness = MilvusHarness(milvus_server.uri)
-    settings = MilvusHarness(milvus_server.uri).overrides
-    from tests.app.index.backends import milvus_store_settings
-
-    store_settings = milvus_store_settings(milvus_server.uri, harness.collection, **settings)
+    store_settings = milvus_store_settings(milvus_server.uri, harness.collection)
     # The standalone server's local storage: it reads import files from <data-dir>/data.
     files_dir = milvus_server.data_dir / "data" / "imports"
     files_dir.mkdir(parents=True, exist_ok=True)
