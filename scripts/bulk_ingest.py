@@ -206,22 +206,35 @@ async def _embed_part(
                 vectors.append(None)
                 failures.append({"path": rel, "error": str(exc)})
                 logger.warning("skipped %s: %s", rel, exc)
-    thumbs_on = settings.thumbnails.enabled
-    max_pixels = settings.limits.max_pixels
-    loop = asyncio.get_running_loop()
-    rows = []
-    now = time.time()
-    for (rel, blob), vec in zip(ok, vectors, strict=True):
-        if vec is None:
-            continue
-        thumb = (
-            await loop.run_in_executor(
-                inference.executor, make_thumbnail, blob, settings.thumbnails, max_pixels
+    kept = [
+        (rel, blob, vec) for (rel, blob), vec in zip(ok, vectors, strict=True) if vec is not None
+    ]
+    thumbs: list[bytes | None] = [None] * len(kept)
+    if settings.thumbnails.enabled:
+        # The decode pool makes them in parallel, as the service does for an upload batch.
+        loop = asyncio.get_running_loop()
+        thumbs = list(
+            await asyncio.gather(
+                *(
+                    loop.run_in_executor(
+                        inference.executor,
+                        make_thumbnail,
+                        blob,
+                        settings.thumbnails,
+                        settings.limits.max_pixels,
+                    )
+                    for _, blob, _ in kept
+                )
             )
-            if thumbs_on
-            else None
         )
+    rows = []
+    seen: set[str] = set()
+    now = time.time()
+    for (rel, blob, vec), thumb in zip(kept, thumbs, strict=True):
         item_id = rel if id_mode == "relpath" else hashlib.sha256(blob).hexdigest()
+        if item_id in seen:  # the same bytes twice under --id-mode sha256: one item
+            continue
+        seen.add(item_id)
         rows.append(
             {
                 "id": item_id,

@@ -233,3 +233,18 @@ def test_summary_files_are_json(tmp_path: Path) -> None:
 
     report = ShardReport("0/1", 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, str(tmp_path))
     assert json.loads(json.dumps(asdict(report)))["shard"] == "0/1"
+
+
+@needs_photos
+def test_sha256_ids_keep_one_item_per_content(tmp_path: Path) -> None:
+    from app.config import Settings
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):  # the same bytes under two names
+        shutil.copy(PHOTOS / NAMES[0], photos / name)
+    shutil.copy(PHOTOS / NAMES[1], photos / "c.jpg")
+    settings = Settings(data_dir=tmp_path / "data", model_dir=write_tiny_model(tmp_path / "m"))
+    report = embed_shard(photos, tmp_path / "out", (0, 1), settings, id_mode="sha256")
+    ids = [i for p in find_parts([tmp_path / "out"]) for b in read_part(p) for i in b.ids]
+    assert report.embedded == 2 and len(ids) == 2 and all(len(i) == 64 for i in ids)
