@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,16 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.threads import usable_cores
+
 Scope = Literal["read", "write"]
 # Shorter keys are refused at startup: an API key is a password nobody has to type.
 MIN_API_KEY_LENGTH = 16
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class InferenceSettings(BaseModel):
@@ -280,13 +274,10 @@ class Settings(BaseSettings):
         return self.data_dir / "store"
 
     def resolved_intra_op_threads(self) -> int:
-        return self.inference.intra_op_threads or _cpu_count()
+        return self.inference.intra_op_threads or usable_cores()
 
     def resolved_decode_threads(self) -> int:
-        return self.inference.decode_threads or max(2, _cpu_count())
-
-    def resolved_faiss_threads(self) -> int:
-        return self.index.faiss_threads or _cpu_count()
+        return self.inference.decode_threads or max(2, usable_cores())
 
 
 @lru_cache(maxsize=1)

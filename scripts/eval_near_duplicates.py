@@ -41,6 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import Settings
+from app.inference.preprocess import IMAGE_SUFFIXES
 from app.metrics import Metrics
 from app.runtime import Runtime
 from models.evaluation.near_duplicates import (
@@ -223,7 +224,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     photos = sorted(
-        p for p in args.photos.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+        p for p in args.photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
     )
     transforms = [t for t in TRANSFORM_SETS[args.transforms]
                   if not (args.exclude_flip and t == "flip")]

@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 class Embedder:
-    """Multi-scale DOLG descriptors as the official extraction computes them (ALGORITHMS.md 1.7).
+    """Multi-scale DOLG descriptors as the official extraction computes them
+    (docs/ALGORITHMS.md 1.7).
 
     `timings` dicts, when passed, receive milliseconds under "decode", "preprocess" (cap, crop
     and multi-scale tensors) and "inference" (submission to the last scale's result, queueing
@@ -104,12 +105,16 @@ class Embedder:
         return pool_scales(vectors, self.prep)
 
     async def embed_many(
-        self, images: Sequence[bytes], timings: dict[str, float] | None = None
+        self,
+        images: Sequence[bytes],
+        timings: dict[str, float] | None = None,
+        labels: Sequence[str] | None = None,
     ) -> np.ndarray:
         """Several uploads -> [N,D] float32, row i for images[i].
 
         Images are processed concurrently (a bounded number in flight). The first failure is
-        raised with the image's position prefixed ("image 3: ..."), keeping its type.
+        raised with the image's label prefixed (labels[i], e.g. its file name; by default its
+        position, "image 3: ..."), keeping its type.
         """
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -120,7 +125,8 @@ class Embedder:
                 try:
                     return await self.embed_bytes(data, timings=timings)
                 except SimSearchError as exc:
-                    raise type(exc)(f"image {i}: {exc}") from exc
+                    label = labels[i] if labels is not None else f"image {i}"
+                    raise type(exc)(f"{label}: {exc}") from exc
 
         tasks = [asyncio.ensure_future(one(i, d)) for i, d in enumerate(images)]
         try:

@@ -4,13 +4,13 @@ Used by the service, `scripts/build_index.py`, evaluation and BN calibration, so
 query images go through exactly the same code. Every number comes from the model meta
 (`app.artifacts.Preprocessing`); nothing here is specific to one checkpoint.
 
-The chain reproduces the official DOLG test-time extraction (ALGORITHMS.md 1.7): per scale s,
+The chain reproduces the official DOLG test-time extraction (docs/ALGORITHMS.md 1.7): per scale s,
 resize to (round(w*s), round(h*s)) with cv2.INTER_LINEAR semantics on float pixels (half-pixel
 centres, no antialiasing, also when downscaling; `interpolation: "bicubic"` in the meta selects
 cv2.INTER_CUBIC semantics instead, which torch's bicubic also computes), divide by 255,
 subtract the mean and divide by the std in the model's colour order (BGR for the official
 weights), lay out as CHW. Arbitrary uploads are additionally capped to a long side
-(`Preprocessing.max_side`) once, before any crop or scale (ALGORITHMS.md 7.11); that cap is
+(`Preprocessing.max_side`) once, before any crop or scale (docs/ALGORITHMS.md 7.11); that cap is
 the only antialiased resize.
 """
 
@@ -42,6 +42,10 @@ ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"
 _OPEN_FORMATS: tuple[str, ...] = ACCEPTED_FORMATS
 _DECODED_FORMATS = frozenset((*ACCEPTED_FORMATS, "MPO"))
 ACCEPTED_DESCRIPTION = "JPEG, PNG, WebP, GIF (first frame), BMP or TIFF (first page)"
+# File-name suffixes of those formats: the files that folder tools (bulk indexing, calibration,
+# photo recipes, evaluation) pick up. `models` and `simsearch_client` cannot import this floor
+# and keep equal copies (tests/app/inference/test_image_suffixes.py holds them equal).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 # Magic numbers of image-like formats we do not accept, so a client hears "unsupported type"
 # (415) instead of "broken image" (400). Checked only after Pillow's accepted readers gave up.
@@ -316,7 +320,7 @@ def crop_bbox(
 
     bbox = (x1, y1, x2, y2), exclusive end, in the coordinates of the decoded (EXIF-oriented)
     image before the long-side cap; `scale` is the cap factor (`cap_scale`). Coordinates are
-    scaled, then truncated with int() as the official DOLG/CVNet code does (ALGORITHMS.md 5.4).
+    scaled, then truncated with int() as the official DOLG/CVNet code does (docs/ALGORITHMS.md 5.4).
     Cropping after the cap keeps the crop at the database scale (cirtorch does the same).
     Returns a view of `img` [y1:y2, x1:x2]. Raises InvalidRequest for an invalid box.
     """

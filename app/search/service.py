@@ -290,9 +290,12 @@ class SearchService:
         max_pixels = self.settings.limits.max_pixels
         return [make_thumbnail(data, settings, max_pixels) for data in images]
 
-    async def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
-        """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i])."""
-        return await self.embedder.embed_many(list(images))
+    async def embed_images(
+        self, images: Sequence[bytes], labels: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i]); an error
+        names the failing image by labels[i] (e.g. its file name)."""
+        return await self.embedder.embed_many(list(images), labels=labels)
 
     async def index_vectors(
         self,
