@@ -102,17 +102,24 @@ def observed(run: dict[str, Any], cores: int) -> dict[str, Any]:
     }
 
 
-def fit(obs: list[dict[str, Any]]) -> np.ndarray:
-    """Non-negative least squares of core_s_per_query on the three terms (relative error)."""
+def fit(obs: list[dict[str, Any]], scan_s_per_byte: float | None = None) -> np.ndarray:
+    """Non-negative least squares of core_s_per_query on the three terms (relative error).
+
+    `scan_s_per_byte` fixes the PQ scan term instead of fitting it: up to ~1M rows it is a
+    small share of a query and the fitted runs cannot tell it from the other two terms."""
     from itertools import combinations
 
     A = np.stack([query_terms(o["n"], o["d"], o["nprobe"], o["fetch"]) for o in obs])
     y = np.array([o["core_s_per_query"] for o in obs])
+    free = [0, 1, 2]
+    if scan_s_per_byte is not None:
+        y = y - A[:, 1] * scan_s_per_byte
+        free = [0, 2]
     W = A / y[:, None]  # relative residuals: each run counts alike whatever its scale
     best, best_err = np.zeros(3), math.inf
-    # Active-set search over term subsets (3 terms: 7 subsets), keeping non-negative fits.
-    for k in range(1, 4):
-        for cols in combinations(range(3), k):
+    # Active-set search over term subsets, keeping non-negative fits.
+    for k in range(1, len(free) + 1):
+        for cols in combinations(free, k):
             coef, *_ = np.linalg.lstsq(W[:, cols], np.ones(len(y)), rcond=None)
             if np.any(coef < 0):
                 continue
@@ -121,6 +128,8 @@ def fit(obs: list[dict[str, Any]]) -> np.ndarray:
             err = float(np.sum((W @ full - 1.0) ** 2))
             if err < best_err - 1e-12:
                 best, best_err = full, err
+    if scan_s_per_byte is not None:
+        best[1] = scan_s_per_byte
     return best
 
 
@@ -159,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thumb-bytes", type=int, default=12_000, help="JPEG thumbnail per item")
     p.add_argument("--ingest-cpu-s", type=float, help="CPU seconds per image (embed_shard)")
     p.add_argument(
+        "--scan-gb-per-s",
+        type=float,
+        help="fix the PQ scan rate (GB of codes per second per core) instead of fitting it",
+    )
+    p.add_argument(
         "--training-sample",
         type=int,
         default=200_000,
@@ -169,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     TRAINING_SAMPLE["rows"] = args.training_sample
     fitted = [observed(r, args.cores) for r in _runs(args.fit)]
     checked = [observed(r, args.cores) for r in _runs(args.check)]
-    coef = fit(fitted)
+    scan = None if args.scan_gb_per_s is None else 1e-9 / args.scan_gb_per_s
+    coef = fit(fitted, scan)
     catalog_bpv = float(np.mean([o["catalog_bytes_per_vector"] for o in fitted]))
 
     def predict(o: dict[str, Any]) -> dict[str, Any]:
