@@ -24,22 +24,19 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Runtime:
-    settings: Settings
-    metrics: Metrics
+class Inference:
+    """The model half of the runtime (artifact, ORT session, batcher, embedder), without a
+    store: what the service embeds with, for tools that embed offline (bulk ingest), so what
+    they write is what the service would have computed."""
+
     meta: ModelMeta
     session: OnnxSession
     batcher: DynamicBatcher
     executor: ThreadPoolExecutor
     embedder: Embedder
-    store: VectorStore
-    service: SearchService
-    ready: threading.Event = field(default_factory=threading.Event)
-    warmup_error: str | None = None
 
     @classmethod
-    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
-        """Load and cross-check the artifact and the store; refuse to start on any mismatch."""
+    def start(cls, settings: Settings, metrics: Metrics) -> Inference:
         limit_numpy_blas(settings.rerank.blas_threads)
         mem = settings.memory
         # Before the decode threads exist, so each of them honours it.
@@ -84,6 +81,39 @@ class Runtime:
         )
         logger.info("pixel chain: %s (artifact: %s)", embedder.chain,
                     meta.preprocessing.pixel_chain)
+        return cls(meta, session, batcher, executor, embedder)
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the decode threads."""
+        self.batcher.close(drain=True)
+        self.executor.shutdown(wait=True)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    meta: ModelMeta
+    session: OnnxSession
+    batcher: DynamicBatcher
+    executor: ThreadPoolExecutor
+    embedder: Embedder
+    store: VectorStore
+    service: SearchService
+    ready: threading.Event = field(default_factory=threading.Event)
+    warmup_error: str | None = None
+
+    @classmethod
+    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        """Load and cross-check the artifact and the store; refuse to start on any mismatch."""
+        inference = Inference.start(settings, metrics)
+        meta, session, batcher, executor, embedder = (
+            inference.meta,
+            inference.session,
+            inference.batcher,
+            inference.executor,
+            inference.embedder,
+        )
         try:
             store = open_vector_store(settings, meta.embedding_dim, meta.onnx_sha256)
         except BaseException:

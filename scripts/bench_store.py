@@ -37,7 +37,7 @@ import numpy as np
 
 from scripts.bench_common import log, rss, run_json_child, summarize_s
 
-DIM = 512
+DIM = 512  # default --dim (bench.py's figures); the default model emits 1280
 K = 10
 
 
@@ -123,11 +123,13 @@ def _index_settings(n: int) -> Any:
                          retrain_growth=1000.0)
 
 
-def build(n: int, directory: Path, batch: int, seed: int, nq: int) -> dict[str, Any]:
+def build(
+    n: int, directory: Path, batch: int, seed: int, nq: int, dim: int = DIM, load: str = "add"
+) -> dict[str, Any]:
     from app.index.faiss_store import FaissStore
 
     t0 = time.perf_counter()
-    db16 = clustered_unit_vectors(n, DIM, seed)
+    db16 = clustered_unit_vectors(n, dim, seed)
     queries = perturbed_queries(db16, nq, seed)
     gen_s = time.perf_counter() - t0
     log(f"store n={n}: generated data in {gen_s:.1f}s; exact ground truth ...")
@@ -138,36 +140,64 @@ def build(n: int, directory: Path, batch: int, seed: int, nq: int) -> dict[str, 
     np.save(directory / "truth.npy", truth)
 
     store_dir = directory / "store"
-    store = FaissStore.open(store_dir, DIM, _index_settings(n))
     add_lat: list[float] = []
-    t_add = time.perf_counter()
-    for start in range(0, n, batch):
-        stop = min(n, start + batch)
-        ids = [f"v{i:08d}" for i in range(start, stop)]
-        meta = [{"path": f"images/{i:08d}.jpg"} for i in range(start, stop)]
-        x = db16[start:stop].astype(np.float32)
-        t = time.perf_counter()
-        store.add(ids, x, meta)
-        add_lat.append(time.perf_counter() - t)
-    add_s = time.perf_counter() - t_add
-    log(f"store n={n}: {n} durable adds in {add_s:.1f}s; training IVF-PQ ...")
-    t_train = time.perf_counter()
-    store.wait_for_training()
-    train_s = time.perf_counter() - t_train
+    if load == "bulk":
+        # app/index/bulk.py: the same durable writes, no live flat index (at 1M x 1280 that
+        # index alone is 4.9 GiB of float32); the open afterwards trains IVF-PQ over all rows.
+        from app.index.bulk import BulkWriter
+
+        t_add = time.perf_counter()
+        with BulkWriter.open(store_dir, dim) as writer:
+            for start in range(0, n, batch):
+                stop = min(n, start + batch)
+                ids = [f"v{i:08d}" for i in range(start, stop)]
+                meta = [{"path": f"images/{i:08d}.jpg"} for i in range(start, stop)]
+                t = time.perf_counter()
+                writer.append(ids, db16[start:stop].astype(np.float32), meta)
+                add_lat.append(time.perf_counter() - t)
+        add_s = time.perf_counter() - t_add
+        del db16
+        log(f"store n={n}: {n} bulk durable writes in {add_s:.1f}s; open trains IVF-PQ ...")
+        t_train = time.perf_counter()
+        store = FaissStore.open(store_dir, dim, _index_settings(n))
+        store.wait_for_training()
+        train_s = time.perf_counter() - t_train
+    else:
+        store = FaissStore.open(store_dir, dim, _index_settings(n))
+        t_add = time.perf_counter()
+        for start in range(0, n, batch):
+            stop = min(n, start + batch)
+            ids = [f"v{i:08d}" for i in range(start, stop)]
+            meta = [{"path": f"images/{i:08d}.jpg"} for i in range(start, stop)]
+            x = db16[start:stop].astype(np.float32)
+            t = time.perf_counter()
+            store.add(ids, x, meta)
+            add_lat.append(time.perf_counter() - t)
+        add_s = time.perf_counter() - t_add
+        log(f"store n={n}: {n} durable adds in {add_s:.1f}s; training IVF-PQ ...")
+        t_train = time.perf_counter()
+        store.wait_for_training()
+        train_s = time.perf_counter() - t_train
     stats = store.stats()
     t_close = time.perf_counter()
     store.close()  # final snapshot
     close_s = time.perf_counter() - t_close
     return {
         "n": n,
-        "dim": DIM,
+        "dim": dim,
+        "load": load,
+        "peak_rss_mib": rss().get("peak_mib"),
         "centres": n_centres_for(n),
         "queries": nq,
         "generate_s": round(gen_s, 2),
         "ground_truth_s": round(gt_s, 2),
         "add": {
             "batch": batch,
-            "phase": "before training (flat index; durable: vectors fsync + sqlite commit)",
+            "phase": (
+                "bulk writer (no index; durable: vectors fsync + sqlite commit)"
+                if load == "bulk"
+                else "before training (flat index; durable: vectors fsync + sqlite commit)"
+            ),
             "vectors_per_s": round(n / add_s, 1),
             "batch_latency": summarize_s(add_lat),
         },
@@ -211,7 +241,13 @@ def _store_rows(hits: list[list[Any]], k: int) -> np.ndarray:
 
 
 def measure(
-    directory: Path, n: int, nprobes: list[int], rounds: int, single: int, cores: int
+    directory: Path,
+    n: int,
+    nprobes: list[int],
+    rounds: int,
+    single: int,
+    cores: int,
+    dim: int = DIM,
 ) -> dict[str, Any]:
     import faiss
 
@@ -222,7 +258,7 @@ def measure(
     store_dir = directory / "store"
     base = rss()
     t0 = time.perf_counter()
-    store = FaissStore.open(store_dir, DIM, _index_settings(n))
+    store = FaissStore.open(store_dir, dim, _index_settings(n))
     open_s = time.perf_counter() - t0
     after_open = rss()
     settings = store.settings
@@ -233,7 +269,7 @@ def measure(
 
     # Raw FAISS objects, loaded after the store's own memory has been measured.
     raw_index: Any = None
-    x16 = np.empty((0, DIM), dtype=np.float16)
+    x16 = np.empty((0, dim), dtype=np.float16)
 
     def store_single(nprobe: int, factor: int | None = None) -> tuple[list[float], np.ndarray]:
         lat, found = [], []
@@ -254,10 +290,17 @@ def measure(
             found.append(rows[0])
         return lat, np.stack(found)
 
+    # CPU seconds of this process per batched query (all threads): a cost per core that other
+    # jobs on a shared machine inflate far less than wall-clock QPS (the capacity model's input).
+    batch_cpu_s: list[float] = []
+
     def store_batch(nprobe: int, factor: int | None = None) -> tuple[float, np.ndarray]:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         hits = store.search(queries, K, nprobe=nprobe, candidate_factor=factor)
-        return time.perf_counter() - t, _store_rows(hits, K)
+        wall = time.perf_counter() - t
+        if nprobe == default_nprobe and factor is None:
+            batch_cpu_s.append((time.process_time() - c) / len(queries))
+        return wall, _store_rows(hits, K)
 
     def raw_batch(nprobe: int) -> tuple[float, np.ndarray]:
         faiss.omp_set_num_threads(cores)
@@ -273,7 +316,7 @@ def measure(
     # Raw FAISS: the same snapshot file, a separate object; the same fp16 rows, in RAM.
     manifest = json.loads((store_dir / MANIFEST_FILE).read_text())
     raw_index = faiss.read_index(str(store_dir / manifest["index_file"]))
-    x16 = np.fromfile(store_dir / VECTORS_FILE, dtype="<f2").reshape(-1, DIM)
+    x16 = np.fromfile(store_dir / VECTORS_FILE, dtype="<f2").reshape(-1, dim)
     raw_batch(default_nprobe)
     raw_single(default_nprobe)
     faiss.omp_set_num_threads(cores)  # what the calling thread had before (store.open set it)
@@ -336,6 +379,7 @@ def measure(
             "queries_per_call": nq,
             "store_qps": round(med("store_batch_qps"), 1),
             "raw_qps": round(med("raw_batch_qps"), 1),
+            "store_cpu_s_per_query": round(float(np.median(batch_cpu_s)), 7),
             "ratio_store_over_raw": round(float(np.median(
                 [r["store_batch_qps"] / r["raw_batch_qps"] for r in per_round])), 3),
         },
@@ -378,13 +422,13 @@ def measure(
         "after_raw_too": after_search,
         "index_anon_mib": round(after_open["anon_mib"] - base["anon_mib"], 1),
         "anon_mib_per_million": round((after_open["anon_mib"] - base["anon_mib"]) * 1e6 / n, 1),
-        "vectors_f16_mib_per_million": round(DIM * 2 * 1e6 / 2**20, 1),
+        "vectors_f16_mib_per_million": round(dim * 2 * 1e6 / 2**20, 1),
     }
-    raw_index, x16 = None, np.empty((0, DIM), dtype=np.float16)  # free before the adds
+    raw_index, x16 = None, np.empty((0, dim), dtype=np.float16)  # free before the adds
 
     # Steady-state durable adds into the trained IVF-PQ store (PQ encoding + fsync + commit).
     rng = np.random.default_rng(12345)
-    extra = rng.standard_normal((10 * 1000 + 50, DIM)).astype(np.float32)
+    extra = rng.standard_normal((10 * 1000 + 50, dim)).astype(np.float32)
     extra /= np.linalg.norm(extra, axis=1, keepdims=True)
     lat_batch, lat_one = [], []
     for b in range(10):
@@ -410,15 +454,30 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, required=True)
-    p.add_argument("--phase", choices=("all", "build", "measure"), default="all")
+    p.add_argument("--dim", type=int, default=DIM, help="vector dimension (default model: 1280)")
+    p.add_argument("--phase", choices=("all", "build", "measure", "variants"), default="all")
     p.add_argument("--workdir", type=Path, help="default: a temp dir (removed afterwards)")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--single", type=int, default=500, help="single-query searches per round")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--batch", type=int, default=10_000, help="vectors per durable add")
+    p.add_argument(
+        "--load",
+        choices=("add", "bulk"),
+        default="add",
+        help="add: FaissStore.add (live flat index until trained); bulk: app/index/bulk.py "
+        "writes, then one open trains IVF-PQ (no float32 flat index in RAM)",
+    )
+    p.add_argument(
+        "--variants",
+        default="",
+        help="comma-separated index variants to compare after measuring (scripts/"
+        "bench_store_variants.py), e.g. base,pca512,pca256,opq256,sq8rescore",
+    )
     p.add_argument("--nprobes", default="8,16,32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="FAISS threads (0 = usable cores)")
+    p.add_argument("--skip-measure", action="store_true", help="build (and variants) only")
     args = p.parse_args(argv)
     from scripts.bench_common import usable_cores
 
@@ -426,28 +485,50 @@ def main(argv: list[str] | None = None) -> int:
     nprobes = [int(v) for v in args.nprobes.split(",") if v.strip()]
     if args.phase == "measure":
         assert args.workdir is not None
-        out = measure(args.workdir, args.n, nprobes, args.rounds, args.single, cores)
+        out = measure(args.workdir, args.n, nprobes, args.rounds, args.single, cores, args.dim)
+        print(json.dumps(out))
+        return 0
+    if args.phase == "variants":
+        assert args.workdir is not None
+        from scripts.bench_store_variants import compare_variants
+
+        out = compare_variants(args.workdir, args.n, args.dim, args.variants.split(","), cores)
         print(json.dumps(out))
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-store-", dir=args.workdir) as tmp:
         work = Path(tmp)
-        out = build(args.n, work, args.batch, args.seed, args.queries)
+        out = build(args.n, work, args.batch, args.seed, args.queries, args.dim, args.load)
         if args.phase == "build":
             print(json.dumps(out))
             return 0
-        log(f"store n={args.n}: built; measuring in a fresh process ...")
-        out["measure"] = run_json_child(
-            [
-                "scripts/bench_store.py", "--phase", "measure", "--n", str(args.n),
-                "--workdir", str(work), "--nprobes", args.nprobes, "--rounds",
-                str(args.rounds), "--single", str(args.single), "--threads", str(cores),
-            ],
-            env={"OMP_NUM_THREADS": str(cores)},
-        )
         out["disk_mib"] = {
             f.name: round(f.stat().st_size / 2**20, 1)
             for f in sorted((work / "store").iterdir()) if f.is_file()
         }
+        out["disk_bytes_per_vector"] = round(
+            sum(f.stat().st_size for f in (work / "store").iterdir() if f.is_file()) / args.n, 1
+        )
+        if not args.skip_measure:
+            log(f"store n={args.n}: built; measuring in a fresh process ...")
+            out["measure"] = run_json_child(
+                [
+                    "scripts/bench_store.py", "--phase", "measure", "--n", str(args.n),
+                    "--dim", str(args.dim), "--workdir", str(work), "--nprobes", args.nprobes,
+                    "--rounds", str(args.rounds), "--single", str(args.single),
+                    "--threads", str(cores),
+                ],
+                env={"OMP_NUM_THREADS": str(cores)},
+            )
+        if args.variants:
+            log(f"store n={args.n}: comparing index variants {args.variants} ...")
+            out["variants"] = run_json_child(
+                [
+                    "scripts/bench_store.py", "--phase", "variants", "--n", str(args.n),
+                    "--dim", str(args.dim), "--workdir", str(work), "--variants", args.variants,
+                    "--threads", str(cores),
+                ],
+                env={"OMP_NUM_THREADS": str(cores)},
+            )
     print(json.dumps(out))
     return 0
 

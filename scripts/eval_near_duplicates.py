@@ -20,6 +20,10 @@ Per artifact, in one run (so the figures compare on the same machine load):
 - with --threshold-folds F: the score-threshold study (models/evaluation/similarity.py): photo
   i is held out in fold i % F; copies of indexed photos against never-indexed photos and their
   copies, top-1 cosine computed exactly from the service's vectors.
+- with --rescore-rows fp16,int8: the same near-duplicate, same-category and threshold figures
+  with the stored rows kept at that precision (int8: FAISS's 8-bit scalar quantizer, ranges
+  learned from every original and copy), exact scoring over all rows (no ANN: at this size a
+  PCA/OPQ-projected ANN re-scored from the rows returns the same top-1), rerank none.
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ def read_query_photos(value: str) -> list[str]:
 async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
                    reranks: list[str], categories: dict[str, str] | None,
                    folds: int, query_photos: list[str] | None = None,
-                   pixel_chain: str = "auto") -> dict[str, Any]:
+                   pixel_chain: str = "auto",
+                   rescore_rows: list[str] | None = None) -> dict[str, Any]:
     names = [p.name for p in photos]
     queried = [i for i, n in enumerate(names) if query_photos is None or n in query_photos]
     blobs = [p.read_bytes() for p in photos]
@@ -132,17 +137,66 @@ async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
             originals, [categories[n] for n in names], queried)
     if folds >= 2:
         result["score_threshold"] = _threshold(originals, qvec, folds)
+    if rescore_rows:
+        result["rescore_rows"] = {
+            kind: _rows_study(kind, originals, qvec, names, queried, transforms,
+                              categories, folds)
+            for kind in rescore_rows
+        }
     return result
 
 
-def _threshold(originals: np.ndarray, qvec: np.ndarray, folds: int) -> dict[str, object]:
-    """originals [P,D], qvec [P,T,D] -> threshold study over `folds` held-out folds."""
+def stored_rows(kind: str, originals: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """[P,D] float32: the rows a store keeps at precision `kind` (fp16 or int8 SQ8)."""
+    if kind == "fp16":
+        return originals.astype(np.float16).astype(np.float32)
+    if kind == "int8":
+        import faiss
+
+        sq = faiss.ScalarQuantizer(originals.shape[1], faiss.ScalarQuantizer.QT_8bit)
+        sq.train(np.ascontiguousarray(train, dtype=np.float32))
+        return sq.decode(sq.compute_codes(np.ascontiguousarray(originals, dtype=np.float32)))
+    raise SystemExit(f"--rescore-rows: expected fp16 and/or int8, got {kind!r}")
+
+
+def _rows_study(kind: str, originals: np.ndarray, qvec: np.ndarray, names: list[str],
+                queried: list[int], transforms: list[str],
+                categories: dict[str, str] | None, folds: int) -> dict[str, Any]:
+    """Near-duplicate recall@1, same-category rate and threshold study over rows of `kind`."""
+    train = np.concatenate([originals, qvec.reshape(-1, qvec.shape[-1])])
+    rows = stored_rows(kind, originals, train)  # [P,D]
+    hits = {names[i]: {t: names[int(np.argmax(rows @ qvec[i, j]))]
+                       for j, t in enumerate(transforms)} for i in queried}
+    out: dict[str, Any] = {
+        "bytes_per_row": originals.shape[1] * (2 if kind == "fp16" else 1),
+        "max_abs_score_error": round(float(np.abs(
+            (rows - originals) @ qvec.reshape(-1, qvec.shape[-1]).T).max()), 5),
+        "recall_at_1": {k: round(v, 4) for k, v in recall_at_1(hits).items()},
+    }
+    if categories is not None:
+        # Neighbours scored from the stored rows, the photo itself as the (float) query.
+        labels = [categories[n] for n in names]
+        sims = originals @ rows.T  # [P,P]
+        np.fill_diagonal(sims, -np.inf)
+        best = sims.argmax(axis=1)
+        out["semantic_nearest_other_rate"] = round(float(np.mean(
+            [labels[int(best[i])] == labels[i] for i in queried])), 4)
+    if folds >= 2:
+        out["score_threshold"] = _threshold(originals, qvec, folds, db_rows=rows)
+    return out
+
+
+def _threshold(originals: np.ndarray, qvec: np.ndarray, folds: int,
+               db_rows: np.ndarray | None = None) -> dict[str, object]:
+    """originals [P,D], qvec [P,T,D] -> threshold study over `folds` held-out folds.
+    `db_rows` [P,D]: the indexed rows as stored (default the originals)."""
+    stored = originals if db_rows is None else db_rows
     n = originals.shape[0]
     pos, pos_ok, neg = [], [], []
     for f in range(folds):
         held = np.array([i % folds == f for i in range(n)])
         indexed = np.flatnonzero(~held)
-        db = originals[indexed]  # [Pi,D]
+        db = stored[indexed]  # [Pi,D]
         copies = qvec[indexed].reshape(-1, qvec.shape[-1])  # [Pi*T,D], source = row // T
         scores = copies @ db.T
         pos.append(scores.max(axis=1))
@@ -169,6 +223,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma list of auto, official, fast: each artifact once per chain")
     parser.add_argument("--threshold-folds", type=int, default=0, metavar="F",
                         help="score-threshold study with F held-out folds (0: off)")
+    parser.add_argument("--rescore-rows", default="",
+                        help="comma list of fp16, int8: figures with stored rows at that "
+                             "precision")
     return parser.parse_args(argv)
 
 
@@ -190,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     chains = [c.strip() for c in args.pixel_chain.split(",") if c.strip()]
     if not chains or not set(chains) <= {"auto", "official", "fast"}:
         raise SystemExit(f"--pixel-chain: expected auto, official and/or fast, got {chains}")
+    rows = [r.strip() for r in args.rescore_rows.split(",") if r.strip()]
     results = [asyncio.run(evaluate(d, photos, transforms, reranks, categories,
-                                    args.threshold_folds, query_photos, chain))
+                                    args.threshold_folds, query_photos, chain, rows))
                for d in args.model_dir or [Path("index_data/model")] for chain in chains]
     print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return 0

@@ -204,8 +204,8 @@ class Snapshots:
         if not path.exists():
             if catalog_rows:
                 logger.warning(
-                    "%s: no manifest (crash before the first snapshot?); rebuilding the index "
-                    "from the catalog",
+                    "%s: no manifest (a bulk load, or a crash before the first snapshot); "
+                    "building the index from the catalog",
                     path,
                 )
             return None
