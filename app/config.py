@@ -150,6 +150,12 @@ class ThumbnailSettings(BaseModel):
     quality: int = Field(default=80, ge=30, le=95)
 
 
+class VerdictSettings(BaseModel):
+    # Stored items' local features (from their thumbnails) kept in memory for the copy verdict
+    # (app/search/verdict.py); about 60-300 KB per item, so 64 MB holds a few hundred hot items.
+    cache_mb: int = Field(default=64, ge=0)
+
+
 class ApiKey(BaseModel):
     """One accepted API key. "read": search, items GET, /health, /metrics; "write": also
     index and delete."""
@@ -246,6 +252,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     rerank: RerankSettings = RerankSettings()
     thumbnails: ThumbnailSettings = ThumbnailSettings()
+    verdict: VerdictSettings = VerdictSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod

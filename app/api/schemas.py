@@ -14,7 +14,8 @@ FILTER_DESCRIPTION = (
     "v2]}} for any of several values; strings, numbers and booleans; all keys must hold"
 )
 FILTER_EXAMPLE = {"album": "trip", "year": {"in": [2023, 2024]}}
-_HIT_EXAMPLE = {"id": "photos/eiffel.jpg", "score": 0.913, "metadata": {"filename": "eiffel.jpg"}}
+_HIT_EXAMPLE = {"id": "photos/eiffel.jpg", "score": 0.913, "match": True,
+                "metadata": {"filename": "eiffel.jpg"}}
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -25,7 +26,20 @@ class HitOut(BaseModel):
     model_config = _examples(_HIT_EXAMPLE)
 
     id: str
-    score: float = Field(description="Cosine similarity, or SuperGlobal's score when re-ranked")
+    score: float = Field(
+        description="Cosine similarity with the query, in [-1, 1], re-ranked or not "
+        "(score_threshold filters on it)"
+    )
+    match: bool = Field(
+        description="The copy verdict: this item is a copy or near-duplicate of the query "
+        "(same picture after crops, resizes, re-encoding, colour, rotation, mirroring, borders), "
+        "not merely similar. GET /health says how it is decided and its measured error rates"
+    )
+    rerank_score: float | None = Field(
+        default=None,
+        description="SuperGlobal's score, which ordered the results, when rerank='superglobal' "
+        "ran; null otherwise. It never changes `score` or `match`",
+    )
     metadata: dict[str, Any] | None = None
 
 
@@ -56,7 +70,8 @@ class SearchOptions(BaseModel):
     )
     nprobe: int | None = Field(default=None, ge=1, description="IVF lists probed (IVF-PQ only)")
     score_threshold: float | None = Field(
-        default=None, ge=-1.0, le=1.0, description="Minimum cosine similarity"
+        default=None, ge=-1.0, le=1.0,
+        description="Minimum cosine similarity (the `score` of every result)",
     )
     filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
 

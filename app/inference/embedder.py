@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -72,11 +72,18 @@ class Embedder:
         return prepare_image(img, self.prep, bbox)
 
     def _prepare_bytes(
-        self, data: bytes, bbox: BBox | None
+        self,
+        data: bytes,
+        bbox: BBox | None,
+        on_decoded: Callable[[np.ndarray], None] | None = None,
     ) -> tuple[list[np.ndarray], float, float]:
-        """Runs in the executor: bytes -> (tensors, decode seconds, preprocess seconds)."""
+        """Runs in the executor: bytes -> (tensors, decode seconds, preprocess seconds).
+        `on_decoded` sees the decoded H,W,3 uint8 RGB image (before cap and bbox crop), so a
+        caller can use the pixels without a second decode (copy verification)."""
         t0 = time.perf_counter()
         img = self._decode(data, bbox)
+        if on_decoded is not None:
+            on_decoded(img)
         t1 = time.perf_counter()
         tensors = self.prepare_image(img, bbox)
         return tensors, t1 - t0, time.perf_counter() - t1
@@ -84,7 +91,11 @@ class Embedder:
     # ------------------------------------------------------------------ async API
 
     async def embed_bytes(
-        self, data: bytes, bbox: BBox | None = None, timings: dict[str, float] | None = None
+        self,
+        data: bytes,
+        bbox: BBox | None = None,
+        timings: dict[str, float] | None = None,
+        on_decoded: Callable[[np.ndarray], None] | None = None,
     ) -> np.ndarray:
         """Uploaded image bytes -> [D] float32 unit descriptor.
 
@@ -95,7 +106,7 @@ class Embedder:
         """
         loop = asyncio.get_running_loop()
         tensors, decode_s, prep_s = await loop.run_in_executor(
-            self._executor, self._prepare_bytes, data, bbox
+            self._executor, self._prepare_bytes, data, bbox, on_decoded
         )
         t0 = time.perf_counter()
         vectors = await self._infer(tensors)

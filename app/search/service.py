@@ -21,8 +21,11 @@ from app.errors import InvalidRequest, NotFound
 from app.index.filters import MetadataFilter
 from app.index.store import Hit, Item, ItemPage, StoreStats, VectorStore
 from app.inference.embedder import Embedder
+from app.inference.preprocess import crop_bbox
 from app.metrics import Metrics
 from app.search.rerank import superglobal_rerank
+from app.search.verdict import CopyVerdict, VerdictRule, default_rule
+from app.search.verify import QueryImage, query_image, query_image_from_jpeg
 from app.thumbnails import make_thumbnail
 
 RerankMode = Literal["none", "superglobal"]
@@ -59,11 +62,15 @@ class SearchService:
         store: VectorStore,
         settings: Settings,
         metrics: Metrics | None = None,
+        verdict_rule: VerdictRule | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        self.verdict = CopyVerdict(
+            store, verdict_rule or default_rule(), settings.verdict.cache_mb << 20
+        )
 
     # ---------------------------------------------------------------- validation
     def check_search_params(
@@ -143,7 +150,18 @@ class SearchService:
         self.check_options(top_k, rerank, nprobe, score_threshold, top_m)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        query = await self.embedder.embed_bytes(data, bbox=bbox, timings=timings)
+        seen: list[QueryImage] = []
+        side = self.verdict.rule.working_side
+
+        def keep_query_image(img: np.ndarray) -> None:
+            # The copy verdict's view of the query: the same pixels the model sees (bbox crop
+            # included), shrunk to the verifier's working size. Runs in the decode thread.
+            region = img if bbox is None else crop_bbox(img, bbox, 1.0)
+            seen.append(query_image(region, side))
+
+        query = await self.embedder.embed_bytes(
+            data, bbox=bbox, timings=timings, on_decoded=keep_query_image
+        )
         embed_s = time.perf_counter() - t0
         timings["embed"] = embed_s * 1e3
         self._observe("embed", embed_s)
@@ -156,6 +174,7 @@ class SearchService:
             score_threshold=score_threshold,
             top_m=top_m,
             filter=filter,
+            query_image=seen[0] if seen else None,
         )
         outcome.timings_ms = {**timings, **outcome.timings_ms}
         outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
@@ -178,8 +197,12 @@ class SearchService:
         vector = np.asarray(item.vector, dtype=np.float32)  # [D], fp16-rounded
         query = vector / max(float(np.linalg.norm(vector)), 1e-12)
         exclude = None if include_self else item_id
+        # The item's thumbnail is its picture for the copy verdict, as on the stored side.
+        thumb = await run_in_threadpool(self.store.thumbnail, item_id)
+        image = (None if thumb is None
+                 else query_image_from_jpeg(thumb, self.verdict.rule.working_side))
         outcome = await run_in_threadpool(
-            self.search_vector_sync, query, exclude_id=exclude, **kwargs
+            self.search_vector_sync, query, exclude_id=exclude, query_image=image, **kwargs
         )
         outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
         return outcome
@@ -195,10 +218,17 @@ class SearchService:
         top_m: int | None = None,
         filter: MetadataFilter | None = None,
         exclude_id: str | None = None,
+        query_image: QueryImage | None = None,
     ) -> SearchOutcome:
         """query: unit float32 [D]. Blocking; call from a worker thread. `filter` is applied
         inside the store (all hits match it); `exclude_id` is dropped from the hits (one
-        extra candidate is fetched for it)."""
+        extra candidate is fetched for it). `query_image` is the query's picture for the copy
+        verdict (None: the verdict rests on the cosine alone).
+
+        Every hit's `score` is its cosine with the query (so `score_threshold` filters on the
+        score the caller sees) and `match` is the copy verdict, decided on the candidates in
+        cosine order before any re-ranking: SuperGlobal changes the order (and sets
+        `rerank_score`), never a score or a verdict."""
         timings: dict[str, float] = {}
         m = top_m or self.settings.rerank.top_m
         skipped = self._superglobal_skip_reason(m) if rerank == "superglobal" else None
@@ -224,6 +254,12 @@ class SearchService:
         ann_s = time.perf_counter() - t0
         timings["ann_rescore"] = ann_s * 1e3
         self._observe("ann_rescore", ann_s)
+        t_verify = time.perf_counter()
+        hits.sort(key=lambda h: -h.score)  # the verdict verifies the best cosines first
+        self.verdict.judge(hits, query_image)
+        verify_s = time.perf_counter() - t_verify
+        timings["verify"] = verify_s * 1e3
+        self._observe("verify", verify_s)
         if rerank == "superglobal" and len(hits) >= 2:
             t1 = time.perf_counter()
             hits = self._superglobal(query, hits, m)
@@ -256,7 +292,7 @@ class SearchService:
         reranked = []
         for pos, score in zip(order, scores, strict=True):
             hit = head[int(pos)]
-            hit.score = float(score)
+            hit.rerank_score = float(score)  # `score` stays the cosine (one scale)
             reranked.append(hit)
         return reranked + tail
 
