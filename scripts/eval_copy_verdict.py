@@ -13,7 +13,7 @@ a cosine check, one file is kept per picture (light/dark and size variants dropp
 The study, all through the service's own code (embedder, FAISS store, thumbnails, verdict):
 - Two stores of >= 1,000 items each: half the shared photos (alternating by name, so look-alike
   pairs such as the three frost textures end up on both sides) + the distractor sources kept
-  for storing, each stored whole and as 2x2 and 3x3 tiles.
+  for storing, each stored whole, as halves and as 2x2 and 3x3 tiles.
 - Positives: EDITS of every stored photo (crops to 50 %, 200 px wide, grey, grey + crop, 90
   degree rotation, mirror, colour, blur, JPEG q15, a reposted look with borders and a caption,
   ...). A positive is found when its source comes back in the top 10 with match = true.
@@ -179,8 +179,10 @@ def distractor_files(root: Path, manifest: Path) -> list[Path]:
 
 
 def tiles(img: Image.Image) -> list[Image.Image]:
-    """The picture whole, its 2x2 and its 3x3 tiles (distinct crops of one picture)."""
-    out = [img]
+    """The picture whole, its left and right halves, its 2x2 and its 3x3 tiles (distinct
+    crops of one picture: 16 items)."""
+    out = [img, img.crop((0, 0, img.width // 2, img.height)),
+           img.crop((img.width // 2, 0, img.width, img.height))]
     for n in (2, 3):
         w, h = img.width // n, img.height // n
         out += [img.crop((i * w, j * h, (i + 1) * w, (j + 1) * h))
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--working-side", type=int, default=default_rule().working_side)
     ap.add_argument("--thumb-side", type=int, default=ThumbnailSettings().long_side)
     ap.add_argument("--write-rule", action="store_true", help=f"write {RULE_FILE.name}")
-    ap.add_argument("--served-every", type=int, default=4,
+    ap.add_argument("--served-every", type=int, default=8,
                     help="run every Nth query through search_image with the final rule")
     ap.add_argument("--smoke", action="store_true",
                     help="a few photos and distractors, small stores: checks the script runs")
@@ -345,7 +347,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             kept.append(i)
     names = {i: f"dist:{sources[i].parent.name}/{sources[i].stem}" for i in kept}
-    neg_sources = [i for i in kept if int(hashlib.sha256(names[i].encode()).hexdigest(), 16) % 4
+    neg_sources = [i for i in kept if int(hashlib.sha256(names[i].encode()).hexdigest(), 16) % 5
                    == 0]
     store_sources = [i for i in kept if i not in neg_sources]
     # Store items (shared by both configs): distractor pictures and their tiles.
@@ -436,7 +438,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     false_all = {m: np.zeros(len(folds), bool) for m in ev.returned}
     for f in range(args.folds):
         rule = fit(ev.subset(folds != f), args.max_fpr, args.verify_top, side)
-        fold_rules.append(rule_dict(rule))
+        fold_rules.append(rule.as_dict())
         test = folds == f
         m = matches(ev, rule)
         for mode, ret in ev.returned.items():
@@ -485,7 +487,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "edits": list(EDITS),
         "fold_rules": fold_rules,
         "held_out": cv,
-        "final_rule": rule_dict(final),
+        "final_rule": final.as_dict(),
         "final_rule_in_sample": in_sample,
         "cosine_only_in_sample": cosine_only,
         "served_path_in_sample": served_out,
@@ -543,17 +545,11 @@ def held_out_summary(ev: Evidence, held: dict[str, dict[str, np.ndarray]]) -> di
     return out
 
 
-def rule_dict(rule: VerdictRule) -> dict[str, Any]:
-    return {"cosine_alone": rule.cosine_alone, "cosine_floor": rule.cosine_floor,
-            "min_inliers": rule.min_inliers, "verify_top": rule.verify_top,
-            "working_side": rule.working_side}
-
-
 def rule_file(result: dict[str, Any], final: VerdictRule,
               cosine_only: dict[str, Any]) -> dict[str, Any]:
     ho = result["held_out"]
     return {
-        "rule": rule_dict(final),
+        "rule": final.as_dict(),
         "measured": {
             "command": "python scripts/eval_copy_verdict.py --distractors DIR --fetch "
                        "--write-rule",

@@ -221,6 +221,20 @@ class IndexHealth(BaseModel):
     params: dict[str, Any]
 
 
+class VerdictHealth(BaseModel):
+    """How `match` is decided, and how often it erred in the study that fitted it."""
+
+    method: str = Field(description="The rule in words")
+    rule: dict[str, Any] = Field(
+        description="cosine_alone, cosine_floor, min_inliers, verify_top, working_side"
+    )
+    measured: dict[str, Any] | None = Field(
+        description="Error rates measured on held-out photos (copies found, never-stored "
+        "queries called a match; plain and re-ranked; vector search), the command that measured "
+        "them and the cost per search; null if the rule was never measured"
+    )
+
+
 class HealthResponse(BaseModel):
     model_config = _examples(
         {
@@ -254,6 +268,7 @@ class HealthResponse(BaseModel):
     detail: str | None = None
     model: ModelHealth | None = None
     index: IndexHealth | None = None
+    verdict: VerdictHealth | None = None
 
 
 class FieldError(BaseModel):

@@ -52,6 +52,26 @@ class VerdictRule:
     def needs_geometry(self, cosine: float) -> bool:
         return self.cosine_floor <= cosine < self.cosine_alone
 
+    def as_dict(self) -> dict[str, Any]:
+        """The form `copy_verdict.json` stores under "rule"."""
+        return {"cosine_alone": self.cosine_alone, "cosine_floor": self.cosine_floor,
+                "min_inliers": self.min_inliers, "verify_top": self.verify_top,
+                "working_side": self.working_side}
+
+
+def describe(rule: VerdictRule) -> str:
+    """The rule in words, for GET /health."""
+    return (
+        f"A hit is a copy (match=true) when its cosine is >= {rule.cosine_alone}, or when it is "
+        f">= {rule.cosine_floor} and at least {rule.min_inliers} SIFT keypoints of the query "
+        "and of the item's thumbnail (grey, long side "
+        f"{rule.working_side} px) agree with one RANSAC similarity transform (scale within "
+        "1/5..5, inliers spread over the picture; the mirrored query is tried too). Geometry "
+        f"runs on at most {rule.verify_top} hits per search, best cosine first. Without a query "
+        "image (POST /search/vector) or a stored thumbnail only the cosine part applies; query "
+        "images under 32 px on a side are never a match. Re-ranking changes the order only."
+    )
+
 
 @lru_cache(maxsize=1)
 def load_rule_file() -> dict[str, Any]:

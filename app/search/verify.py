@@ -83,7 +83,7 @@ def extract(grey: np.ndarray) -> LocalFeatures:
     empty = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), w, h)
     if min(h, w) < 16:
         return empty
-    sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)
+    sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)  # type: ignore[attr-defined]
     keypoints, desc = sift.detectAndCompute(grey, None)
     if desc is None or len(keypoints) == 0:
         return empty
