@@ -13,7 +13,8 @@ a cosine check, one file is kept per picture (light/dark and size variants dropp
 The study, all through the service's own code (embedder, FAISS store, thumbnails, verdict):
 - Two stores of >= 1,000 items each: half the shared photos (alternating by name, so look-alike
   pairs such as the three frost textures end up on both sides) + the distractor sources kept
-  for storing, each stored whole, as halves and as 2x2 and 3x3 tiles.
+  for storing, each stored whole, as halves and as 2x2 and 3x3 tiles (4x4
+  tiles of some pictures when needed to pass 1,000 items).
 - Positives: EDITS of every stored photo (crops to 50 %, 200 px wide, grey, grey + crop, 90
   degree rotation, mirror, colour, blur, JPEG q15, a reposted look with borders and a caption,
   ...). A positive is found when its source comes back in the top 10 with match = true.
@@ -178,16 +179,19 @@ def distractor_files(root: Path, manifest: Path) -> list[Path]:
     return sorted(chosen.values())
 
 
-def tiles(img: Image.Image) -> list[Image.Image]:
-    """The picture whole, its left and right halves, its 2x2 and its 3x3 tiles (distinct
-    crops of one picture: 16 items)."""
-    out = [img, img.crop((0, 0, img.width // 2, img.height)),
-           img.crop((img.width // 2, 0, img.width, img.height))]
-    for n in (2, 3):
-        w, h = img.width // n, img.height // n
-        out += [img.crop((i * w, j * h, (i + 1) * w, (j + 1) * h))
-                for j in range(n) for i in range(n)]
-    return out
+def tiles(img: Image.Image, n: int) -> list[Image.Image]:
+    """The n x n tiles of a picture (distinct crops of one picture)."""
+    w, h = img.width // n, img.height // n
+    return [img.crop((i * w, j * h, (i + 1) * w, (j + 1) * h))
+            for j in range(n) for i in range(n)]
+
+
+def crops(img: Image.Image) -> list[Image.Image]:
+    """Its halves (left, right, top, bottom), 2x2 and 3x3 tiles: 17 items besides the whole."""
+    W, H = img.size
+    halves = [img.crop((0, 0, W // 2, H)), img.crop((W // 2, 0, W, H)),
+              img.crop((0, 0, W, H // 2)), img.crop((0, H // 2, W, H))]
+    return halves + tiles(img, 2) + tiles(img, 3)
 
 
 # ----------------------------------------------------------------------------- queries
@@ -350,15 +354,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     neg_sources = [i for i in kept if int(hashlib.sha256(names[i].encode()).hexdigest(), 16) % 5
                    == 0]
     store_sources = [i for i in kept if i not in neg_sources]
-    # Store items (shared by both configs): distractor pictures and their tiles.
-    dist_ids, dist_blobs = [], []
+    # Store items (shared by both configs): distractor pictures, their halves and tiles, and
+    # 4x4 tiles of as many pictures as it takes to pass MIN_STORE items.
+    dist_ids = [f"{names[i]}#0" for i in store_sources]
+    dist_blobs = [jpeg_bytes(src_imgs[i]) for i in store_sources]
+    crop_ids, crop_blobs = [], []
     for i in store_sources:
-        for t, im in enumerate(tiles(src_imgs[i])):
-            dist_ids.append(f"{names[i]}#{t}")
-            dist_blobs.append(jpeg_bytes(im))
-    log(f"{len(dist_blobs)} distractor items from {len(store_sources)} pictures; "
+        for t, im in enumerate(crops(src_imgs[i]), start=1):
+            crop_ids.append(f"{names[i]}#{t}")
+            crop_blobs.append(jpeg_bytes(im))
+    for i in store_sources:
+        if len(dist_ids) + len(crop_ids) + len(photos) // 2 >= MIN_STORE and not args.smoke:
+            break
+        for t, im in enumerate(tiles(src_imgs[i], 4), start=100):
+            crop_ids.append(f"{names[i]}#{t}")
+            crop_blobs.append(jpeg_bytes(im))
+    log(f"{len(dist_ids) + len(crop_ids)} distractor items from {len(store_sources)} pictures; "
         f"{len(neg_sources)} pictures kept never-stored; dropped as near-copies: {dropped}")
-    dist_vecs = await embed_all(runtime, dist_blobs)
+    dist_vecs = np.concatenate([src_vecs[store_sources], await embed_all(runtime, crop_blobs)])
+    dist_ids += crop_ids
+    dist_blobs += crop_blobs
     dist_thumbs = runtime.service.make_thumbnails(dist_blobs)
     photo_thumbs = runtime.service.make_thumbnails([jpeg_bytes(im) for im in photo_imgs.values()])
 
