@@ -58,8 +58,13 @@ from app.search.verdict import RULE_FILE, CopyVerdict, VerdictRule, default_rule
 from app.search.verify import QueryImage, query_image
 
 DISTRACTOR_PACKAGES = [
-    "gnome-backgrounds", "mate-backgrounds", "plasma-workspace-wallpapers",
-    "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04", "ukui-wallpapers", "sway-backgrounds",
+    "gnome-backgrounds",
+    "mate-backgrounds",
+    "plasma-workspace-wallpapers",
+    "lomiri-wallpapers-16.04",
+    "lomiri-wallpapers-20.04",
+    "ukui-wallpapers",
+    "sway-backgrounds",
 ]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 TOP_K = 10
@@ -73,12 +78,14 @@ def _crop(fx: float, fy: float, w: float, h: float) -> Callable[[Image.Image], I
     def apply(img: Image.Image) -> Image.Image:
         W, H = img.size
         return img.crop((int(fx * W), int(fy * H), int((fx + w) * W), int((fy + h) * H)))
+
     return apply
 
 
 def _width(px: int) -> Callable[[Image.Image], Image.Image]:
     def apply(img: Image.Image) -> Image.Image:
         return img.resize((px, max(1, round(img.height * px / img.width))), Image.LANCZOS)
+
     return apply
 
 
@@ -90,8 +97,9 @@ def _jpeg(img: Image.Image, q: int) -> Image.Image:
 
 def _colour(img: Image.Image) -> Image.Image:
     r, g, b = img.split()
-    warm = Image.merge("RGB", (r.point(lambda v: min(255, int(v * 1.15 + 10))), g,
-                               b.point(lambda v: int(v * 0.8))))
+    warm = Image.merge(
+        "RGB", (r.point(lambda v: min(255, int(v * 1.15 + 10))), g, b.point(lambda v: int(v * 0.8)))
+    )
     return ImageEnhance.Contrast(ImageEnhance.Color(warm).enhance(1.6)).enhance(1.2)
 
 
@@ -102,8 +110,10 @@ def _repost(img: Image.Image) -> Image.Image:
     pad = int(0.08 * inner.width)
     framed = ImageOps.expand(inner, border=(pad, pad, pad, 3 * pad), fill=(250, 250, 250))
     draw = ImageDraw.Draw(framed)
-    draw.rectangle((pad, framed.height - 2 * pad, framed.width - pad, framed.height - pad // 2),
-                   fill=(20, 20, 20))
+    draw.rectangle(
+        (pad, framed.height - 2 * pad, framed.width - pad, framed.height - pad // 2),
+        fill=(20, 20, 20),
+    )
     draw.text((2 * pad, framed.height - 1.7 * pad), "look at this!! #repost", fill=(255, 255, 0))
     return _jpeg(_width(600)(framed), 60)
 
@@ -182,15 +192,18 @@ def distractor_files(root: Path, manifest: Path) -> list[Path]:
 def tiles(img: Image.Image, n: int) -> list[Image.Image]:
     """The n x n tiles of a picture (distinct crops of one picture)."""
     w, h = img.width // n, img.height // n
-    return [img.crop((i * w, j * h, (i + 1) * w, (j + 1) * h))
-            for j in range(n) for i in range(n)]
+    return [img.crop((i * w, j * h, (i + 1) * w, (j + 1) * h)) for j in range(n) for i in range(n)]
 
 
 def crops(img: Image.Image) -> list[Image.Image]:
     """Its halves (left, right, top, bottom), 2x2 and 3x3 tiles: 17 items besides the whole."""
     W, H = img.size
-    halves = [img.crop((0, 0, W // 2, H)), img.crop((W // 2, 0, W, H)),
-              img.crop((0, 0, W, H // 2)), img.crop((0, H // 2, W, H))]
+    halves = [
+        img.crop((0, 0, W // 2, H)),
+        img.crop((W // 2, 0, W, H)),
+        img.crop((0, 0, W, H // 2)),
+        img.crop((0, H // 2, W, H)),
+    ]
     return halves + tiles(img, 2) + tiles(img, 3)
 
 
@@ -227,9 +240,16 @@ class Evidence:
     group: np.ndarray  # [E] str
 
     def subset(self, rows: np.ndarray) -> Evidence:
-        return Evidence(self.cos[rows], self.inliers[rows], self.is_source[rows],
-                        {m: r[rows] for m, r in self.returned.items()}, self.positive[rows],
-                        self.too_small[rows], self.edit[rows], self.group[rows])
+        return Evidence(
+            self.cos[rows],
+            self.inliers[rows],
+            self.is_source[rows],
+            {m: r[rows] for m, r in self.returned.items()},
+            self.positive[rows],
+            self.too_small[rows],
+            self.edit[rows],
+            self.group[rows],
+        )
 
 
 def matches(ev: Evidence, rule: VerdictRule) -> np.ndarray:
@@ -247,13 +267,17 @@ def rates(ev: Evidence, rule: VerdictRule) -> dict[str, Any]:
     for mode, ret in ev.returned.items():
         found = np.any(m & ret & ev.is_source, axis=1)
         false = np.any(m & ret & ~ev.is_source, axis=1)
-        by_edit = {str(e): round(float(found[pos & (ev.edit == e)].mean()), 3)
-                   for e in sorted(set(ev.edit[pos]))}
+        by_edit = {
+            str(e): round(float(found[pos & (ev.edit == e)].mean()), 3)
+            for e in sorted(set(ev.edit[pos]))
+        }
         out[mode] = {
             "copies_found_rate": round(float(found[pos].mean()), 4) if pos.any() else 0.0,
-            "copies": int(pos.sum()), "copies_found": int(found[pos].sum()),
+            "copies": int(pos.sum()),
+            "copies_found": int(found[pos].sum()),
             "never_stored_match_rate": round(float(false[neg].mean()), 4) if neg.any() else 0.0,
-            "never_stored": int(neg.sum()), "never_stored_matched": int(false[neg].sum()),
+            "never_stored": int(neg.sum()),
+            "never_stored_matched": int(false[neg].sum()),
             "copies_with_a_wrong_match": int(false[pos].sum()),
             "found_rate_by_edit": by_edit,
         }
@@ -287,14 +311,15 @@ def fit(ev: Evidence, max_fpr: float, verify_top: int, side: int) -> VerdictRule
 async def embed_all(runtime: Runtime, blobs: list[bytes]) -> np.ndarray:
     out = []
     for lo in range(0, len(blobs), 32):
-        out.append(await runtime.service.embed_images(blobs[lo:lo + 32]))
+        out.append(await runtime.service.embed_images(blobs[lo : lo + 32]))
     return np.concatenate(out) if out else np.zeros((0, runtime.meta.embedding_dim), np.float32)
 
 
 async def embed_query(runtime: Runtime, q: Query, side: int) -> None:
     seen: list[QueryImage] = []
     q.vector = await runtime.embedder.embed_bytes(
-        q.data, on_decoded=lambda img: seen.append(query_image(img, side)))
+        q.data, on_decoded=lambda img: seen.append(query_image(img, side))
+    )
     q.image = seen[0]
 
 
@@ -305,16 +330,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--distractors", type=Path, required=True)
     ap.add_argument("--fetch", action="store_true", help="apt-get download the packages first")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--max-fpr", type=float, default=0.005,
-                    help="false-match rate allowed on the fitting negatives")
+    ap.add_argument(
+        "--max-fpr",
+        type=float,
+        default=0.005,
+        help="false-match rate allowed on the fitting negatives",
+    )
     ap.add_argument("--verify-top", type=int, default=default_rule().verify_top)
     ap.add_argument("--working-side", type=int, default=default_rule().working_side)
     ap.add_argument("--thumb-side", type=int, default=ThumbnailSettings().long_side)
     ap.add_argument("--write-rule", action="store_true", help=f"write {RULE_FILE.name}")
-    ap.add_argument("--served-every", type=int, default=8,
-                    help="run every Nth query through search_image with the final rule")
-    ap.add_argument("--smoke", action="store_true",
-                    help="a few photos and distractors, small stores: checks the script runs")
+    ap.add_argument(
+        "--served-every",
+        type=int,
+        default=8,
+        help="run every Nth query through search_image with the final rule",
+    )
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few photos and distractors, small stores: checks the script runs",
+    )
     args = ap.parse_args(argv)
     return asyncio.run(run(args))
 
@@ -331,7 +367,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     log(f"{len(photos)} photos, {len(sources)} distractor pictures")
     tmp = tempfile.TemporaryDirectory()
     settings = Settings(
-        data_dir=Path(tmp.name) / "embed", model_dir=args.model_dir,
+        data_dir=Path(tmp.name) / "embed",
+        model_dir=args.model_dir,
         thumbnails=ThumbnailSettings(long_side=args.thumb_side),
     )
     runtime = Runtime.start(settings, Metrics())
@@ -344,15 +381,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     kept: list[int] = []
     dropped = []
     for i, v in enumerate(src_vecs):
-        near = max(float(np.max(photo_vecs @ v)),
-                   max((float(src_vecs[j] @ v) for j in kept), default=-1.0))
+        near = max(
+            float(np.max(photo_vecs @ v)), max((float(src_vecs[j] @ v) for j in kept), default=-1.0)
+        )
         if near > 0.9:
             dropped.append(str(sources[i]).split("/usr/share/")[-1])
         else:
             kept.append(i)
     names = {i: f"dist:{sources[i].parent.name}/{sources[i].stem}" for i in kept}
-    neg_sources = [i for i in kept if int(hashlib.sha256(names[i].encode()).hexdigest(), 16) % 5
-                   == 0]
+    neg_sources = [
+        i for i in kept if int(hashlib.sha256(names[i].encode()).hexdigest(), 16) % 5 == 0
+    ]
     store_sources = [i for i in kept if i not in neg_sources]
     # Store items (shared by both configs): distractor pictures, their halves and tiles, and
     # 4x4 tiles of as many pictures as it takes to pass MIN_STORE items.
@@ -369,8 +408,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for t, im in enumerate(tiles(src_imgs[i], 4), start=100):
             crop_ids.append(f"{names[i]}#{t}")
             crop_blobs.append(jpeg_bytes(im))
-    log(f"{len(dist_ids) + len(crop_ids)} distractor items from {len(store_sources)} pictures; "
-        f"{len(neg_sources)} pictures kept never-stored; dropped as near-copies: {dropped}")
+    log(
+        f"{len(dist_ids) + len(crop_ids)} distractor items from {len(store_sources)} pictures; "
+        f"{len(neg_sources)} pictures kept never-stored; dropped as near-copies: {dropped}"
+    )
     dist_vecs = np.concatenate([src_vecs[store_sources], await embed_all(runtime, crop_blobs)])
     dist_ids += crop_ids
     dist_blobs += crop_blobs
@@ -387,8 +428,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         im = src_imgs[i]
         queries.append(Query(f"{names[i]}/original", names[i], "original", jpeg_bytes(im), None))
         for edit in NEGATIVE_EDITS:
-            queries.append(Query(f"{names[i]}/{edit}", names[i], edit,
-                                 jpeg_bytes(EDITS[edit](im)), None))
+            queries.append(
+                Query(f"{names[i]}/{edit}", names[i], edit, jpeg_bytes(EDITS[edit](im)), None)
+            )
     for q in queries:
         await embed_query(runtime, q, side)
     log(f"{len(queries)} queries embedded ({time.perf_counter() - t_start:.0f} s)")
@@ -402,10 +444,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     served_runtimes = {}
     for config, stored in configs.items():
         settings_c = Settings(
-            data_dir=Path(tmp.name) / config, model_dir=args.model_dir,
+            data_dir=Path(tmp.name) / config,
+            model_dir=args.model_dir,
             thumbnails=ThumbnailSettings(long_side=args.thumb_side),
-            rerank=RerankSettings(min_store_items=10 if args.smoke else 100,
-                                  top_m=20 if args.smoke else 100),
+            rerank=RerankSettings(
+                min_store_items=10 if args.smoke else 100, top_m=20 if args.smoke else 100
+            ),
         )
         rt = Runtime.start(settings_c, Metrics())
         svc = rt.service
@@ -415,7 +459,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for k, stem in enumerate(stems):
             if stem in stored:
                 ids.append(f"photo:{stem}")
-                vecs.append(photo_vecs[k:k + 1])
+                vecs.append(photo_vecs[k : k + 1])
                 thumbs.append((photo_thumbs or [None] * len(stems))[k])
         svc.index_vectors_sync(ids, np.concatenate(vecs), [None] * len(ids), thumbs)
         store_sizes[config] = len(svc.store)
@@ -430,19 +474,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             assert sg.rerank == "superglobal", sg.rerank_skipped
             hits = sorted({h.id: h for h in plain.hits + sg.hits}.values(), key=lambda h: -h.score)
             assert q.image is not None
-            inliers = {h.id: verdict.inliers(q.image, h) if h.score >= FLOORS[0] else None
-                       for h in hits}
+            inliers = {
+                h.id: verdict.inliers(q.image, h) if h.score >= FLOORS[0] else None for h in hits
+            }
             q.evidence[config] = {
                 "positive": positive,
                 "hits": hits,
                 "inliers": inliers,
-                "returned": {"plain": [h.id for h in plain.hits[:TOP_K]],
-                             "superglobal": [h.id for h in sg.hits]},
+                "returned": {
+                    "plain": [h.id for h in plain.hits[:TOP_K]],
+                    "superglobal": [h.id for h in sg.hits],
+                },
             }
             evaluated.append((q, config))
         served_runtimes[config] = rt
-        log(f"config {config}: {store_sizes[config]} items, evidence recorded "
-            f"({time.perf_counter() - t_start:.0f} s)")
+        log(
+            f"config {config}: {store_sizes[config]} items, evidence recorded "
+            f"({time.perf_counter() - t_start:.0f} s)"
+        )
 
     ev = build_evidence(evaluated)
     # Cross-validation by picture: fit on 4/5 of the pictures, measure on the held-out fifth.
@@ -470,10 +519,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # The served path, with the final rule: every query through search_image.
     served: dict[str, Any] = {"plain": [0, 0, 0, 0], "superglobal": [0, 0, 0, 0]}
     verify_ms: list[float] = []
+    embed_ms: list[float] = []
     for config, rt in served_runtimes.items():
         svc = rt.service
         svc.verdict = CopyVerdict(svc.store, final, 64 << 20)
-        for q, c in evaluated[::args.served_every]:
+        for q, c in evaluated[:: args.served_every]:
             if c != config:
                 continue
             for mode, rerank in (("plain", "none"), ("superglobal", "superglobal")):
@@ -489,15 +539,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     s[3] += 1
                 if mode == "plain":
                     verify_ms.append(out.timings_ms["verify"])
+                    embed_ms.append(out.timings_ms["embed"])
         rt.close()
     tmp.cleanup()
-    served_out = {m: {"copies_found_rate": v[0] / max(v[1], 1),
-                      "never_stored_match_rate": v[2] / max(v[3], 1)} for m, v in served.items()}
+    served_out = {
+        m: {
+            "copies_found_rate": v[0] / max(v[1], 1),
+            "never_stored_match_rate": v[2] / max(v[3], 1),
+        }
+        for m, v in served.items()
+    }
     result = {
         "what": "copy verdict: held-out (5-fold by picture) rates of the fitted rule",
         "stores": store_sizes,
-        "distractor_pictures": {"stored": len(store_sources), "never_stored": len(neg_sources),
-                                "packages": DISTRACTOR_PACKAGES, "dropped": dropped},
+        "distractor_pictures": {
+            "stored": len(store_sources),
+            "never_stored": len(neg_sources),
+            "packages": DISTRACTOR_PACKAGES,
+            "dropped": dropped,
+        },
         "queries": {"copies": int(ev.positive.sum()), "never_stored": int((~ev.positive).sum())},
         "edits": list(EDITS),
         "fold_rules": fold_rules,
@@ -507,6 +567,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cosine_only_in_sample": cosine_only,
         "served_path_in_sample": served_out,
         "verify_ms_per_search": summary(verify_ms),
+        "embed_ms_per_search": summary(embed_ms),
         "thumb_side": args.thumb_side,
         "max_fpr_fitted": args.max_fpr,
         "seconds": round(time.perf_counter() - t_start, 1),
@@ -534,10 +595,14 @@ def build_evidence(evaluated: list[tuple[Query, str]]) -> Evidence:
             for m in ret:
                 ret[m][i, j] = h.id in rec["returned"][m]
     return Evidence(
-        cos, inl, src, ret,
+        cos,
+        inl,
+        src,
+        ret,
         np.array([q.evidence[c]["positive"] for q, c in evaluated]),
         np.array([bool(q.image is not None and q.image.too_small) for q, _ in evaluated]),
-        np.array([q.edit for q, _ in evaluated]), np.array([q.group for q, _ in evaluated]),
+        np.array([q.edit for q, _ in evaluated]),
+        np.array([q.group for q, _ in evaluated]),
     )
 
 
@@ -547,41 +612,52 @@ def held_out_summary(ev: Evidence, held: dict[str, dict[str, np.ndarray]]) -> di
     for mode in ev.returned:
         found, false = held["found"][mode], held["false"][mode]
         out[mode] = {
-            "copies_found_rate": round(float(found[pos].mean()), 4), "copies": int(pos.sum()),
+            "copies_found_rate": round(float(found[pos].mean()), 4),
+            "copies": int(pos.sum()),
             "never_stored_match_rate": round(float(false[neg].mean()), 4),
-            "never_stored": int(neg.sum()), "never_stored_matched": int(false[neg].sum()),
+            "never_stored": int(neg.sum()),
+            "never_stored_matched": int(false[neg].sum()),
             "copies_with_a_wrong_match": int(false[pos].sum()),
-            "found_rate_by_edit": {str(e): round(float(found[pos & (ev.edit == e)].mean()), 3)
-                                   for e in sorted(set(ev.edit[pos]))},
-            "missed_copies": sorted(f"{g}/{e}" for g, e, f in
-                                    zip(ev.group[pos], ev.edit[pos], found[pos], strict=True)
-                                    if not f),
+            "found_rate_by_edit": {
+                str(e): round(float(found[pos & (ev.edit == e)].mean()), 3)
+                for e in sorted(set(ev.edit[pos]))
+            },
+            "missed_copies": sorted(
+                f"{g}/{e}"
+                for g, e, f in zip(ev.group[pos], ev.edit[pos], found[pos], strict=True)
+                if not f
+            ),
         }
     return out
 
 
-def rule_file(result: dict[str, Any], final: VerdictRule,
-              cosine_only: dict[str, Any]) -> dict[str, Any]:
+def rule_file(
+    result: dict[str, Any], final: VerdictRule, cosine_only: dict[str, Any]
+) -> dict[str, Any]:
     ho = result["held_out"]
     return {
         "rule": final.as_dict(),
         "measured": {
-            "command": "python scripts/eval_copy_verdict.py --distractors DIR --fetch "
-                       "--write-rule",
-            "study": (f"{result['queries']['copies']} edited copies of the shared photos "
-                      f"({len(result['edits'])} edits) and {result['queries']['never_stored']} "
-                      f"never-stored queries (look-alike photos, wallpapers and their edits), "
-                      f"stores of {min(result['stores'].values())}+ items; rates held out "
-                      f"(5-fold by picture), top {TOP_K} hits"),
+            "command": "python scripts/eval_copy_verdict.py --distractors DIR --fetch --write-rule",
+            "study": (
+                f"{result['queries']['copies']} edited copies of the shared photos "
+                f"({len(result['edits'])} edits) and {result['queries']['never_stored']} "
+                f"never-stored queries (look-alike photos, wallpapers and their edits), "
+                f"stores of {min(result['stores'].values())}+ items; rates held out "
+                f"(5-fold by picture), top {TOP_K} hits"
+            ),
             "image_search": {
-                m: {"copies_found_rate": ho[m]["copies_found_rate"],
-                    "never_stored_match_rate": ho[m]["never_stored_match_rate"]}
+                m: {
+                    "copies_found_rate": ho[m]["copies_found_rate"],
+                    "never_stored_match_rate": ho[m]["never_stored_match_rate"],
+                }
                 for m in ("plain", "superglobal")
             },
             "vector_search_cosine_only": {
                 "copies_found_rate": round(cosine_only["plain"]["copies_found_rate"], 4),
                 "never_stored_match_rate": round(
-                    cosine_only["plain"]["never_stored_match_rate"], 4),
+                    cosine_only["plain"]["never_stored_match_rate"], 4
+                ),
                 "note": "in-sample, the same rule without geometry",
             },
             "verify_ms_per_search": result["verify_ms_per_search"],
@@ -591,9 +667,11 @@ def rule_file(result: dict[str, Any], final: VerdictRule,
 
 def summary(values: list[float]) -> dict[str, float]:
     a = np.asarray(values) if values else np.zeros(1)
-    return {"p50": round(float(np.percentile(a, 50)), 2),
-            "p95": round(float(np.percentile(a, 95)), 2),
-            "mean": round(float(a.mean()), 2)}
+    return {
+        "p50": round(float(np.percentile(a, 50)), 2),
+        "p95": round(float(np.percentile(a, 95)), 2),
+        "mean": round(float(a.mean()), 2),
+    }
 
 
 def log(message: str) -> None:

@@ -45,18 +45,20 @@ class VerdictRule:
         """inliers: geometric inliers, or None when geometry did not run for this hit."""
         if cosine >= self.cosine_alone:
             return True
-        return cosine >= self.cosine_floor and inliers is not None and (
-            inliers >= self.min_inliers
-        )
+        return cosine >= self.cosine_floor and inliers is not None and (inliers >= self.min_inliers)
 
     def needs_geometry(self, cosine: float) -> bool:
         return self.cosine_floor <= cosine < self.cosine_alone
 
     def as_dict(self) -> dict[str, Any]:
         """The form `copy_verdict.json` stores under "rule"."""
-        return {"cosine_alone": self.cosine_alone, "cosine_floor": self.cosine_floor,
-                "min_inliers": self.min_inliers, "verify_top": self.verify_top,
-                "working_side": self.working_side}
+        return {
+            "cosine_alone": self.cosine_alone,
+            "cosine_floor": self.cosine_floor,
+            "min_inliers": self.min_inliers,
+            "verify_top": self.verify_top,
+            "working_side": self.working_side,
+        }
 
 
 def describe(rule: VerdictRule) -> str:
@@ -126,8 +128,11 @@ class CopyVerdict:
                 hit.match = False
                 continue
             inliers = None
-            if (query is not None and verified < self.rule.verify_top
-                    and self.rule.needs_geometry(hit.score)):
+            if (
+                query is not None
+                and verified < self.rule.verify_top
+                and self.rule.needs_geometry(hit.score)
+            ):
                 inliers = self.inliers(query, hit)
                 verified += 1
             hit.match = self.rule.decide(hit.score, inliers)

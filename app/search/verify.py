@@ -142,9 +142,12 @@ def geometric_inliers(query: LocalFeatures, stored: LocalFeatures) -> int:
         return 0
     src, dst = query.points[q_idx], stored.points[s_idx]
     transform, mask = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC,
+        src,
+        dst,
+        method=cv2.RANSAC,
         ransacReprojThreshold=REPROJ_FRACTION * stored.long_side,
-        maxIters=2000, confidence=0.995,
+        maxIters=2000,
+        confidence=0.995,
     )
     if transform is None or mask is None:
         return 0
@@ -152,8 +155,10 @@ def geometric_inliers(query: LocalFeatures, stored: LocalFeatures) -> int:
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if not (1.0 / MAX_SCALE <= scale <= MAX_SCALE):
         return 0
-    if (_spread(src[inl], query.long_side) < MIN_SPREAD
-            or _spread(dst[inl], stored.long_side) < MIN_SPREAD):
+    if (
+        _spread(src[inl], query.long_side) < MIN_SPREAD
+        or _spread(dst[inl], stored.long_side) < MIN_SPREAD
+    ):
         return 0
     return int(inl.sum())
 

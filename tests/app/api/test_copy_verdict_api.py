@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not a
 def client(tmp_path: Path, tiny_model_dir: Path) -> Iterator[TestClient]:
     # SuperGlobal runs from 10 stored items on (default 100), so re-ranking is exercised.
     settings = Settings(
-        data_dir=tmp_path, model_dir=tiny_model_dir,
+        data_dir=tmp_path,
+        model_dir=tiny_model_dir,
         inference=InferenceSettings(intra_op_threads=1, decode_threads=2),
         rerank=RerankSettings(min_store_items=10),
     )
@@ -50,22 +51,25 @@ def _index_photos(client: TestClient, names: list[str]) -> None:
 
 
 def _search(client: TestClient, data: bytes, **form: object) -> dict[str, Any]:
-    resp = client.post("/search", files={"file": ("q.jpg", data, "image/jpeg")},
-                       data={k: str(v) for k, v in form.items()})
+    resp = client.post(
+        "/search",
+        files={"file": ("q.jpg", data, "image/jpeg")},
+        data={k: str(v) for k, v in form.items()},
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
 
-def test_every_route_returns_match_and_cosine_scores(client: TestClient,
-                                                     photo_names: list[str]) -> None:
+def test_every_route_returns_match_and_cosine_scores(
+    client: TestClient, photo_names: list[str]
+) -> None:
     names = photo_names[:12]
     _index_photos(client, names)
     rule = default_rule()
     # The stored photo itself: cosine ~1, a match; and a half crop of it verified by geometry.
     res = _search(client, photo_bytes(names[3]), top_k=5)
     assert res["results"][0]["id"] == names[3] and res["results"][0]["match"] is True
-    assert all(isinstance(r["match"], bool) and r["rerank_score"] is None
-               for r in res["results"])
+    assert all(isinstance(r["match"], bool) and r["rerank_score"] is None for r in res["results"])
     assert "verify" in res["timings_ms"]
     with Image.open(PHOTOS / names[3]) as im:
         crop = ImageOps.grayscale(im.crop((0, 0, im.width // 2, im.height // 2)))
@@ -74,8 +78,11 @@ def test_every_route_returns_match_and_cosine_scores(client: TestClient,
     assert names[3] in matched
     # By id: the item's thumbnail is its picture; an identical re-upload under another id
     # is a copy.
-    resp = client.post("/index", files=[("files", ("dup.jpg", photo_bytes(names[5]),
-                                                   "image/jpeg"))], data={"ids": '["dup"]'})
+    resp = client.post(
+        "/index",
+        files=[("files", ("dup.jpg", photo_bytes(names[5]), "image/jpeg"))],
+        data={"ids": '["dup"]'},
+    )
     assert resp.status_code == 201
     res = client.post("/search/by-id", json={"id": "dup", "top_k": 5}).json()
     assert res["results"][0]["id"] == names[5] and res["results"][0]["match"] is True
@@ -95,8 +102,9 @@ def test_rerank_changes_the_order_never_a_score_or_a_verdict(
     plain = _search(client, query, top_k=14)
     assert plain["rerank"] == "none"
     threshold = sorted(r["score"] for r in plain["results"])[4]
-    reranked = _search(client, query, top_k=14, rerank="superglobal", rerank_top_m=14,
-                       score_threshold=threshold)
+    reranked = _search(
+        client, query, top_k=14, rerank="superglobal", rerank_top_m=14, score_threshold=threshold
+    )
     assert reranked["rerank"] == "superglobal", reranked["rerank_skipped"]
     by_id = {r["id"]: r for r in plain["results"]}
     assert len(reranked["results"]) == sum(r["score"] >= threshold for r in plain["results"])
@@ -114,15 +122,15 @@ def test_tiny_images_are_never_a_match(client: TestClient, photo_names: list[str
     _index_photos(client, photo_names[:4])
     tiny = Image.fromarray(np.full((12, 12, 3), 90, np.uint8))
     blob = _jpeg(tiny)
-    resp = client.post("/index", files=[("files", ("t.jpg", blob, "image/jpeg"))],
-                       data={"ids": '["tiny"]'})
+    resp = client.post(
+        "/index", files=[("files", ("t.jpg", blob, "image/jpeg"))], data={"ids": '["tiny"]'}
+    )
     assert resp.status_code == 201
     res = _search(client, blob, top_k=5)
     # The same 12 px image comes back first at cosine ~1, and is still not called a copy.
     assert res["results"][0]["id"] == "tiny" and res["results"][0]["score"] > 0.99
     assert not any(r["match"] for r in res["results"])
-    res = client.post("/search/by-id", json={"id": "tiny", "top_k": 5,
-                                             "include_self": True}).json()
+    res = client.post("/search/by-id", json={"id": "tiny", "top_k": 5, "include_self": True}).json()
     assert not any(r["match"] for r in res["results"])
 
 

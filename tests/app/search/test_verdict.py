@@ -22,8 +22,9 @@ from app.search.verify import QueryImage, query_image
 PHOTOS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "photos"
 pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not available")
 
-RULE = VerdictRule(cosine_alone=0.9, cosine_floor=0.4, min_inliers=10, verify_top=2,
-                   working_side=256)
+RULE = VerdictRule(
+    cosine_alone=0.9, cosine_floor=0.4, min_inliers=10, verify_top=2, working_side=256
+)
 NAMES = ["mate_garden.jpg", "plasma_kite.jpg", "lomiri_seeding.jpg", "skimage_coffee.jpg"]
 DIM = 8
 
@@ -72,8 +73,12 @@ def test_rule_closed_form() -> None:
 
 def test_a_copy_matches_its_source_and_nothing_else(store: FaissStore) -> None:
     verdict = CopyVerdict(store, RULE, 1 << 24)
-    query = _query("plasma_kite.jpg", lambda im: ImageOps.grayscale(im.crop(
-        (0, 0, im.width // 2, im.height // 2))).convert("RGB"))
+    query = _query(
+        "plasma_kite.jpg",
+        lambda im: ImageOps.grayscale(im.crop((0, 0, im.width // 2, im.height // 2))).convert(
+            "RGB"
+        ),
+    )
     hits = _hits(store, {"plasma_kite.jpg": 0.6, "mate_garden.jpg": 0.7})
     assert verdict.judge(hits, query) == 2
     assert {h.id: h.match for h in hits} == {"mate_garden.jpg": False, "plasma_kite.jpg": True}
@@ -84,9 +89,16 @@ def test_geometry_runs_only_in_the_band_and_at_most_verify_top_times(
 ) -> None:
     verdict = CopyVerdict(store, RULE, 1 << 24)
     query = _query("skimage_coffee.jpg")
-    hits = _hits(store, {"mate_garden.jpg": 0.95, "plasma_kite.jpg": 0.8,
-                         "lomiri_seeding.jpg": 0.7, "skimage_coffee.jpg": 0.6,
-                         "no-thumb": 0.3})
+    hits = _hits(
+        store,
+        {
+            "mate_garden.jpg": 0.95,
+            "plasma_kite.jpg": 0.8,
+            "lomiri_seeding.jpg": 0.7,
+            "skimage_coffee.jpg": 0.6,
+            "no-thumb": 0.3,
+        },
+    )
     # 0.95: a copy by cosine alone (no geometry); 0.8 and 0.7 use the 2 verifications; the
     # real copy at 0.6 is past the budget, so it is not called a match; 0.3 is below the floor.
     assert verdict.judge(hits, query) == 2
@@ -108,8 +120,9 @@ def test_stored_features_are_cached_per_item_version(store: FaissStore) -> None:
     verdict.judge([bare], _query("plasma_kite.jpg"))
     assert bare.match is False
     # A re-added id gets a new row: its new picture is read, not the cached one.
-    store.add(["plasma_kite.jpg"], np.eye(DIM, dtype=np.float32)[[1]], [None],
-              [_thumb("mate_garden.jpg")])
+    store.add(
+        ["plasma_kite.jpg"], np.eye(DIM, dtype=np.float32)[[1]], [None], [_thumb("mate_garden.jpg")]
+    )
     new = _hits(store, {"plasma_kite.jpg": 0.5})[0]
     assert new.row != hit.row
     again = verdict.stored_features(new)

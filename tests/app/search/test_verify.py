@@ -29,9 +29,16 @@ pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not a
 RULE = default_rule()
 # Different pictures, several of them look-alikes (flowers and plants; the frost textures; one
 # author's landscapes).
-NAMES = ["mate_garden.jpg", "mate_freshflower.jpg", "mate_ladybird.jpg", "lomiri_seeding.jpg",
-         "imagecorruptions_frost2.jpg", "imagecorruptions_frost4.jpg", "plasma_kite.jpg",
-         "plasma_path.jpg"]
+NAMES = [
+    "mate_garden.jpg",
+    "mate_freshflower.jpg",
+    "mate_ladybird.jpg",
+    "lomiri_seeding.jpg",
+    "imagecorruptions_frost2.jpg",
+    "imagecorruptions_frost4.jpg",
+    "plasma_kite.jpg",
+    "plasma_path.jpg",
+]
 
 
 def _photo(name: str) -> Image.Image:
@@ -61,8 +68,9 @@ def _stored(name: str) -> LocalFeatures:
 
 
 EDITS = {
-    "crop_50": lambda im: im.crop((im.width // 4, im.height // 4, 3 * im.width // 4,
-                                   3 * im.height // 4)),
+    "crop_50": lambda im: im.crop(
+        (im.width // 4, im.height // 4, 3 * im.width // 4, 3 * im.height // 4)
+    ),
     "rotate_90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
     "mirror": ImageOps.mirror,
     "grey": lambda im: ImageOps.grayscale(im).convert("RGB"),
