@@ -308,11 +308,20 @@ def fit(ev: Evidence, max_fpr: float, verify_top: int, side: int) -> VerdictRule
 
 
 # ----------------------------------------------------------------------------- main
-async def embed_all(runtime: Runtime, blobs: list[bytes]) -> np.ndarray:
-    out = []
-    for lo in range(0, len(blobs), 32):
-        out.append(await runtime.service.embed_images(blobs[lo : lo + 32]))
-    return np.concatenate(out) if out else np.zeros((0, runtime.meta.embedding_dim), np.float32)
+async def embed_all(runtime: Runtime, blobs: list[bytes], cache: Path) -> np.ndarray:
+    """[N, D] descriptors of `blobs`; kept in `cache` (an .npz keyed by the bytes' SHA-256
+    and the model's), so a re-run does not embed the same distractors again."""
+    known: dict[str, np.ndarray] = dict(np.load(cache)) if cache.is_file() else {}
+    keys = [hashlib.sha256(runtime.meta.onnx_sha256.encode() + b).hexdigest() for b in blobs]
+    todo = [i for i, k in enumerate(keys) if k not in known]
+    for lo in range(0, len(todo), 32):
+        part = todo[lo : lo + 32]
+        vecs = await runtime.service.embed_images([blobs[i] for i in part])
+        known.update({keys[i]: v for i, v in zip(part, vecs, strict=True)})
+        np.savez(cache, **known)
+    if not blobs:
+        return np.zeros((0, runtime.meta.embedding_dim), np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
 async def embed_query(runtime: Runtime, q: Query, side: int) -> None:
@@ -373,9 +382,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     runtime = Runtime.start(settings, Metrics())
     photo_imgs = {p.stem: load_rgb(p) for p in photos}
-    photo_vecs = await embed_all(runtime, [jpeg_bytes(im) for im in photo_imgs.values()])
+    cache = args.distractors / "embeddings.npz"
+    photo_vecs = await embed_all(runtime, [jpeg_bytes(im) for im in photo_imgs.values()], cache)
     src_imgs = [load_rgb(p) for p in sources]
-    src_vecs = await embed_all(runtime, [jpeg_bytes(im) for im in src_imgs])
+    src_vecs = await embed_all(runtime, [jpeg_bytes(im) for im in src_imgs], cache)
     # Guard: a distractor that looks like a copy of a shared photo or of a kept distractor
     # would be a mislabelled negative; drop it.
     kept: list[int] = []
@@ -388,7 +398,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             dropped.append(str(sources[i]).split("/usr/share/")[-1])
         else:
             kept.append(i)
-    names = {i: f"dist:{sources[i].parent.name}/{sources[i].stem}" for i in kept}
+    names = {i: f"dist:{sources[i].relative_to(args.distractors)}" for i in kept}
+    assert len(set(names.values())) == len(names)
     neg_sources = [
         i for i in kept if int(hashlib.sha256(names[i].encode()).hexdigest(), 16) % 5 == 0
     ]
@@ -412,7 +423,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{len(dist_ids) + len(crop_ids)} distractor items from {len(store_sources)} pictures; "
         f"{len(neg_sources)} pictures kept never-stored; dropped as near-copies: {dropped}"
     )
-    dist_vecs = np.concatenate([src_vecs[store_sources], await embed_all(runtime, crop_blobs)])
+    crop_vecs = await embed_all(runtime, crop_blobs, cache)
+    dist_vecs = np.concatenate([src_vecs[store_sources], crop_vecs])
     dist_ids += crop_ids
     dist_blobs += crop_blobs
     dist_thumbs = runtime.service.make_thumbnails(dist_blobs)
