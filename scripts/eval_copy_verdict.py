@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--working-side", type=int, default=default_rule().working_side)
     ap.add_argument("--thumb-side", type=int, default=ThumbnailSettings().long_side)
     ap.add_argument("--write-rule", action="store_true", help=f"write {RULE_FILE.name}")
+    ap.add_argument("--save-evidence", type=Path, help="write the recorded evidence (.npz)")
     ap.add_argument(
         "--served-every",
         type=int,
@@ -508,6 +509,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     ev = build_evidence(evaluated)
+    if args.save_evidence is not None:
+        np.savez(
+            args.save_evidence,
+            cos=ev.cos,
+            inliers=ev.inliers,
+            is_source=ev.is_source,
+            ret_plain=ev.returned["plain"],
+            ret_superglobal=ev.returned["superglobal"],
+            positive=ev.positive,
+            too_small=ev.too_small,
+            edit=ev.edit,
+            group=ev.group,
+        )
     # Cross-validation by picture: fit on 4/5 of the pictures, measure on the held-out fifth.
     folds = np.array([fold_of(str(g), args.folds) for g in ev.group])
     fold_rules = []
@@ -652,7 +666,11 @@ def rule_file(
     return {
         "rule": final.as_dict(),
         "measured": {
-            "command": "python scripts/eval_copy_verdict.py --distractors DIR --fetch --write-rule",
+            "command": (
+                "python scripts/eval_copy_verdict.py --distractors DIR --fetch --write-rule "
+                f"--thumb-side {result['thumb_side']} --working-side {final.working_side}"
+            ),
+            "thumbnails_long_side": result["thumb_side"],
             "study": (
                 f"{result['queries']['copies']} edited copies of the shared photos "
                 f"({len(result['edits'])} edits) and {result['queries']['never_stored']} "

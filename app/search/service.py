@@ -7,6 +7,7 @@ serve. Blocking store calls run in worker threads; the event loop never waits on
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from app.search.rerank import superglobal_rerank
 from app.search.verdict import CopyVerdict, VerdictRule, default_rule
 from app.search.verify import QueryImage, query_image, query_image_from_jpeg
 from app.thumbnails import make_thumbnail
+
+logger = logging.getLogger(__name__)
 
 RerankMode = Literal["none", "superglobal"]
 
@@ -71,6 +74,16 @@ class SearchService:
         self.verdict = CopyVerdict(
             store, verdict_rule or default_rule(), settings.verdict.cache_mb << 20
         )
+        side = self.verdict.rule.working_side
+        if not settings.thumbnails.enabled or settings.thumbnails.long_side < side:
+            # The stored side of the geometric check is the thumbnail: without one (or with a
+            # smaller one) copies are found less often than GET /health's measured rates say.
+            logger.warning(
+                "copy verdict: thumbnails are %s; the verdict was measured with %d px ones "
+                "(SIMSEARCH_THUMBNAILS__LONG_SIDE), so it will miss more copies",
+                "off" if not settings.thumbnails.enabled
+                else f"{settings.thumbnails.long_side} px", side,
+            )
 
     # ---------------------------------------------------------------- validation
     def check_search_params(

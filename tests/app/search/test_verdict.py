@@ -5,7 +5,6 @@ the shipped rule file."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,29 +12,31 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from app.config import IndexSettings
+from app.config import IndexSettings, ThumbnailSettings
 from app.index.faiss_store import FaissStore
 from app.index.store import Hit
 from app.search.verdict import CopyVerdict, VerdictRule, default_rule, describe, load_rule_file
 from app.search.verify import QueryImage, query_image
+from app.thumbnails import make_thumbnail
 
 PHOTOS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "photos"
 pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not available")
 
 RULE = VerdictRule(
-    cosine_alone=0.9, cosine_floor=0.4, min_inliers=10, verify_top=2, working_side=256
+    cosine_alone=0.9,
+    cosine_floor=0.4,
+    min_inliers=10,
+    verify_top=2,
+    working_side=ThumbnailSettings().long_side,
 )
 NAMES = ["mate_garden.jpg", "plasma_kite.jpg", "lomiri_seeding.jpg", "skimage_coffee.jpg"]
 DIM = 8
 
 
 def _thumb(name: str) -> bytes:
-    with Image.open(PHOTOS / name) as im:
-        rgb = im.convert("RGB")
-    rgb.thumbnail((256, 256))
-    out = io.BytesIO()
-    rgb.save(out, "JPEG", quality=80)
-    return out.getvalue()
+    thumb = make_thumbnail((PHOTOS / name).read_bytes(), ThumbnailSettings(), 1 << 30)
+    assert thumb is not None
+    return thumb
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from app.config import ThumbnailSettings
 from app.search.verdict import default_rule
 from app.search.verify import (
     MIN_SIDE,
@@ -22,6 +23,7 @@ from app.search.verify import (
     query_image,
     query_image_from_jpeg,
 )
+from app.thumbnails import make_thumbnail
 
 PHOTOS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "photos"
 pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not available")
@@ -46,12 +48,14 @@ def _photo(name: str) -> Image.Image:
         return im.convert("RGB")
 
 
-def _thumbnail(img: Image.Image, side: int = 256) -> bytes:
-    """What the store keeps: app/thumbnails.py's default 256 px JPEG at quality 80."""
-    small = img.copy()
-    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+def _thumbnail(img: Image.Image) -> bytes:
+    """What the store keeps (app/thumbnails.py with the default settings)."""
+    return make_thumbnail(_jpeg_bytes(img), ThumbnailSettings(), 1 << 30) or b""
+
+
+def _jpeg_bytes(img: Image.Image) -> bytes:
     out = io.BytesIO()
-    small.save(out, "JPEG", quality=80)
+    img.save(out, "JPEG", quality=92)
     return out.getvalue()
 
 
