@@ -19,8 +19,9 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 FUZZ_EXAMPLES ?= 300
 
-.PHONY: setup run serve model index samples test test-slow test-docker docker-base reliability fuzz \
-	lint fmt bench clean-data
+.PHONY: setup run serve model index samples test test-slow test-docker docker-base docker-build \
+	reliability fuzz \
+	lint fmt bench clean-data gpu-proof gpu-proof-dry
 
 setup: $(STAMP)
 
@@ -71,11 +72,25 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -m "slow and not docker"
 
-# Docker: a local Python 3.11 base image from Debian packages, for machines without an image
-# registry (the Dockerfiles default to python:3.11-slim; BASE_IMAGE=... picks another).
-DOCKER_BASE_IMAGE ?= simsearch-base:py311-bookworm
+# Docker (README "Deployment": needs docker.io, docker-compose and, for docker-base,
+# debootstrap; the engine must run). BASE_IMAGE is the base of every image built here: by
+# default the local Python 3.11 image that `make docker-base` builds from Debian packages, for
+# machines without an image registry; BASE_IMAGE=python:3.11-slim where one is reachable.
+BASE_IMAGE ?= simsearch-base:py311-bookworm
+KEEP_STAGES ?=
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 docker-base:
-	scripts/docker_base_image.sh $(DOCKER_BASE_IMAGE)
+	scripts/docker_base_image.sh $(BASE_IMAGE)
+
+# Builds the CPU image, then removes the throw-away build stages (the model stage holds torch,
+# ~2 GB; the classic builder keeps each stage as an untagged image). The next build reinstalls
+# torch in that stage; KEEP_STAGES=1 keeps them for faster rebuilds.
+docker-build:
+	@if [ "$(BASE_IMAGE)" = simsearch-base:py311-bookworm ]; then \
+		scripts/docker_base_image.sh $(BASE_IMAGE); fi
+	SIMSEARCH_BASE_IMAGE=$(BASE_IMAGE) $(COMPOSE) build api
+	@if [ -z "$(KEEP_STAGES)" ]; then \
+		docker image prune --force --filter label=simsearch.build-stage; fi
 
 # Builds the CPU image and runs `docker compose up` for real (tests/docker; root starts dockerd
 # if none runs). DOCKER_CA_BUNDLE: the CA bundle pip trusts inside build containers (set it to
@@ -103,6 +118,17 @@ fmt: setup
 
 bench: setup
 	$(PY) scripts/bench.py
+
+# GPU proof (docs/BENCHMARKS.md, "GPU proof"): on a machine with an NVIDIA GPU, in under
+# 8 minutes, one JSON in OUT. No `setup` here: it uses the machine's Python (PYTHON=...) and
+# installs the service's wheels from CHUNKS (part.N files) or WHEELS (a folder of .whl).
+# gpu-proof-dry runs every CPU-side part of it on this machine with tiny sizes.
+OUT ?= gpu-proof-out
+gpu-proof:
+	scripts/gpu_proof.sh $(if $(CHUNKS),--chunks $(CHUNKS)) $(if $(WHEELS),--wheels $(WHEELS)) $(OUT)
+
+gpu-proof-dry:
+	scripts/gpu_proof.sh --dry-run $(OUT)
 
 clean-data:
 	rm -rf $(DATA_DIR)/model $(DATA_DIR)/store

@@ -1,7 +1,7 @@
 """Schemas of the files that couple the offline `models` package and the service.
 
 `model_meta.json` sits beside `model.onnx` and describes everything the service needs to run the
-graph exactly like the official extraction (ALGORITHMS.md 1.7): the service hard-codes no
+graph exactly like the official extraction (docs/ALGORITHMS.md 1.7): the service hard-codes no
 preprocessing numbers. `scripts/export.py` writes it through `ModelMeta`; the service reads it
 through `load_model_meta`. The store's `manifest.json` is described by `StoreManifest`.
 """
@@ -22,7 +22,7 @@ MODEL_FILE = "model.onnx"
 META_FILE = "model_meta.json"
 META_SCHEMA_VERSION: Literal[1] = 1
 
-# Official DOLG extraction: 5 scales, ImageNet constants in BGR order (ALGORITHMS.md 1.7).
+# Official DOLG extraction: 5 scales, ImageNet constants in BGR order (docs/ALGORITHMS.md 1.7).
 OFFICIAL_SCALES = (0.3535, 0.5, 0.7071, 1.0, 1.4142)
 BGR_MEAN = (0.406, 0.456, 0.485)
 BGR_STD = (0.225, 0.224, 0.229)
@@ -67,6 +67,13 @@ class Preprocessing(_Strict):
     scale_pooling: Literal["mean", "max"] = "mean"
     # Smallest side a scaled image may have; smaller scales are skipped for tiny images.
     min_side: int = Field(default=16, ge=1)
+    # How pixels get from the upload to the scales (app/inference/working.py):
+    # "official": full decode, Pillow LANCZOS long-side cap, then `interpolation` with cv2
+    #   semantics on float planes (no antialiasing): what the official DOLG extraction computes.
+    # "fast": JPEG DCT-scaled decode to the smallest 1/2^k still covering the cap, then Pillow
+    #   antialiased bicubic on uint8 for the cap and every scale (what torchvision / timm
+    #   training transforms compute on PIL images). For models without an exact-parity need.
+    pixel_chain: Literal["official", "fast"] = "official"
 
     @model_validator(mode="after")
     def _check(self) -> Preprocessing:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,16 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.threads import usable_cores
+
 Scope = Literal["read", "write"]
 # Shorter keys are refused at startup: an API key is a password nobody has to type.
 MIN_API_KEY_LENGTH = 16
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class InferenceSettings(BaseModel):
@@ -36,6 +30,10 @@ class InferenceSettings(BaseModel):
     # Dynamic batcher: at most max_batch same-shaped tensors per session.run, waiting at most
     # max_wait_ms for a batch to fill; queue_size bounds the waiting requests (503 beyond).
     max_batch: int = Field(default=8, ge=1, le=256)
+    # The same bound when onnxruntime runs on the CPU only. Stacking images costs CPU there
+    # instead of saving it: Lite0 at 512x384 + 362x272 took 95 ms of CPU per image at batch 1,
+    # 103-109 at 2, 124-129 at 4 and 115-133 at 8 on the 2-core machine (docs/BENCHMARKS.md).
+    cpu_max_batch: int = Field(default=1, ge=1, le=256)
     max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
     queue_size: int = Field(default=256, ge=1)
     # Threads that decode and resize uploads off the event loop.
@@ -49,7 +47,36 @@ class InferenceSettings(BaseModel):
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
     # Decode large JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when the long-side cap
     # would shrink them anyway. Faster, slightly different pixels: index and queries must agree.
+    # (The "fast" pixel chain always does this; this setting adds it to the official chain.)
     jpeg_draft: bool = False
+    # Upload -> model input: "auto" = what the artifact's meta says (preprocessing.pixel_chain),
+    # "official" = the cv2-style DOLG chain, "fast" = DCT-scaled decode + antialiased bicubic
+    # (app/inference/working.py). Index and queries must use the same chain.
+    pixel_chain: Literal["auto", "official", "fast"] = "auto"
+
+
+class MemorySettings(BaseModel):
+    """glibc allocator tuning (app/memory.py), applied once at startup; 0 leaves a knob alone.
+
+    Decoding threads otherwise each get their own malloc arena, and glibc's dynamic mmap
+    threshold makes freed multi-MB decode buffers stay in those arenas: RSS only grows.
+    """
+
+    # Like MALLOC_ARENA_MAX: most malloc arenas for the process's threads.
+    malloc_arena_max: int = Field(default=2, ge=0, le=64)
+    # Allocations of at least this size are mmapped and handed back to the OS when freed
+    # (setting it also stops glibc raising the threshold after each big free). 8 MiB: above
+    # the fast chain's per-request buffers (model inputs 2.3 MB, a 1/4-scale 12 MP decode
+    # 3 MB), which then stay in the heap and cost no page faults; below Pillow's 16 MiB
+    # blocks, so full-size decodes always go back.
+    mmap_threshold_kib: int = Field(default=8192, ge=0, le=32768)
+    # Free memory at the top of a heap beyond this is returned at once (glibc's M_TRIM_THRESHOLD;
+    # fixing the mmap threshold would otherwise leave it at 128 KiB, and every request's
+    # buffers would fault their pages in again: 2.4 ms instead of 0.3 ms per pair of inputs).
+    trim_threshold_kib: int = Field(default=32768, ge=0, le=1048576)
+    # After a request that decoded an upload of at least this many pixels, once no other such
+    # decode is running: malloc_trim(0), which returns the arenas' free pages. 0 = never.
+    trim_after_pixels: int = Field(default=4_000_000, ge=0)
 
 
 class IndexSettings(BaseModel):
@@ -254,6 +281,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     rerank: RerankSettings = RerankSettings()
     thumbnails: ThumbnailSettings = ThumbnailSettings()
+    memory: MemorySettings = MemorySettings()
     verdict: VerdictSettings = VerdictSettings()
 
     @field_validator("api_keys", mode="before")
@@ -289,13 +317,10 @@ class Settings(BaseSettings):
         return self.data_dir / "store"
 
     def resolved_intra_op_threads(self) -> int:
-        return self.inference.intra_op_threads or _cpu_count()
+        return self.inference.intra_op_threads or usable_cores()
 
     def resolved_decode_threads(self) -> int:
-        return self.inference.decode_threads or max(2, _cpu_count())
-
-    def resolved_faiss_threads(self) -> int:
-        return self.index.faiss_threads or _cpu_count()
+        return self.inference.decode_threads or max(2, usable_cores())
 
 
 @lru_cache(maxsize=1)

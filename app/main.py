@@ -7,13 +7,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import ApiKeyAuth, log_access_policy, security_dependencies
 from app.api.docs import add_offline_docs
 from app.api.errors import error_responses, register_exception_handlers
+from app.api.fields import reject_unknown_fields
 from app.api.middleware import RequestGuard
 from app.api.routes import health, index, items, metrics, search
 from app.api.routes.page import add_search_page
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by add_offline_docs from local files instead of a CDN.
         docs_url=None,
         redoc_url=None,
+        # A misspelt query parameter or form field is a 422, never silently ignored.
+        dependencies=[Depends(reject_unknown_fields)],
     )
     app.state.settings = settings
     app.state.metrics = app_metrics

@@ -15,6 +15,7 @@ from app.index.store import StoreStats, VectorStore
 from app.inference.batcher import DynamicBatcher
 from app.inference.embedder import Embedder
 from app.inference.session import OnnxSession
+from app.memory import LargeDecodeTrimmer, configure_malloc
 from app.metrics import Metrics
 from app.search.service import SearchService
 from app.threads import limit_numpy_blas
@@ -40,6 +41,10 @@ class Runtime:
     def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
         """Load and cross-check the artifact and the store; refuse to start on any mismatch."""
         limit_numpy_blas(settings.rerank.blas_threads)
+        mem = settings.memory
+        # Before the decode threads exist, so each of them honours it.
+        configure_malloc(mem.malloc_arena_max, mem.mmap_threshold_kib * 1024,
+                         mem.trim_threshold_kib * 1024)
         model_dir = settings.resolved_model_dir()
         meta = load_model_meta(model_dir)
         session = OnnxSession(
@@ -60,6 +65,8 @@ class Runtime:
         max_batch = settings.inference.max_batch
         if session.max_batch is not None:
             max_batch = min(max_batch, session.max_batch)
+        if session.active_providers == ["CPUExecutionProvider"]:
+            max_batch = min(max_batch, settings.inference.cpu_max_batch)
         batcher = DynamicBatcher(
             session.run,
             max_batch=max_batch,
@@ -71,8 +78,12 @@ class Runtime:
             max_workers=settings.resolved_decode_threads(), thread_name_prefix="decode"
         )
         embedder = Embedder(
-            meta, batcher, executor, settings.limits, jpeg_draft=settings.inference.jpeg_draft
+            meta, batcher, executor, settings.limits, jpeg_draft=settings.inference.jpeg_draft,
+            pixel_chain=settings.inference.pixel_chain,
+            trimmer=LargeDecodeTrimmer(mem.trim_after_pixels),
         )
+        logger.info("pixel chain: %s (artifact: %s)", embedder.chain,
+                    meta.preprocessing.pixel_chain)
         try:
             store = open_vector_store(settings, meta.embedding_dim, meta.onnx_sha256)
         except BaseException:

@@ -11,9 +11,19 @@ img/s and re-rank p50 18 ms with numpy's default 2 BLAS threads, 3.98 img/s and 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), which is
+    what every thread budget defaults to."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def limit_numpy_blas(threads: int) -> list[dict[str, Any]]:

@@ -1,10 +1,10 @@
 """Small JPEG thumbnails of indexed images, stored with their items (GET /items/{id}/thumbnail).
 
-Made from the uploaded bytes after the embedder has accepted them (so the image is known to
-decode and to be within the pixel limit). EXIF orientation is applied, so a thumbnail looks as
-the photo does in a browser; transparency is flattened onto white; animations keep their first
-frame. JPEGs decode at a reduced DCT scale (`draft`) when they are much larger than the
-thumbnail: a 4000x3000 JPEG took 15 ms here, where a full decode alone takes 54 ms.
+The service makes them from the embedder's working image (`thumbnail_jpeg`, a view of the one
+decode, app/inference/working.py): EXIF orientation applied, transparency flattened onto white,
+the first frame of animations, long side at most min(long_side, the model's max_side).
+`make_thumbnail` does the same from the bytes, for callers without a decoded image: JPEGs
+decode at a reduced DCT scale (`draft`) when much larger than the thumbnail.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.config import ThumbnailSettings
@@ -43,6 +44,22 @@ def make_thumbnail(data: bytes, settings: ThumbnailSettings, max_pixels: int) ->
     except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         logger.warning("no thumbnail for an image of %d bytes: %s", len(data), exc)
         return None
+
+
+def thumbnail_jpeg(pixels: np.ndarray, settings: ThumbnailSettings) -> bytes:
+    """[h, w, 3] uint8 RGB (a working image) -> JPEG bytes, long side at most
+    `settings.long_side` (never enlarged).
+
+    reducing_gap 1.0: an integer factor is a box `reduce` (the whole of 512 -> 256 px, the
+    common case: 0.8 ms with the JPEG encode here, where LANCZOS took 3.8 ms), the rest LANCZOS.
+    """
+    img = Image.fromarray(pixels)
+    img.thumbnail(
+        (settings.long_side, settings.long_side), Image.Resampling.LANCZOS, reducing_gap=1.0
+    )
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=settings.quality, optimize=True)
+    return out.getvalue()
 
 
 def _flatten(img: Image.Image) -> Image.Image:

@@ -1,9 +1,9 @@
 """Read official / pycls / torchvision weights, write our self-describing checkpoints.
 
-Formats (ALGORITHMS.md 2):
+Formats (docs/ALGORITHMS.md 2):
 - official DOLG (pycls container): {"model_state", "cfg" (YAML text), "epoch", "optimizer_state"}
   with `globalmodel.` backbone keys and the training-only head `desc_cls.*`;
-- official CFCD (same container, ALGORITHMS.md 2.6): `globalmodel.*`, `fc.*`, BatchNorm1d
+- official CFCD (same container, docs/ALGORITHMS.md 2.6): `globalmodel.*`, `fc.*`, BatchNorm1d
   `bn.*` and the MadaCos head `desc_cls.weight`; told apart from DOLG by `bn.*` and the absence
   of the local branch `localmodel.*`;
 - a bare state dict (e.g. a re-saved official model), possibly with a DDP `module.` prefix;
@@ -30,9 +30,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from models.backbones import pycls_backbone_name
 from models.cfcd.model import CFCDConfig
 from models.dolg import DOLGConfig
-from models.factory import ModelConfig, build_model, config_family, family_of, get_family
+from models.factory import ModelConfig, build_model, config_family, family_of, stored_config
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def is_cfcd_state(state: Mapping[str, Tensor]) -> bool:
 
 def infer_cfcd_config(state: Mapping[str, Tensor]) -> CFCDConfig:
     """CFCDConfig of an official CFCD state dict: the pycls ResNet depth and the output dim."""
-    return CFCDConfig(backbone=f"resnet{infer_depth(state)}",
+    return CFCDConfig(backbone=pycls_backbone_name(infer_depth(state)),
                       reduction_dim=int(state["fc.weight"].shape[0]))
 
 
@@ -203,12 +204,11 @@ def build_model_from_checkpoint(
     is_ours = isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT
     state, dropped = drop_head(extract_state_dict(obj))
     if is_ours:
-        family = get_family(str(obj.get(FAMILY_KEY) or "dolg"))
-        config: ModelConfig = family.config_type.from_dict(dict(obj["config"]))
+        config: ModelConfig = stored_config(obj.get(FAMILY_KEY), obj["config"])
     else:
         config = infer_official_config(state)
     if isinstance(config, DOLGConfig) and not is_ours and GEM_P_KEY not in state:
-        # Official code before 2022-04-11 used a fixed GeM p=3 with no parameter (ALGORITHMS.md
+        # Official code before 2022-04-11 used a fixed GeM p=3 with no parameter (docs/ALGORITHMS.md
         # 1.3); a learnable p holding 3.0 computes exactly the same function.
         logger.warning("%s has no %s (fixed-p GeM model): using p=3.0", path.name, GEM_P_KEY)
         state[GEM_P_KEY] = torch.tensor([3.0])
@@ -313,7 +313,7 @@ _PY_TO_TV = {v: k for k, v in _TV_TO_PY.items()}
 
 
 def torchvision_to_pycls(state: Mapping[str, Tensor]) -> StateDict:
-    """Rename torchvision ResNet keys to pycls ones (ALGORITHMS.md 2.5); `fc.*` is dropped.
+    """Rename torchvision ResNet keys to pycls ones (docs/ALGORITHMS.md 2.5); `fc.*` is dropped.
     No colour flip here (see `flip_stem_channels`)."""
     out: StateDict = {}
     for key, value in state.items():

@@ -1,4 +1,5 @@
-"""DOLG: deep orthogonal fusion of local and global features (ICCV 2021), ALGORITHMS.md 1.2-1.4.
+"""DOLG: deep orthogonal fusion of local and global features (ICCV 2021),
+docs/ALGORITHMS.md 1.2-1.4.
 
 Module and parameter names equal the official code's, so `DOLG.state_dict()` equals an official
 checkpoint's `model_state` minus the training-only margin head `desc_cls.*` (which lives in
@@ -15,9 +16,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from models.backbones import get_backbone_spec
+from models.backbones import (
+    check_zero_init_final_gamma,
+    get_backbone_spec,
+    pycls_backbone_name,
+)
 from models.layers import functional as LF
 from models.layers.modules import GeM
+from models.model_flags import ModelFlags
 from models.resnet import BN_EPS, BN_MOMENTUM, S3_DIM, init_weights
 
 logger = logging.getLogger(__name__)
@@ -51,7 +57,7 @@ class DOLGConfig:
 
     @property
     def backbone_name(self) -> str:
-        return self.backbone or f"resnet{self.depth}"
+        return self.backbone or pycls_backbone_name(self.depth)
 
     def __post_init__(self) -> None:
         if self.depth not in (50, 101):
@@ -65,8 +71,31 @@ class DOLGConfig:
         get_backbone_spec(self.backbone_name)  # raises, listing the valid names
         if self.local_dim is not None and self.local_dim <= 0:
             raise ValueError(f"local_dim must be positive, got {self.local_dim}")
-        if self.zero_init_final_gamma and not self.backbone_name.startswith("resnet"):
-            raise ValueError("zero_init_final_gamma applies to the ResNet backbones only")
+        check_zero_init_final_gamma(self.backbone_name, self.zero_init_final_gamma)
+
+    @property
+    def family(self) -> str:
+        """The `models.factory` family that builds this config: "dolg", or "resnet_pool" for
+        the legacy baseline configs that this type also reads (`models.resnet_pool`)."""
+        return self.architecture
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.reduction_dim
+
+    @property
+    def arch_name(self) -> str:
+        """Short name inside artifact names: 'dolg-r50', 'dolg-r101-ma', 'resnet_pool-r50',
+        'dolg-efficientnet_lite0'."""
+        short = get_backbone_spec(self.backbone_name).short_name
+        return f"{self.architecture}-{short}{'-ma' if self.with_ma else ''}"
+
+    @classmethod
+    def from_flags(cls, flags: ModelFlags) -> DOLGConfig:
+        return cls(depth=flags.depth, with_ma=flags.with_ma,  # type: ignore[arg-type]
+                   pooling=flags.pooling, gem_p=flags.gem_p,  # type: ignore[arg-type]
+                   backbone=flags.backbone, reduction_dim=flags.reduction_dim or 512,
+                   zero_init_final_gamma=flags.zero_init_final_gamma)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

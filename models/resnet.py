@@ -1,4 +1,4 @@
-"""pycls-style ResNet backbone (ALGORITHMS.md 1.1), the `globalmodel` of DOLG.
+"""pycls-style ResNet backbone (docs/ALGORITHMS.md 1.1), the `globalmodel` of DOLG.
 
 Module names follow pycls exactly (`stem.conv`, `s1.b1.f.a_bn`, `s1.b1.proj`, ...) so that
 official DOLG, CFCD and pycls ImageNet weights load without renaming. The layout equals

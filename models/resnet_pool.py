@@ -3,13 +3,31 @@
 Same backbone names as DOLG (`globalmodel.*`), so a DOLG or pycls backbone loads into it; the
 FC is a plain learned linear layer (no PCA whitening). Exports through the same ONNX path.
 It is the pooled family (`models.pooled`) configured from a `DOLGConfig` with
-architecture="resnet_pool", kept so those configs and checkpoints keep loading.
+architecture="resnet_pool": the family "resnet_pool" of `models.factory`, kept so those configs,
+checkpoints and artifacts (architecture "resnet_pool") keep their meaning.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from models.dolg import DOLGConfig
+from models.model_flags import ModelFlags
 from models.pooled import PooledConfig, PooledDescriptor
+
+
+def config_from_flags(flags: ModelFlags) -> DOLGConfig:
+    """The baseline's config from command-line model options (FC to 512 unless given)."""
+    flags.refuse_local_branch("the resnet_pool baseline")
+    return DOLGConfig(depth=flags.depth, architecture="resnet_pool",  # type: ignore[arg-type]
+                      pooling=flags.pooling, gem_p=flags.gem_p,  # type: ignore[arg-type]
+                      backbone=flags.backbone, reduction_dim=flags.reduction_dim or 512,
+                      zero_init_final_gamma=flags.zero_init_final_gamma)
+
+
+def config_from_dict(data: dict[str, Any]) -> DOLGConfig:
+    """The baseline's stored config (`DOLGConfig.to_dict`), architecture resnet_pool."""
+    return DOLGConfig.from_dict({**data, "architecture": "resnet_pool"})
 
 
 class ResNetPool(PooledDescriptor):

@@ -1,6 +1,6 @@
 """SuperGlobal's test-time descriptor modules applied to a DOLG or ResNet-pooling network.
 
-SuperGlobal (ICCV 2023, ALGORITHMS.md 3.1-3.3) changes a trained network at test time only:
+SuperGlobal (ICCV 2023, docs/ALGORITHMS.md 3.1-3.3) changes a trained network at test time only:
 - GeM+: the global GeM uses a fixed p (4.6, clamp 1e-8) instead of the learned one;
 - Regional-GeM: the s4 map goes through a 5x5 power mean (p 2.5), mixed 50/50 with itself,
   before the global pooling;

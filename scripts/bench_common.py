@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from app.threads import usable_cores
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -76,13 +78,6 @@ def cpu_seconds(pid: int | None = None) -> float:
         return float("nan")
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def loadavg() -> list[float]:

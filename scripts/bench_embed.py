@@ -178,15 +178,14 @@ class RawOrt:
 
 
 def prepare_tensors(blobs: list[bytes], settings: Any, prep: Any) -> list[list[np.ndarray]]:
-    """The service's decode (draft when enabled) + cap + multi-scale preprocessing."""
-    from app.inference.preprocess import cap_long_side, decode_image, preprocess_multiscale
+    """The service's exact model inputs: its pixel chain (app/inference/working.py)."""
+    from app.inference.working import decode_working_image, model_inputs
 
-    draft = prep.max_side if settings.inference.jpeg_draft else None
-    out = []
-    for data in blobs:
-        img = decode_image(data, settings.limits.max_pixels, draft_max_side=draft)
-        out.append(preprocess_multiscale(cap_long_side(img, prep.max_side), prep))
-    return out
+    chain = settings.inference.pixel_chain
+    chain = prep.pixel_chain if chain == "auto" else chain
+    return [model_inputs(decode_working_image(data, prep, settings.limits.max_pixels, chain,
+                                              settings.inference.jpeg_draft), prep)
+            for data in blobs]
 
 
 def preprocess_cost(blobs: list[bytes], settings: Any, prep: Any, reps: int = 3) -> dict:

@@ -3,7 +3,8 @@
 
     python scripts/build_index.py DIR [--data-dir index_data] [--batch 16]
 
-Ids are paths relative to DIR (POSIX separators) unless --id-mode sha256. Resumable: ids already
+Ids are paths relative to DIR (POSIX separators) unless --id-mode sha256; each item's metadata is
+{"filename": <its file name>}, as POST /index stores an upload's. Resumable: ids already
 stored are skipped, so an interrupted run continues where it stopped. Do not run it while the
 service is serving the same data directory: one process owns a store.
 """
@@ -21,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import Settings
 from app.errors import SimSearchError
+from app.inference.preprocess import IMAGE_SUFFIXES
 from app.metrics import Metrics
 from app.runtime import Runtime
 from app.search.service import content_id
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 logger = logging.getLogger("build_index")
 
 
@@ -45,7 +46,8 @@ def _progress(total: int):
 async def _index_chunk(runtime: Runtime, paths: list[Path], ids: list[str]) -> tuple[int, int]:
     """Index one chunk; if any file fails, retry file by file so one bad image skips alone."""
     blobs = [p.read_bytes() for p in paths]
-    metas = [{"path": i} for i in ids]
+    # The key an upload through POST /index gets (keep_filenames): one name everywhere.
+    metas = [{"filename": p.name} for p in paths]
     try:
         await runtime.service.index_images(blobs, ids, metas)
         return len(paths), 0

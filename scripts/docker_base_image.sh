@@ -7,20 +7,32 @@
 #   sudo scripts/docker_base_image.sh [TAG]        # default TAG: simsearch-base:py311-bookworm
 #   docker compose build --build-arg BASE_IMAGE=simsearch-base:py311-bookworm
 #
-# Built once: an existing TAG is kept unless FORCE=1. Needs root (debootstrap, chroot).
+# Built once: an existing TAG is kept unless FORCE=1. Needs root (debootstrap, chroot), the
+# packages docker.io and debootstrap, and a running Docker engine: all checked first, so a
+# missing one fails in a second instead of after ~50 s of debootstrap.
 set -euo pipefail
 
 TAG="${1:-simsearch-base:py311-bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 
+command -v docker >/dev/null || { echo "missing: docker (apt-get install docker.io)" >&2; exit 1; }
+if ! probe="$(docker info 2>&1 >/dev/null)"; then
+  echo "the Docker engine does not answer (docker info: $(printf '%s' "$probe" | tail -n 1))" >&2
+  echo "start it first (e.g. 'sudo systemctl start docker', or 'sudo dockerd &'), then run this again" >&2
+  exit 1
+fi
 if [ "${FORCE:-0}" != 1 ] && docker image inspect "$TAG" >/dev/null 2>&1; then
   echo "$TAG already exists (FORCE=1 rebuilds it)"
   exit 0
 fi
-for tool in debootstrap docker chroot; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install debootstrap docker.io)" >&2; exit 1; }
+for tool in debootstrap chroot; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install debootstrap)" >&2; exit 1; }
 done
+if [ "$(id -u)" != 0 ]; then
+  echo "debootstrap and chroot need root: sudo $0 $TAG" >&2
+  exit 1
+fi
 
 ROOTFS="$(mktemp -d "${TMPDIR:-/tmp}/simsearch-rootfs.XXXXXX")"
 trap 'rm -rf "$ROOTFS"' EXIT

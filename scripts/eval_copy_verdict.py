@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
@@ -55,7 +55,7 @@ from app.config import RerankSettings, Settings, ThumbnailSettings
 from app.metrics import Metrics
 from app.runtime import Runtime
 from app.search.verdict import RULE_FILE, CopyVerdict, VerdictRule, default_rule
-from app.search.verify import QueryImage, query_image
+from app.search.verify import QueryImage, query_view
 
 DISTRACTOR_PACKAGES = [
     "gnome-backgrounds",
@@ -325,11 +325,12 @@ async def embed_all(runtime: Runtime, blobs: list[bytes], cache: Path) -> np.nda
 
 
 async def embed_query(runtime: Runtime, q: Query, side: int) -> None:
-    seen: list[QueryImage] = []
-    q.vector = await runtime.embedder.embed_bytes(
-        q.data, on_decoded=lambda img: seen.append(query_image(img, side))
+    # The service's own view of a query (SearchService.search_image uses the same function).
+    out = await runtime.embedder.embed_upload(
+        q.data, views={"verdict": lambda decoded: query_view(decoded, side)}
     )
-    q.image = seen[0]
+    q.vector = out.vector
+    q.image = cast(QueryImage, out.views["verdict"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@
     python scripts/eval_near_duplicates.py --photos ../shared/data/photos \\
         --model-dir index_data/model [--model-dir OTHER ...] [--transforms all] \\
         [--categories models/evaluation/photo_categories.tsv] [--threshold-folds 3] \\
-        [--rerank none,superglobal] [--exclude-flip]
+        [--rerank none,superglobal] [--exclude-flip] [--pixel-chain official,fast]
 
 Per artifact, in one run (so the figures compare on the same machine load):
 - near-duplicate recall@1 per transform: every photo is indexed in a temporary store, each
@@ -15,6 +15,8 @@ Per artifact, in one run (so the figures compare on the same machine load):
 - with --query-photos (names, or a photo recipe's recipe.json: its held-out photos): only those
   photos' copies are queried and only they count in the same-category rate; every photo stays
   indexed (the others are distractors). For models trained on the rest.
+- with --pixel-chain official,fast: each artifact once per pixel chain (the setting
+  inference.pixel_chain; app/inference/working.py), index and queries through the same chain;
 - with --threshold-folds F: the score-threshold study (models/evaluation/similarity.py): photo
   i is held out in fold i % F; copies of indexed photos against never-indexed photos and their
   copies, top-1 cosine computed exactly from the service's vectors.
@@ -36,7 +38,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.config import Settings
+from app.config import InferenceSettings, Settings
+from app.inference.preprocess import IMAGE_SUFFIXES
 from app.metrics import Metrics
 from app.runtime import Runtime
 from models.evaluation.near_duplicates import (
@@ -69,12 +72,15 @@ def read_query_photos(value: str) -> list[str]:
 
 async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
                    reranks: list[str], categories: dict[str, str] | None,
-                   folds: int, query_photos: list[str] | None = None) -> dict[str, Any]:
+                   folds: int, query_photos: list[str] | None = None,
+                   pixel_chain: str = "auto") -> dict[str, Any]:
     names = [p.name for p in photos]
     queried = [i for i, n in enumerate(names) if query_photos is None or n in query_photos]
     blobs = [p.read_bytes() for p in photos]
     with tempfile.TemporaryDirectory() as tmp:
-        runtime = Runtime.start(Settings(data_dir=Path(tmp), model_dir=model_dir), Metrics())
+        inference = InferenceSettings.model_validate({"pixel_chain": pixel_chain})
+        settings = Settings(data_dir=Path(tmp), model_dir=model_dir, inference=inference)
+        runtime = Runtime.start(settings, Metrics())
         try:
             service = runtime.service
             latencies = []
@@ -110,7 +116,8 @@ async def evaluate(model_dir: Path, photos: list[Path], transforms: list[str],
         "model": {"name": meta.name, "architecture": meta.architecture,
                   "backbone": meta.backbone, "source": meta.source.kind,
                   "dim": meta.embedding_dim, "scales": meta.preprocessing.scales,
-                  "max_side": meta.preprocessing.max_side},
+                  "max_side": meta.preprocessing.max_side,
+                  "pixel_chain": runtime.embedder.chain},
         "photos": len(photos), "queried_photos": len(queried), "transforms": transforms,
         "latency_ms_per_image": {"mean": round(statistics.fmean(latencies), 1),
                                  "median": round(statistics.median(latencies), 1)},
@@ -158,6 +165,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rerank", default="none", help="comma list of: none, superglobal")
     parser.add_argument("--categories", type=Path, help="file<TAB>category TSV")
     parser.add_argument("--query-photos", help="comma list of names, or a recipe.json")
+    parser.add_argument("--pixel-chain", default="auto",
+                        help="comma list of auto, official, fast: each artifact once per chain")
     parser.add_argument("--threshold-folds", type=int, default=0, metavar="F",
                         help="score-threshold study with F held-out folds (0: off)")
     return parser.parse_args(argv)
@@ -166,7 +175,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     photos = sorted(
-        p for p in args.photos.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+        p for p in args.photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
     )
     transforms = [t for t in TRANSFORM_SETS[args.transforms]
                   if not (args.exclude_flip and t == "flip")]
@@ -178,9 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     if query_photos and not set(query_photos) <= {p.name for p in photos}:
         raise SystemExit(f"--query-photos not in {args.photos}: "
                          f"{sorted(set(query_photos) - {p.name for p in photos})}")
+    chains = [c.strip() for c in args.pixel_chain.split(",") if c.strip()]
+    if not chains or not set(chains) <= {"auto", "official", "fast"}:
+        raise SystemExit(f"--pixel-chain: expected auto, official and/or fast, got {chains}")
     results = [asyncio.run(evaluate(d, photos, transforms, reranks, categories,
-                                    args.threshold_folds, query_photos))
-               for d in args.model_dir or [Path("index_data/model")]]
+                                    args.threshold_folds, query_photos, chain))
+               for d in args.model_dir or [Path("index_data/model")] for chain in chains]
     print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     return 0
 

@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.config import Settings
+from app.inference.preprocess import IMAGE_SUFFIXES
 from app.metrics import Metrics
 from app.runtime import Runtime
 from app.search.rerank import superglobal_rerank
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=_floats, default=[0.15], help="SuperGlobal beta values")
     args = parser.parse_args(argv)
     photos = sorted(p for p in args.photos.iterdir()
-                    if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+                    if p.suffix.lower() in IMAGE_SUFFIXES)
     originals, copies = asyncio.run(embed(args.model_dir, photos))
     results: dict[str, Any] = {"photos": len(photos), "none": scenarios(originals, copies, None)}
     for m in args.m:

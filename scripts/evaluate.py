@@ -7,7 +7,7 @@
         [--out results.json]
     python scripts/evaluate.py --data-root ../data --dataset rparis6k --checkpoint r50_dolg_512.pyth
 
-Extraction is the official DOLG test path (ALGORITHMS.md 1.7) built from the service's own
+Extraction is the official DOLG test path (docs/ALGORITHMS.md 1.7) built from the service's own
 preprocessing (app.inference.preprocess): decode, long-side cap (never triggers on ROxf/RPar,
 whose images are <= 1024 px), query crop to its box with int() truncation, 5 scales with
 cv2.INTER_LINEAR-equivalent resizing, per-scale L2, mean, L2. The network runs either as the
@@ -63,7 +63,7 @@ logger = logging.getLogger("evaluate")
 MAX_PIXELS = 250_000_000
 TRUNCATION_NOTE = (
     "rankings are truncated at top_k: positives beyond it count as not retrieved, so mAP and "
-    "mP@k under-estimate the full-ranking values (ALGORITHMS.md 5.3)"
+    "mP@k under-estimate the full-ranking values (docs/ALGORITHMS.md 5.3)"
 )
 RunFn = Callable[[np.ndarray], np.ndarray]
 # models.layers.functional.SUPERGLOBAL_GEM_P, repeated so that ONNX evaluation needs no torch.

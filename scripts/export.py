@@ -55,20 +55,24 @@ from app.artifacts import (
     save_model_meta,
     sha256_file,
 )
-from app.inference.preprocess import decode_image, prepare_image
+from app.inference.preprocess import IMAGE_SUFFIXES, decode_image, prepare_image
 from models.backbones import backbone_names, get_backbone_spec
 from models.calibrate import calibrate_batchnorm
-from models.cfcd.model import CFCDConfig
 from models.checkpoint import build_model_from_checkpoint
-from models.dolg import DOLGConfig
 from models.export import DEFAULT_OPSET, export_onnx
-from models.factory import ModelConfig, build_model, family_of, load_imagenet_backbone_
+from models.factory import (
+    ModelConfig,
+    build_model,
+    config_from_flags,
+    family_names,
+    family_of,
+    load_imagenet_backbone_,
+)
 from models.layers.functional import SUPERGLOBAL_GEM_P
-from models.pooled import PooledConfig
+from models.model_flags import ModelFlags
 from models.quantize import quantize_int8
 from models.superglobal import SuperGlobalOptions, apply_superglobal_
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 # A BN in train mode needs > 1 value per channel: f4 is ceil(h/32) x ceil(w/32) for one image.
 MIN_CALIB_SIDE = 33
 MAX_PIXELS = 100_000_000
@@ -79,6 +83,8 @@ logger = logging.getLogger("export")
 DEFAULT_RECIPE: dict[str, Any] = {
     "imagenet": True, "architecture": "pooled", "backbone": "efficientnet_lite0",
     "pooling": "gem", "gem_p": 3.0, "max_side": 512, "scales": (0.7071, 1.0),
+    # No official pixels to match: DCT-scaled decode + antialiased bicubic (BENCHMARKS.md).
+    "pixel_chain": "fast",
 }
 DEFAULT_NAME = "lite0-gem-imagenet"
 DEFAULT_INTENDED_USE = (
@@ -112,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="artifact directory")
     p.add_argument("--depth", type=int, choices=(50, 101), default=50)
     p.add_argument("--with-ma", action="store_true", help="random init: multi-atrous module")
-    p.add_argument("--architecture", choices=("dolg", "resnet_pool", "pooled", "cfcd"),
+    p.add_argument("--architecture", choices=family_names(),
                    default="dolg",
                    help="model family (resnet_pool: the ResNet pooling baseline with an FC; "
                         "cfcd: GeM p=3 -> FC -> BatchNorm1d, CFCD's deploy network)")
@@ -147,6 +153,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--scales", type=_floats, help="comma list (default: the 5 official scales)")
     p.add_argument("--max-side", type=int, help="long-side cap of uploads (default 1024)")
+    p.add_argument("--pixel-chain", choices=("official", "fast"),
+                   help="upload -> scales: the official cv2-style chain (default) or the fast "
+                        "one (DCT-scaled decode, antialiased bicubic); see app/artifacts.py")
     p.add_argument("--calibrate-bn", type=Path, metavar="DIR", help="recompute BN stats on images")
     # 512 px: ~70 s for 30 photos x 5 scales on 2 cores with R50 (1024 px takes ~4x longer).
     p.add_argument("--zero-init-final-gamma", action="store_true",
@@ -217,19 +226,11 @@ def int8_calibration_inputs(folder: Path, prep: Preprocessing, limit: int) -> li
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:
-    if args.architecture == "cfcd":
-        return CFCDConfig(backbone=args.backbone or f"resnet{args.depth}",
-                          reduction_dim=args.reduction_dim or 512,
-                          zero_init_final_gamma=args.zero_init_final_gamma)
-    if args.architecture == "pooled":
-        return PooledConfig(backbone=args.backbone or f"resnet{args.depth}",
-                            pooling=args.pooling, gem_p=args.gem_p, feature=args.feature,
-                            reduction_dim=args.reduction_dim,
-                            zero_init_final_gamma=args.zero_init_final_gamma)
-    return DOLGConfig(depth=args.depth, with_ma=args.with_ma, architecture=args.architecture,
-                      pooling=args.pooling, gem_p=args.gem_p, backbone=args.backbone,
-                      reduction_dim=args.reduction_dim or 512,
-                      zero_init_final_gamma=args.zero_init_final_gamma)
+    flags = ModelFlags(backbone=args.backbone, depth=args.depth, with_ma=args.with_ma,
+                       pooling=args.pooling, gem_p=args.gem_p, feature=args.feature,
+                       reduction_dim=args.reduction_dim,
+                       zero_init_final_gamma=args.zero_init_final_gamma)
+    return config_from_flags(args.architecture, flags)
 
 
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, ModelConfig, SourceInfo, dict]:
@@ -254,19 +255,6 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, ModelConfig, Source
     else:
         source = SourceInfo(kind="random-init", seed=args.seed, config=config.to_dict())
     return model, config, source, dict(spec.preprocessing)
-
-
-def artifact_arch(config: ModelConfig) -> str:
-    """Short name: 'dolg-r50', 'dolg-r101-ma', 'pooled-gem-efficientnet_lite0', ..."""
-    if isinstance(config, PooledConfig):
-        feature = "" if config.feature == "last" else f"-{config.feature}"
-        return f"pooled-{config.pooling}{feature}-{config.backbone}"
-    if isinstance(config, CFCDConfig):
-        name = config.backbone_name
-        return "cfcd-" + (f"r{name.removeprefix('resnet')}" if name.startswith("resnet") else name)
-    if config.backbone_name.startswith("resnet"):
-        return f"{config.architecture}-r{config.depth}{'-ma' if config.with_ma else ''}"
-    return f"{config.architecture}-{config.backbone_name}{'-ma' if config.with_ma else ''}"
 
 
 def intended_use(args: argparse.Namespace, arch: str, source: SourceInfo) -> str:
@@ -299,7 +287,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model, config, source, prep_fields = load_model(args)
     overrides = {"scales": args.scales, "max_side": args.max_side,
                  "scale_pooling": args.scale_pooling, "colour_order": args.colour_order,
-                 "mean": args.mean, "std": args.std, "interpolation": args.interpolation}
+                 "mean": args.mean, "std": args.std, "interpolation": args.interpolation,
+                 "pixel_chain": args.pixel_chain}
     prep_fields.update({k: v for k, v in overrides.items() if v})
     prep = Preprocessing(**prep_fields)
     summary: dict[str, Any] = {}
@@ -347,18 +336,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "calibration_dir": calib_dir.name,
                            "fp32_megabytes": round(export.file_bytes / 1e6, 1)}
         export.file_bytes = quant.file_bytes
-    arch = artifact_arch(config)
+    arch = config.arch_name
     if sg_options.enabled or prep.scale_pooling != "mean":
         arch += "-sg"
     default_name = {"random-init": f"{arch}-random-s{args.seed}",
                     "imagenet-init": f"{arch}-imagenet"}.get(source.kind, arch)
-    resnet = config.backbone_name.startswith("resnet")
-    family = config.architecture if isinstance(config, DOLGConfig) else family_of(config)
     meta = ModelMeta(
-        name=args.name or default_name, version=args.version, architecture=family,
-        backbone=config.backbone_name,
-        depth=int(config.backbone_name.removeprefix("resnet")) if resnet else None,
-        with_ma=isinstance(config, DOLGConfig) and config.with_ma, opset=export.opset,
+        name=args.name or default_name, version=args.version, architecture=family_of(config),
+        backbone=config.backbone_name, depth=get_backbone_spec(config.backbone_name).pycls_depth,
+        with_ma=getattr(config, "with_ma", False), opset=export.opset,
         onnx_sha256=sha256_file(args.out / MODEL_FILE),
         precision=precision,  # type: ignore[arg-type]
         input=TensorSpec(name="image", shape=export.input_shape),

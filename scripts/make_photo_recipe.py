@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
+from app.inference.preprocess import IMAGE_SUFFIXES
 from models.evaluation.near_duplicates import TRANSFORMS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 logger = logging.getLogger("make_photo_recipe")
 
 

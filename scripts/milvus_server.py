@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import logging
 import signal
-import socket
 import sys
 import time
 import urllib.error
@@ -33,6 +32,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# Run as a script, the repository's packages are not on the path yet.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.bench_common import free_port
 
 logger = logging.getLogger("milvus_server")
 
@@ -45,12 +49,6 @@ _COMPONENTS = (
     "dataCoord",
     "dataNode",
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -241,5 +239,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     raise SystemExit(main())

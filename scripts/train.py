@@ -19,7 +19,7 @@ r"""Train DOLG (models.dolg) or CFCD (models.cfcd) with a margin head on labelle
 
 Data: `--train-list` (`<relative_path> <class_id>` per line, paths relative to --data-root or
 the list's folder) or `--data-root` alone (one sub-folder per class). Defaults follow the paper
-(ALGORITHMS.md 1.6); see docs/TRAINING.md. Prints a JSON summary on stdout.
+(docs/ALGORITHMS.md 1.6); see docs/TRAINING.md. Prints a JSON summary on stdout.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from simsearch_client.client import ApiError, SimSearchClient
 
 logger = logging.getLogger(__name__)
 
+# What the server accepts (app.inference.preprocess.IMAGE_SUFFIXES; the client imports nothing
+# of the server, and a test holds the two equal).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 IdScheme = Literal["path", "sha256"]
 # Statuses worth retrying: the server is starting, overloaded or past its deadline.

@@ -9,7 +9,8 @@
 
 The server is --url (default $SIMSEARCH_URL or http://127.0.0.1:8000), the key --api-key
 (default $SIMSEARCH_API_KEY). Results print as JSON lines (one object per line) for scripts.
-Exit codes: 0 done, 1 the server refused or some images failed, 2 bad usage.
+Exit codes: 0 done, 1 the server refused or some images failed, 2 bad usage, 141 the reader
+of the output went away (e.g. `simsearch list --all | head`), as for other Unix tools.
 """
 
 from __future__ import annotations
@@ -24,8 +25,24 @@ from typing import Any
 
 import httpx
 
-from simsearch_client.bulk import BulkReport, index_folder
+from simsearch_client.bulk import index_folder
 from simsearch_client.client import DEFAULT_URL, ApiError, SearchResult, SimSearchClient
+from simsearch_client.progress import ProgressPrinter
+
+# 128 + SIGPIPE: what a shell reports for a writer whose reader closed the pipe.
+EXIT_BROKEN_PIPE = 141
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, except where there is none to show (None, '', a
+    flag's False) or the help text already says it (an environment variable, never its
+    value)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, "", argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -49,11 +66,13 @@ def _bbox(text: str) -> list[float]:
 
 
 def _add_search_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--rerank", choices=["none", "superglobal"], default="none")
-    p.add_argument("--rerank-top-m", type=int, default=None)
-    p.add_argument("--nprobe", type=int, default=None)
-    p.add_argument("--score-threshold", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=10, help="number of results")
+    p.add_argument("--rerank", choices=["none", "superglobal"], default="none", help="re-ranking")
+    p.add_argument(
+        "--rerank-top-m", type=int, default=None, help="SuperGlobal's M (server default if unset)"
+    )
+    p.add_argument("--nprobe", type=int, default=None, help="IVF lists probed (IVF-PQ only)")
+    p.add_argument("--score-threshold", type=float, default=None, help="minimum cosine score")
     p.add_argument("--filter", type=_json_object, default=None, help="JSON metadata filter")
 
 
@@ -61,8 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simsearch", description="Client for the image-similarity search service."
     )
-    parser.add_argument("--url", default=os.environ.get("SIMSEARCH_URL", DEFAULT_URL))
-    parser.add_argument("--api-key", default=os.environ.get("SIMSEARCH_API_KEY"))
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("SIMSEARCH_URL", DEFAULT_URL),
+        help=f"the server (default: $SIMSEARCH_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("SIMSEARCH_API_KEY"),
+        help="API key (default: $SIMSEARCH_API_KEY; none without it)",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -92,11 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-resume", action="store_true", help="send every image, even ids already stored"
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=None,
+        help="seconds between progress lines (default: 0.2 on a terminal, rewriting one "
+        "line; 5 otherwise, one line each)",
+    )
 
     p = sub.add_parser("list", help="list stored items")
     p.add_argument("--prefix", default=None, help="only ids starting with this")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--cursor", default=None)
+    p.add_argument("--limit", type=int, default=50, help="items per page")
+    p.add_argument("--cursor", default=None, help="the page after the one that printed it")
     p.add_argument("--all", action="store_true", help="every page")
 
     p = sub.add_parser("get", help="read one item")
@@ -105,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("delete", help="delete items")
     p.add_argument("ids", nargs="+")
+    for sub_parser in (parser, *sub.choices.values()):
+        sub_parser.formatter_class = _HelpFormatter
     return parser
 
 
@@ -128,10 +164,6 @@ def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _progress(report: BulkReport) -> None:
-    print(f"\r{report.line()}", end="", file=sys.stderr, flush=True)
-
-
 def _run(client: SimSearchClient, args: argparse.Namespace) -> int:
     if args.command == "search":
         if not args.image.is_file():
@@ -144,19 +176,26 @@ def _run(client: SimSearchClient, args: argparse.Namespace) -> int:
         )
         return 0
     if args.command == "index":
-        report = index_folder(
-            client,
-            args.folder,
-            batch_size=args.batch,
-            concurrency=args.concurrency,
-            id_scheme=args.id,
-            id_prefix=args.id_prefix,
-            resume=not args.no_resume,
-            metadata=args.metadata,
-            progress=None if args.quiet else _progress,
-        )
-        if not args.quiet:
-            print(file=sys.stderr)
+        progress = ProgressPrinter(sys.stderr, quiet=args.quiet, interval_s=args.progress_interval)
+        try:
+            report = index_folder(
+                client,
+                args.folder,
+                batch_size=args.batch,
+                concurrency=args.concurrency,
+                id_scheme=args.id,
+                id_prefix=args.id_prefix,
+                resume=not args.no_resume,
+                metadata=args.metadata,
+                progress=progress,
+            )
+        except (httpx.TransportError, ApiError) as exc:
+            progress.close()
+            if progress.report is None:
+                raise  # nothing was sent: the usual one-line error
+            _stopped_midway(args, progress, exc)
+            return 1
+        progress.close()
         for path, reason in report.failed:
             print(f"failed: {path}: {reason}", file=sys.stderr)
         _print(
@@ -177,20 +216,57 @@ def _run(client: SimSearchClient, args: argparse.Namespace) -> int:
         page = client.list_items(args.limit, args.cursor, args.prefix)
         for item in page.items:
             _print(asdict(item))
-        print(
-            f"{len(page.items)} of {page.total}; next cursor: {page.next_cursor}",
-            file=sys.stderr,
-        )
+        if page.next_cursor is None:
+            footer = f"{len(page.items)} of {page.total} items; the last page"
+        else:
+            footer = (
+                f"{len(page.items)} of {page.total} items; next page: --cursor "
+                f"{page.next_cursor} (or --all for every page)"
+            )
+        print(footer, file=sys.stderr)
         return 0
     if args.command == "get":
         _print(asdict(client.get_item(args.id, include_vector=args.vector)))
         return 0
     if args.command == "delete":
-        missing = [i for i in args.ids if not client.delete_item(i)]
-        for item_id in missing:
-            print(f"not found: {item_id}", file=sys.stderr)
+        missing = []
+        for item_id in args.ids:
+            deleted = client.delete_item(item_id)
+            _print({"id": item_id, "deleted": deleted})
+            if not deleted:
+                missing.append(item_id)
+                print(f"not found: {item_id}", file=sys.stderr)
+        print(f"deleted {len(args.ids) - len(missing)} of {len(args.ids)}", file=sys.stderr)
         return 1 if missing else 0
     raise AssertionError(args.command)
+
+
+def _stopped_midway(args: argparse.Namespace, progress: ProgressPrinter, exc: Exception) -> None:
+    """The server went away (or refused everything) during `index`: say how far it got and
+    that the same command resumes, since every answered batch is durable."""
+    report = progress.report
+    assert report is not None
+    reason = (
+        f"the server answered {exc.status}: {exc.detail}"
+        if isinstance(exc, ApiError)
+        else f"the server at {args.url} stopped answering ({type(exc).__name__}: {exc})"
+    )
+    print(
+        f"error: {reason}\n"
+        f"stopped after {report.indexed} of {report.total} images were indexed in this run "
+        f"({report.skipped} were already stored, {len(report.failed)} failed); what was "
+        "indexed is stored. Once the server is back, run the same command again to resume: "
+        "stored ids are skipped.",
+        file=sys.stderr,
+    )
+
+
+def _silence_stdout() -> None:
+    """The reader of stdout has gone (`| head`): further writes, including the interpreter's
+    final flush, go nowhere instead of raising BrokenPipeError at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with SimSearchClient(args.url, api_key=args.api_key, timeout=args.timeout) as client:
             return _run(client, args)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except ApiError as exc:
         print(f"error: the server answered {exc.status}: {exc.detail}", file=sys.stderr)
     except httpx.ConnectError:

@@ -1,10 +1,12 @@
 """docker-compose.yml and the Dockerfiles, validated without a Docker engine."""
 
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -105,7 +107,8 @@ def _make_variables(makefile: str) -> dict[str, str]:
     joined = re.sub(r"\s*\\\n\s*", " ", makefile)
     return {
         m.group(1): m.group(2).strip()
-        for m in re.finditer(r"^([A-Z_]+)\s*[:?]?=\s*(.*)$", joined, re.M)
+        # [ \t], not \s: an empty value must not swallow the next line.
+        for m in re.finditer(r"^([A-Z_]+)[ \t]*[:?]?=[ \t]*(.*)$", joined, re.M)
     }
 
 
@@ -126,3 +129,147 @@ def test_image_default_model_is_the_make_model_recipe(name: str) -> None:
         for a in _export_args(model_stage)
     ]
     assert actual == expected
+
+
+# ---- the deployment guide as a first user follows it (README "Deployment")
+
+
+def _section(markdown: str, title: str) -> str:
+    return markdown.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_makefile_variables_are_all_defined_and_the_base_image_has_one_name() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    defined = _make_variables(makefile)
+    # A variable used but never defined expands to nothing (the old test-docker's BASE_IMAGE).
+    used = set(re.findall(r"\$\(([A-Z_]+)\)", makefile))
+    assert used <= set(defined), sorted(used - set(defined))
+    assert "DOCKER_BASE_IMAGE" not in makefile
+    assert defined["BASE_IMAGE"] == "simsearch-base:py311-bookworm"
+    for target in ("docker-base", "docker-build", "test-docker"):
+        recipe = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        assert "$(BASE_IMAGE)" in recipe, target
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu", "Dockerfile.milvus"])
+def test_throwaway_build_stages_are_labelled_for_pruning(name: str) -> None:
+    stages = (REPO / "docker" / name).read_text().split("\nFROM ")[1:]
+    assert len(stages) >= 2
+    for stage in stages[:-1]:
+        assert "\nLABEL simsearch.build-stage=" in stage, stage.splitlines()[0]
+    assert "simsearch.build-stage" not in stages[-1], "the final image must not be pruned"
+    prune = "docker image prune --force --filter label=simsearch.build-stage"
+    docker_build = (REPO / "Makefile").read_text().split("\ndocker-build:", 1)[1]
+    assert prune in docker_build.split("\n\n", 1)[0]
+    assert '"label=simsearch.build-stage"' in (REPO / "tests/docker/conftest.py").read_text()
+
+
+def test_deployment_guide_lists_prerequisites_and_the_volume_names_docker_shows() -> None:
+    import yaml
+
+    guide = _section((REPO / "README.md").read_text(), "Deployment")
+    for needle in (
+        "docker.io",
+        "docker-compose",
+        "debootstrap",
+        "docker info",
+        "systemctl start docker",
+        "docker/build-inputs",
+        "required",
+    ):
+        assert needle in guide, needle
+    volumes = yaml.safe_load((REPO / "docker-compose.yml").read_text())["volumes"]
+    for volume in volumes:
+        assert f"`<project>_{volume}`" in guide, volume
+
+
+def test_base_image_script_checks_the_engine_before_debootstrap(tmp_path: Path) -> None:
+    """No engine answers (a socket nobody listens on): the script stops at once, before the
+    ~50 s of debootstrap, and says what to do."""
+    env = {
+        **os.environ,
+        "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
+        "TMPDIR": str(tmp_path),
+    }
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "docker_base_image.sh"), "simsearch-test-base:never"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert elapsed < 15, elapsed
+    if shutil.which("docker"):
+        assert "Docker engine does not answer" in proc.stderr and "start it" in proc.stderr
+    else:
+        assert "missing: docker" in proc.stderr
+    assert not list(tmp_path.glob("simsearch-rootfs.*")), "debootstrap started"
+
+
+def _fresh_clone(dest: Path) -> Path:
+    """The tracked files only, as `git clone` gives them: no .venv, no build inputs."""
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def test_build_inputs_script_runs_on_a_fresh_clone(tmp_path: Path) -> None:
+    """Without .venv it uses python3's pip; a torch it cannot find is one clear message. (pip
+    looks only in an empty folder here: no network.)"""
+    if not shutil.which("python3"):
+        pytest.skip("no python3 on PATH")
+    clone = _fresh_clone(tmp_path / "clone")
+    (tmp_path / "wheels").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "CA_BUNDLE")}
+    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path / "wheels"), TORCH_VERSION="2.13.0")
+    proc = subprocess.run(
+        [str(clone / "scripts" / "docker_build_inputs.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert not (clone / ".venv").exists()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert ".venv" not in proc.stderr, proc.stderr
+    assert "could not download torch==2.13.0" in proc.stderr
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in proc.stderr
+
+
+@pytest.mark.slow
+def test_build_inputs_script_fetches_torch_on_a_fresh_clone(tmp_path: Path) -> None:
+    """The real download through this machine's pip configuration (~200 MB)."""
+    clone = _fresh_clone(tmp_path / "clone")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "CA_BUNDLE")}
+    proc = subprocess.run(
+        [str(clone / "scripts" / "docker_build_inputs.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    wheels = list((clone / "docker" / "build-inputs").glob("torch-2.13.0*.whl"))
+    assert len(wheels) == 1 and wheels[0].stat().st_size > 50_000_000
+
+
+def test_local_milvus_restarts_without_waiting_out_30_s_sessions() -> None:
+    """`docker stop` kills the wheel's Milvus (PID 1 ignores SIGTERM); with the default 30 s
+    session TTL the next start waited ~55 s (README "Deployment"), with 10 s ~25 s."""
+    flag = '"--extra-config", "common.session.ttl=10"'
+    assert flag in (REPO / "docker" / "Dockerfile.milvus").read_text()
+    assert flag in (REPO / "docker" / "compose.local-milvus.yml").read_text()

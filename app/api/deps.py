@@ -42,8 +42,6 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-ReadyRuntimeDep = Annotated[Runtime, Depends(get_ready_runtime)]
 ServiceDep = Annotated[SearchService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -18,6 +18,7 @@ from fastapi.utils import is_body_allowed_for_status_code
 from starlette.exceptions import HTTPException
 
 from app import errors
+from app.api.fields import FORM_TYPES, UNKNOWN, accepted_body_fields, accepted_query_parameters
 from app.api.schemas import ErrorResponse, FieldError
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ _DESCRIPTIONS = {
     404: "Unknown item id",
     413: "Upload, request body or decoded image larger than the configured limits",
     415: "Content type or image format not accepted",
-    422: "A field is missing, of the wrong type or out of range",
+    422: "A field is missing, unknown, repeated, of the wrong type or out of range",
     503: "Starting, overloaded (inference queue or in-flight requests full) or past the "
     "request deadline; retry after Retry-After seconds",
 }
@@ -97,7 +98,25 @@ def _field_errors(raw: Sequence[Any]) -> list[FieldError]:
     return out
 
 
-def _describe(err: FieldError, raw: dict[str, Any]) -> str:
+def _describe_unknown(request: Request, err: FieldError) -> str:
+    """An unknown field or query parameter, with the names accepted at that place."""
+    where, *rest = err.loc
+    if where == "query":
+        accepted = accepted_query_parameters(request)
+        text = f"unknown query parameter '{rest[-1]}'"
+    else:
+        accepted = accepted_body_fields(request, rest[:-1])
+        form = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        kind = "form field" if form in FORM_TYPES else "field"
+        text = f"unknown {kind} '{'.'.join(str(p) for p in rest)}'"
+    if accepted is None:
+        return text
+    return f"{text}; accepted: {', '.join(accepted) or 'none'}"
+
+
+def _describe(request: Request, err: FieldError, raw: dict[str, Any]) -> str:
+    if err.type == UNKNOWN and len(err.loc) >= 2:
+        return _describe_unknown(request, err)
     if err.type == "json_invalid":
         reason = (raw.get("ctx") or {}).get("error", "")
         where = err.loc[1] if len(err.loc) > 1 else "?"
@@ -145,9 +164,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     fields = _field_errors(raw)
     upload_hint = _missing_upload(request, raw)
     if upload_hint is not None:
-        body = ErrorResponse(detail=upload_hint, errors=fields)
+        # The misspelt field names, if any, follow the hint on where the image goes.
+        unknown = [
+            _describe(request, f, r) for f, r in zip(fields, raw, strict=True) if f.type == UNKNOWN
+        ]
+        body = ErrorResponse(detail="; ".join([upload_hint, *unknown]), errors=fields)
         return JSONResponse(body.model_dump(mode="json"), status_code=422)
-    parts = [_describe(f, r) for f, r in zip(fields, raw, strict=True)]
+    parts = [_describe(request, f, r) for f, r in zip(fields, raw, strict=True)]
     detail = "; ".join(parts[:5]) or "invalid request"
     if len(parts) > 5:
         detail += f"; and {len(parts) - 5} more"

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.index.filters import KEY_PATTERN
+
 RerankName = Literal["none", "superglobal"]
 
 FILTER_DESCRIPTION = (
@@ -13,6 +15,12 @@ FILTER_DESCRIPTION = (
     'top_k matching results come back): {"key": value} for equality, {"key": {"in": [v1, '
     "v2]}} for any of several values; strings, numbers and booleans; all keys must hold"
 )
+METADATA_DESCRIPTION = (
+    "A JSON object stored with the item; its keys are what filters match on, so they must "
+    "match " + KEY_PATTERN.pattern + " (letters, digits, '_' and '-')"
+)
+# Checked with a clear message in app/api/uploads.py; here so the schema says it too.
+METADATA_KEYS_SCHEMA: dict[str, Any] = {"propertyNames": {"pattern": KEY_PATTERN.pattern}}
 FILTER_EXAMPLE = {"album": "trip", "year": {"in": [2023, 2024]}}
 _HIT_EXAMPLE = {"id": "photos/eiffel.jpg", "score": 0.913, "match": True,
                 "metadata": {"filename": "eiffel.jpg"}}
@@ -20,6 +28,13 @@ _HIT_EXAMPLE = {"id": "photos/eiffel.jpg", "score": 0.913, "match": True,
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+class RequestBody(BaseModel):
+    """A JSON request body: an unknown (e.g. misspelt) key is a 422 naming it and the
+    accepted ones (app/api/errors.py), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class HitOut(BaseModel):
@@ -60,7 +75,7 @@ class SearchResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
-class SearchOptions(BaseModel):
+class SearchOptions(RequestBody):
     """The options every JSON search request shares."""
 
     top_k: int = Field(default=10, ge=1, description="Number of results (at most max_top_k)")
@@ -125,13 +140,15 @@ class IndexResponse(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
 
 
-class VectorItem(BaseModel):
+class VectorItem(RequestBody):
     id: str = Field(min_length=1, description="Opaque id (never a file name)")
     vector: list[float] = Field(min_length=1)
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description=METADATA_DESCRIPTION, json_schema_extra=METADATA_KEYS_SCHEMA
+    )
 
 
-class VectorIndexRequest(BaseModel):
+class VectorIndexRequest(RequestBody):
     model_config = _examples(
         {"items": [{"id": "sku-1001", "vector": [0.021, -0.113, 0.087], "metadata": None}]}
     )

@@ -12,7 +12,7 @@ from fastapi import UploadFile
 
 from app.config import LimitSettings
 from app.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from app.index.filters import MetadataFilter, parse_filter
+from app.index.filters import KEY_PATTERN, MetadataFilter, parse_filter
 
 ACCEPTED_CONTENT_TYPES = frozenset(
     {
@@ -31,9 +31,10 @@ ACCEPTED_CONTENT_TYPES = frozenset(
 ACCEPTED_TEXT = "JPEG, PNG, WebP, GIF, BMP or TIFF (image/* or application/octet-stream)"
 
 
-async def read_upload(upload: UploadFile, limits: LimitSettings) -> bytes:
-    """Read at most max_upload_bytes (+1 to detect overflow) of one uploaded file."""
-    name = upload.filename or "file"
+async def read_upload(upload: UploadFile, limits: LimitSettings, label: str | None = None) -> bytes:
+    """Read at most max_upload_bytes (+1 to detect overflow) of one uploaded file; errors name
+    it by `label` (default: its file name)."""
+    name = label or upload.filename or "file"
     ctype = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
     if ctype not in ACCEPTED_CONTENT_TYPES:
         raise UnsupportedMediaType(
@@ -87,6 +88,14 @@ def check_metadata(
         return None
     if not isinstance(value, dict):
         raise InvalidRequest(f"{where} must be a JSON object (or null); got {type(value).__name__}")
+    for key in value:
+        # A key no filter can name would be stored but never be searchable by.
+        if not KEY_PATTERN.match(key):
+            raise InvalidRequest(
+                f"{where}: key {key[:80]!r} is not accepted; metadata keys are what filters "
+                f"match on and must match {KEY_PATTERN.pattern} (letters, digits, '_' and '-', "
+                "1 to 64 characters)"
+            )
     size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
     if size > limits.max_metadata_bytes:
         raise InvalidRequest(
@@ -115,22 +124,26 @@ def parse_list_field(values: list[str] | None, name: str, count: int) -> list[st
 
 
 def parse_metadata_entries(
-    values: list[str] | None, count: int, limits: LimitSettings
+    values: list[str] | None,
+    count: int,
+    limits: LimitSettings,
+    labels: list[str] | None = None,
 ) -> list[dict[str, Any] | None]:
+    """One metadata object (or None) per file; errors say which entry and, with `labels`,
+    which file it belongs to."""
     raw = parse_list_field(values, "metadata", count)
     if raw is None:
         return [None] * count
     out: list[dict[str, Any] | None] = []
     for i, text in enumerate(raw):
+        where = f"metadata[{i}]" + (f" (for {labels[i]})" if labels is not None else "")
         if len(text.encode("utf-8")) > limits.max_metadata_bytes:
-            raise InvalidRequest(
-                f"metadata[{i}] is over the {limits.max_metadata_bytes} byte limit"
-            )
+            raise InvalidRequest(f"{where} is over the {limits.max_metadata_bytes} byte limit")
         try:
             value = json.loads(text) if text.strip() else None
         except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"metadata[{i}] is not valid JSON: {exc.msg}") from exc
-        out.append(check_metadata(value, limits, f"metadata[{i}]"))
+            raise InvalidRequest(f"{where} is not valid JSON: {exc.msg}") from exc
+        out.append(check_metadata(value, limits, where))
     return out
 
 
@@ -167,3 +180,22 @@ def with_filename(
     if filename is None or (metadata is not None and "filename" in metadata):
         return metadata
     return {**(metadata or {}), "filename": filename}
+
+
+def file_labels(names: list[str | None]) -> list[str]:
+    """How errors name each upload of one request: its file name, and its place when there
+    are several ('b.jpg' (file 2 of 3)); the place alone when it has no name."""
+    n = len(names)
+    if n == 1:
+        return [repr(names[0]) if names[0] else "the file"]
+    return [
+        f"{name!r} (file {i} of {n})" if name else f"file {i} of {n}"
+        for i, name in enumerate(names, start=1)
+    ]
+
+
+# /index embeds every file before it writes any: one bad file stores nothing.
+NOTHING_STORED = (
+    "nothing from this request was stored (an /index request stores all of its files or "
+    "none): fix or leave out that file and send the request again"
+)

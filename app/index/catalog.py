@@ -1,6 +1,6 @@
 """sqlite catalog: external id <-> vector row, metadata, created_at, tombstones.
 
-Together with `vectors.f16` this is the store's source of truth (DESIGN.md section 4); the
+Together with `vectors.f16` this is the store's source of truth (docs/ARCHITECTURE.md 5); the
 FAISS index is derived from both. Rows are never deleted or reused: a delete sets `deleted_at`
 (a tombstone) and a re-add of an id tombstones its live row and inserts a new one, so row r of
 the catalog always describes row r of `vectors.f16` and `max(row) + 1` is the number of vector
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from app.index.filters import MetadataFilter
+from app.index.paging import prefix_upper_bound
 
 logger = logging.getLogger(__name__)
 
@@ -82,15 +83,6 @@ class CatalogCounts:
 def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _prefix_upper_bound(prefix: str) -> str | None:
-    """The least string above every string starting with `prefix` in code-point order, or
-    None when the last character cannot be incremented into an encodable one."""
-    nxt = ord(prefix[-1]) + 1
-    if nxt > 0x10FFFF or 0xD800 <= nxt <= 0xDFFF:
-        return None
-    return prefix[:-1] + chr(nxt)
 
 
 def _decode_metadata(text: str | None) -> dict[str, Any] | None:
@@ -326,7 +318,7 @@ class Catalog:
         if id_prefix:
             where.append("id >= ? AND substr(id, 1, ?) = ?")
             args += [id_prefix, len(id_prefix), id_prefix]
-            upper = _prefix_upper_bound(id_prefix)
+            upper = prefix_upper_bound(id_prefix)
             if upper is not None:  # bounds the index range scan; substr() stays the truth
                 where.append("id < ?")
                 args.append(upper)

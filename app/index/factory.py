@@ -22,7 +22,15 @@ def _open_faiss(settings: Settings, dim: int, model_sha256: str | None) -> Vecto
 
 
 def _open_milvus(settings: Settings, dim: int, model_sha256: str | None) -> VectorStore:
-    # Imported only when chosen: pymilvus (grpc) costs startup time the FAISS path never needs.
+    # Imported only when chosen: pymilvus (grpc) costs startup time the FAISS path never needs,
+    # and it is the `milvus` extra, not part of the core install.
+    try:
+        import pymilvus  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(
+            "store backend 'milvus' needs the Milvus client, which is not installed: "
+            "pip install 'dolg-simsearch[milvus]' (pymilvus), or use the backend 'faiss'"
+        ) from exc
     from app.index.milvus_store import MilvusStore
 
     return MilvusStore.open(settings.store, dim, settings.index, model_sha256=model_sha256)

@@ -1,4 +1,4 @@
-"""`FaissStore`: the embedded, durable `VectorStore` of DESIGN.md section 4 (one process).
+"""`FaissStore`: the embedded, durable `VectorStore` of docs/ARCHITECTURE.md 5 (one process).
 
 Files in the store directory:
     catalog.sqlite     ids, rows, metadata, thumbnails, tombstones (source of truth, WAL,
@@ -119,6 +119,7 @@ from app.index.validation import (
     to_float16,
 )
 from app.index.vectors import VectorFile
+from app.threads import usable_cores
 
 __all__ = [
     "CATALOG_FILE",
@@ -149,13 +150,6 @@ _CATCHUP_UNDER_LOCK = 4096
 _EXACT_FILTER_MAX = 16384
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 class FaissStore:
     """FAISS-backed `VectorStore`. Create with `FaissStore.open(...)`; see the module doc."""
 
@@ -180,7 +174,7 @@ class FaissStore:
         self._lock_fd = lock_fd
         self._ivf_threshold = ivf_min_vectors(settings)
         # OpenMP threads for training, rebuilds and large searches (set per calling thread).
-        self._threads = settings.faiss_threads or _cpu_count()
+        self._threads = settings.faiss_threads or usable_cores()
 
         self._write_mutex = threading.Lock()
         self._index_lock = RWLock()
@@ -220,7 +214,7 @@ class FaissStore:
         vectors: VectorFile | None = None
         try:
             # Recovery may rebuild the index in this thread (OpenMP counts are per thread).
-            faiss.omp_set_num_threads(settings.faiss_threads or _cpu_count())
+            faiss.omp_set_num_threads(settings.faiss_threads or usable_cores())
             remove_stale_temp_files(directory)
             catalog_path = directory / CATALOG_FILE
             vectors_path = directory / VECTORS_FILE

@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 
 from app.index.filters import MetadataFilter, Scalar
+from app.index.paging import prefix_upper_bound
 
 
 def literal(value: Scalar) -> str:
@@ -42,15 +43,6 @@ def id_range(after: str | None, prefix: str | None) -> str:
         if upper is not None:
             parts.append(f"id < {literal(upper)}")
     return " and ".join(parts)
-
-
-def prefix_upper_bound(prefix: str) -> str | None:
-    """The least string above every string starting with `prefix` in code-point order, or
-    None when the last character cannot be incremented into an encodable one."""
-    nxt = ord(prefix[-1]) + 1
-    if nxt > 0x10FFFF or 0xD800 <= nxt <= 0xDFFF:
-        return None
-    return prefix[:-1] + chr(nxt)
 
 
 def starts_with(item_id: str, prefix: str | None) -> bool:

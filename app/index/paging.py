@@ -1,4 +1,5 @@
-"""Opaque cursors of `VectorStore.list_items`, the same for every backend.
+"""Opaque cursors of `VectorStore.list_items`, the same for every backend, and the id range
+an `id_prefix` selects (`prefix_upper_bound`), so every backend pages and filters alike.
 
 A cursor encodes the last id of the previous page (keyset paging): "i1." + the id's UTF-8
 bytes in unpadded base64url. Listing resumes strictly after that id, so a page never skips or
@@ -35,3 +36,12 @@ def decode_cursor(cursor: str) -> str:
     if not decoded or encode_cursor(decoded) != cursor:
         raise bad
     return decoded
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with `prefix` in code-point order, or
+    None when the last character cannot be incremented into an encodable one."""
+    nxt = ord(prefix[-1]) + 1
+    if nxt > 0x10FFFF or 0xD800 <= nxt <= 0xDFFF:
+        return None
+    return prefix[:-1] + chr(nxt)

@@ -2,7 +2,7 @@
 
 Row r of dimension D lives at byte offset r * D * 2. The file keeps the exact (fp16-rounded)
 descriptors that IVF-PQ throws away: search re-scores its candidates from here and SuperGlobal
-re-ranks the exact top-M (DESIGN.md section 4). Half precision halves the disk and page cache
+re-ranks the exact top-M (docs/ARCHITECTURE.md 5). Half precision halves the disk and page cache
 of float32 at a re-scoring error below 1e-3 on unit vectors.
 
 Durability protocol with the catalog: the writer appends rows here, flushes and fsyncs, and

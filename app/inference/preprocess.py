@@ -4,13 +4,13 @@ Used by the service, `scripts/build_index.py`, evaluation and BN calibration, so
 query images go through exactly the same code. Every number comes from the model meta
 (`app.artifacts.Preprocessing`); nothing here is specific to one checkpoint.
 
-The chain reproduces the official DOLG test-time extraction (ALGORITHMS.md 1.7): per scale s,
+The chain reproduces the official DOLG test-time extraction (docs/ALGORITHMS.md 1.7): per scale s,
 resize to (round(w*s), round(h*s)) with cv2.INTER_LINEAR semantics on float pixels (half-pixel
 centres, no antialiasing, also when downscaling; `interpolation: "bicubic"` in the meta selects
 cv2.INTER_CUBIC semantics instead, which torch's bicubic also computes), divide by 255,
 subtract the mean and divide by the std in the model's colour order (BGR for the official
 weights), lay out as CHW. Arbitrary uploads are additionally capped to a long side
-(`Preprocessing.max_side`) once, before any crop or scale (ALGORITHMS.md 7.11); that cap is
+(`Preprocessing.max_side`) once, before any crop or scale (docs/ALGORITHMS.md 7.11); that cap is
 the only antialiased resize.
 """
 
@@ -42,6 +42,10 @@ ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"
 _OPEN_FORMATS: tuple[str, ...] = ACCEPTED_FORMATS
 _DECODED_FORMATS = frozenset((*ACCEPTED_FORMATS, "MPO"))
 ACCEPTED_DESCRIPTION = "JPEG, PNG, WebP, GIF (first frame), BMP or TIFF (first page)"
+# File-name suffixes of those formats: the files that folder tools (bulk indexing, calibration,
+# photo recipes, evaluation) pick up. `models` and `simsearch_client` cannot import this floor
+# and keep equal copies (tests/app/inference/test_image_suffixes.py holds them equal).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 # Magic numbers of image-like formats we do not accept, so a client hears "unsupported type"
 # (415) instead of "broken image" (400). Checked only after Pillow's accepted readers gave up.
@@ -92,11 +96,25 @@ def decode_image(data: bytes, max_pixels: int, draft_max_side: int | None = None
     - `draft_max_side`: for JPEGs only, let libjpeg decode at 1/2, 1/4 or 1/8 scale while the
       long side stays >= draft_max_side (much faster for big photos; the result then differs
       slightly from an exact decode + antialiased downscale). None (the default) decodes exactly.
-      The output of a draft decode is smaller than the file's declared size: do not use it when
-      coordinates in original pixels (a bbox) must be mapped onto it.
+      The output of a draft decode is smaller than the file's declared size; `decode_pil`
+      also returns the upload's size, to map coordinates given in its pixels.
 
     Raises InvalidImage (undecodable, truncated, empty), UnsupportedMediaType (a recognisable
     format we do not accept), PayloadTooLarge (too many pixels).
+    """
+    rgb, _ = decode_pil(data, max_pixels, draft_max_side)
+    # np.asarray(PIL image) is a read-only view of a bytes copy; callers may write.
+    return np.array(rgb, dtype=np.uint8, copy=True, order="C")
+
+
+def decode_pil(
+    data: bytes, max_pixels: int, draft_max_side: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """`decode_image` without the numpy copy: (loaded RGB Pillow image, upload size).
+
+    The upload size is (width, height) of the whole file's first frame after EXIF orientation,
+    whatever scale a draft decoded at: bboxes are given in those pixels. Same errors as
+    `decode_image`.
     """
     if not data:
         raise InvalidImage(f"empty upload: expected an image file ({ACCEPTED_DESCRIPTION})")
@@ -121,40 +139,45 @@ def decode_image(data: bytes, max_pixels: int, draft_max_side: int | None = None
             f"could not read the image header ({exc}); accepted formats: {ACCEPTED_DESCRIPTION}"
         ) from exc
 
-    with img:
-        fmt = img.format or "unknown"
-        if fmt not in _DECODED_FORMATS:  # pragma: no cover - open(formats=...) prevents it
-            raise UnsupportedMediaType(
-                f"{fmt} images are not supported; accepted formats: {ACCEPTED_DESCRIPTION}"
-            )
-        width, height = img.size
-        if width < 1 or height < 1:
-            raise InvalidImage(f"the {fmt} image declares an empty size {width}x{height}")
-        if width * height > max_pixels:
-            raise PayloadTooLarge(
-                f"image is {width}x{height} = {width * height} pixels; at most {max_pixels} "
-                "pixels are accepted"
-            )
-        if draft_max_side is not None and fmt in ("JPEG", "MPO"):
-            _draft(img, draft_max_side)
-        try:
-            img.load()  # the first frame only: GIF/APNG/WebP/TIFF default to frame 0
-        except Image.DecompressionBombError as exc:
-            raise PayloadTooLarge(f"image decompresses to too many pixels ({exc})") from exc
-        except _DECODE_ERRORS as exc:
-            raise InvalidImage(
-                f"could not decode the {fmt} image ({exc}); the file may be truncated or "
-                f"corrupt; accepted formats: {ACCEPTED_DESCRIPTION}"
-            ) from exc
-        oriented = _apply_exif_orientation(img)
-        try:
-            rgb = _to_rgb(oriented)
-        except _DECODE_ERRORS as exc:
-            raise InvalidImage(
-                f"could not convert the {fmt} image (mode {oriented.mode}) to RGB ({exc})"
-            ) from exc
-        # np.asarray(PIL image) is a read-only view of a bytes copy; callers may write.
-        return np.array(rgb, dtype=np.uint8, copy=True, order="C")
+    # No `with img:` here: closing a Pillow image frees its pixels, and the upright RGB case
+    # returns `img` itself. The in-memory file needs no closing.
+    fmt = img.format or "unknown"
+    if fmt not in _DECODED_FORMATS:  # pragma: no cover - open(formats=...) prevents it
+        raise UnsupportedMediaType(
+            f"{fmt} images are not supported; accepted formats: {ACCEPTED_DESCRIPTION}"
+        )
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise InvalidImage(f"the {fmt} image declares an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"image is {width}x{height} = {width * height} pixels; at most {max_pixels} "
+            "pixels are accepted"
+        )
+    if draft_max_side is not None and fmt in ("JPEG", "MPO"):
+        _draft(img, draft_max_side)
+    try:
+        img.load()  # the first frame only: GIF/APNG/WebP/TIFF default to frame 0
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLarge(f"image decompresses to too many pixels ({exc})") from exc
+    except _DECODE_ERRORS as exc:
+        raise InvalidImage(
+            f"could not decode the {fmt} image ({exc}); the file may be truncated or "
+            f"corrupt; accepted formats: {ACCEPTED_DESCRIPTION}"
+        ) from exc
+    decoded_size = img.size
+    oriented = _apply_exif_orientation(img)
+    # Orientations 5-8 swap the axes; a draft scaled both axes alike.
+    swapped = oriented.size != decoded_size
+    upload_size = (height, width) if swapped else (width, height)
+    try:
+        rgb = _to_rgb(oriented)
+    except _DECODE_ERRORS as exc:
+        raise InvalidImage(
+            f"could not convert the {fmt} image (mode {oriented.mode}) to RGB ({exc})"
+        ) from exc
+    rgb.format = fmt  # kept for callers (a converted copy has none)
+    return rgb, upload_size
 
 
 def _ensure_pillow_bomb_limit(max_pixels: int) -> None:
@@ -310,14 +333,21 @@ def cap_long_side(img: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def crop_bbox(
-    img: np.ndarray, bbox: tuple[float, float, float, float], scale: float
+    img: np.ndarray,
+    bbox: tuple[float, float, float, float],
+    scale: float | tuple[float, float],
+    upload_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Crop a query region given in ORIGINAL image pixels from the (capped) image `img`.
+    """Crop a query region given in UPLOAD pixels from the working image `img`.
 
-    bbox = (x1, y1, x2, y2), exclusive end, in the coordinates of the decoded (EXIF-oriented)
-    image before the long-side cap; `scale` is the cap factor (`cap_scale`). Coordinates are
-    scaled, then truncated with int() as the official DOLG/CVNet code does (ALGORITHMS.md 5.4).
+    bbox = (x1, y1, x2, y2), exclusive end, in the coordinates of the uploaded (EXIF-oriented)
+    image, before any draft decode or long-side cap; `scale` maps them onto `img`: the cap
+    factor (`cap_scale`), or per axis (sx, sy) = working size / upload size. Coordinates are
+    scaled, then truncated with int() as the official DOLG/CVNet code does
+    (docs/ALGORITHMS.md 5.4).
     Cropping after the cap keeps the crop at the database scale (cirtorch does the same).
+    `upload_size` (W, H): the box is checked against it, in the client's own pixels (x2 <= W,
+    y2 <= H); without it, against `img` divided by the scale.
     Returns a view of `img` [y1:y2, x1:x2]. Raises InvalidRequest for an invalid box.
     """
     if len(bbox) != 4:
@@ -328,22 +358,35 @@ def crop_bbox(
         raise InvalidRequest(f"bbox must be 4 numbers x1,y1,x2,y2: {exc}") from exc
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise InvalidRequest("bbox coordinates must be finite numbers")
-    if not (math.isfinite(scale) and scale > 0):
+    sx, sy = (scale, scale) if isinstance(scale, (int, float)) else scale
+    if not all(math.isfinite(v) and v > 0 for v in (sx, sy)):
         raise InvalidRequest(f"invalid bbox scale {scale}")
     if x2 <= x1 or y2 <= y1:
         raise InvalidRequest(f"bbox ({x1}, {y1}, {x2}, {y2}) is empty: need x2 > x1 and y2 > y1")
     if x1 < 0 or y1 < 0:
         raise InvalidRequest(f"bbox ({x1}, {y1}, {x2}, {y2}) starts outside the image")
     height, width = img.shape[:2]
-    ix1, iy1, ix2, iy2 = (int(v * scale) for v in (x1, y1, x2, y2))
-    if ix2 > width or iy2 > height:
-        orig_w, orig_h = round(width / scale), round(height / scale)
+    if upload_size is not None:
+        up_w, up_h = upload_size
+        if x2 > up_w or y2 > up_h:
+            raise InvalidRequest(
+                f"bbox ({x1}, {y1}, {x2}, {y2}) extends outside the {up_w}x{up_h} image "
+                "(x2 <= width and y2 <= height, in the uploaded image's pixels)"
+            )
+    ix1, iy1 = int(x1 * sx), int(y1 * sy)
+    # In bounds in upload pixels stays in bounds here, float rounding of w / W * W aside.
+    ix2, iy2 = int(x2 * sx), int(y2 * sy)
+    if upload_size is not None:
+        ix2, iy2 = min(ix2, width), min(iy2, height)
+    elif ix2 > width or iy2 > height:
+        orig_w, orig_h = round(width / sx), round(height / sy)
         raise InvalidRequest(
             f"bbox ({x1}, {y1}, {x2}, {y2}) extends outside the {orig_w}x{orig_h} image"
         )
     if ix2 <= ix1 or iy2 <= iy1:
         raise InvalidRequest(
-            f"bbox ({x1}, {y1}, {x2}, {y2}) is smaller than one pixel at the working scale"
+            f"bbox ({x1}, {y1}, {x2}, {y2}) is smaller than one pixel at the working scale "
+            f"(the image is processed at {width}x{height}); send a larger region"
         )
     return img[iy1:iy2, ix1:ix2]
 
@@ -468,14 +511,17 @@ def resize_bicubic(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
 # Multi-scale network inputs and pooling
 
 
-def scale_sizes(width: int, height: int, prep: Preprocessing) -> list[tuple[float, int, int]]:
+def scale_sizes(
+    width: int, height: int, prep: Preprocessing, upload_size: tuple[int, int] | None = None
+) -> list[tuple[float, int, int]]:
     """(scale, w', h') for each scale kept for an image of this size.
 
     w', h' = round(w*s), round(h*s) with Python's round, as the official code. Scales giving a
     side < prep.min_side are skipped. When every scale is too small (a tiny image), one input is
     produced instead: the image upscaled so that its short side equals min_side. Raises
     InvalidImage when even that would be unreasonable (a strip thinner than min_side whose
-    upscaled long side would exceed the largest input a max_side image produces).
+    upscaled long side would exceed the largest input a max_side image produces); its message
+    names `upload_size` (the client's W, H) when given, else width x height.
     """
     kept = []
     for s in prep.scales:
@@ -489,14 +535,18 @@ def scale_sizes(width: int, height: int, prep: Preprocessing) -> list[tuple[floa
     h = max(prep.min_side, round(height * factor))
     limit = math.ceil(prep.max_side * max(1.0, *prep.scales))
     if max(w, h) > limit:
+        shown_w, shown_h = upload_size or (width, height)
+        working = "" if upload_size in (None, (width, height)) else (
+            f" (processed at {width}x{height} under the {prep.max_side} px long-side cap)")
         raise InvalidImage(
-            f"image of {width}x{height} pixels is too thin to describe: its short side would "
-            f"need {prep.min_side} px, making the long side {max(w, h)} px (limit {limit})"
+            f"image of {shown_w}x{shown_h} pixels{working} is too thin to describe: its short "
+            f"side would need {prep.min_side} px, making the long side {max(w, h)} px "
+            f"(limit {limit})"
         )
     return [(factor, w, h)]
 
 
-def _normalise_planar(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
+def normalise_planar(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """H,W,3 uint8 RGB -> 3,H,W float32 with (x / divisor - mean) / std in the model's order.
 
     Folded into one multiply-add per channel: x * (1 / (divisor * std)) + (-mean / std).
@@ -515,7 +565,9 @@ def _normalise_planar(img: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return planes
 
 
-def preprocess_multiscale(img: np.ndarray, prep: Preprocessing) -> list[np.ndarray]:
+def preprocess_multiscale(
+    img: np.ndarray, prep: Preprocessing, upload_size: tuple[int, int] | None = None
+) -> list[np.ndarray]:
     """H,W,3 uint8 RGB -> one [3,h',w'] float32 C-contiguous network input per kept scale.
 
     Equals, per scale, the official chain (cv2 BGR float32 image, INTER_LINEAR resize to
@@ -523,11 +575,12 @@ def preprocess_multiscale(img: np.ndarray, prep: Preprocessing) -> list[np.ndarr
     once at source resolution and the planes are resized afterwards: bilinear (and bicubic)
     weights sum to one, so both orders give the same values (to ~1e-6) for about a quarter of
     the work.
-    Scales that would make a side < prep.min_side are skipped (see `scale_sizes`).
+    Scales that would make a side < prep.min_side are skipped (see `scale_sizes`; `upload_size`
+    only names the client's size in its error).
     """
     height, width = img.shape[:2]
-    sizes = scale_sizes(width, height, prep)
-    planes = _normalise_planar(img, prep)  # [3,H,W]
+    sizes = scale_sizes(width, height, prep, upload_size)
+    planes = normalise_planar(img, prep)  # [3,H,W]
     tensors: list[np.ndarray] = []
     for _, w, h in sizes:
         resized = _resize_planar(planes, w, h, prep.interpolation)
@@ -553,8 +606,8 @@ def prepare_image(
         scale = cap_scale(width, height, prep.max_side)
         img = cap_long_side(img, prep.max_side)
     if bbox is not None:
-        img = crop_bbox(img, bbox, scale)
-    return preprocess_multiscale(img, prep)
+        img = crop_bbox(img, bbox, scale, upload_size=(width, height))
+    return preprocess_multiscale(img, prep, upload_size=(width, height))
 
 
 def _resize_planar(

@@ -6,7 +6,7 @@ session (`session.get_providers()`), never what was asked for.
 
 On a GPU provider `run` uses IO binding: the batch is copied once into a device buffer kept
 per input shape (no device allocation per run once a shape has been seen) and only the small
-[B,D] output comes back to the host. GPU.md measured onnxruntime CUDA fp32 at batch 32 going
+[B,D] output comes back to the host. docs/GPU.md measured onnxruntime CUDA fp32 at batch 32 going
 from 832 to 1,134 images/s with IO binding on an H100. (This code path is not measured on the
 CPU-only machines; a CPU test exercises it with device buffers on the host.)
 
@@ -18,7 +18,6 @@ explicitly).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -31,6 +30,7 @@ from app.artifacts import ModelMeta
 from app.config import InferenceSettings
 from app.errors import ArtifactMismatch
 from app.inference.preprocess import l2_normalize
+from app.threads import usable_cores
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +55,6 @@ _PREFERENCE: dict[str, tuple[str, ...]] = {
 
 class GpuUnavailableError(RuntimeError):
     """A GPU execution provider was required (`require_gpu`) but none is active."""
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def choose_providers(
@@ -117,7 +110,7 @@ class OnnxSession:
             raise ArtifactMismatch(f"{self.model_path}: ONNX model file not found")
 
         threads = intra_op_threads if intra_op_threads is not None else settings.intra_op_threads
-        self.intra_op_threads = threads or _usable_cores()
+        self.intra_op_threads = threads or usable_cores()
         self.inter_op_threads = settings.inter_op_threads
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
@@ -278,7 +271,7 @@ class OnnxSession:
         """[B,3,H,W] float32 -> [B,D] float32, each row L2-normalised.
 
         Rows are normalised here when the graph does not do it (`l2_normalized_in_graph`), so
-        callers always get the official per-scale output (ALGORITHMS.md 1.7 step 5).
+        callers always get the official per-scale output (docs/ALGORITHMS.md 1.7 step 5).
         Thread-safe (onnxruntime sessions are), though the batcher calls it from one thread.
         """
         if batch.ndim != 4 or batch.shape[1] != 3:

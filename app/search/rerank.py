@@ -1,7 +1,7 @@
 """SuperGlobal re-ranking (ICCV 2023) of one query's top-M list, pure numpy.
 
 Reproduces the official MDescAug + RerankwMDA (ShihaoShao-GH/SuperGlobal,
-modules/reranking/MDescAug.py and RerankwMDA.py) for a single query (ALGORITHMS.md 3.4):
+modules/reranking/MDescAug.py and RerankwMDA.py) for a single query (docs/ALGORITHMS.md 3.4):
 
 1. MDescAug: every candidate is replaced by a weighted mean of its K+1 nearest neighbours found
    *inside the top-M list* (itself included, normally as the nearest): the nearest gets weight 1,

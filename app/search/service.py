@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -22,12 +22,12 @@ from app.errors import InvalidRequest, NotFound
 from app.index.filters import MetadataFilter
 from app.index.store import Hit, Item, ItemPage, StoreStats, VectorStore
 from app.inference.embedder import Embedder
-from app.inference.preprocess import crop_bbox
+from app.inference.working import DecodedImage
 from app.metrics import Metrics
 from app.search.rerank import superglobal_rerank
 from app.search.verdict import CopyVerdict, VerdictRule, default_rule
-from app.search.verify import QueryImage, query_image, query_image_from_jpeg
-from app.thumbnails import make_thumbnail
+from app.search.verify import QueryImage, query_image_from_jpeg, query_view
+from app.thumbnails import make_thumbnail, thumbnail_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -163,18 +163,16 @@ class SearchService:
         self.check_options(top_k, rerank, nprobe, score_threshold, top_m)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        seen: list[QueryImage] = []
         side = self.verdict.rule.working_side
 
-        def keep_query_image(img: np.ndarray) -> None:
-            # The copy verdict's view of the query: the same pixels the model sees (bbox crop
-            # included), shrunk to the verifier's working size. Runs in the decode thread.
-            region = img if bbox is None else crop_bbox(img, bbox, 1.0)
-            seen.append(query_image(region, side))
+        def verdict_view(decoded: DecodedImage) -> QueryImage:
+            # The copy verdict's view of the query; runs in the decode thread.
+            return query_view(decoded, side, bbox)
 
-        query = await self.embedder.embed_bytes(
-            data, bbox=bbox, timings=timings, on_decoded=keep_query_image
+        embedded = await self.embedder.embed_upload(
+            data, bbox=bbox, timings=timings, views={"verdict": verdict_view}
         )
+        query = embedded.vector
         embed_s = time.perf_counter() - t0
         timings["embed"] = embed_s * 1e3
         self._observe("embed", embed_s)
@@ -187,7 +185,7 @@ class SearchService:
             score_threshold=score_threshold,
             top_m=top_m,
             filter=filter,
-            query_image=seen[0] if seen else None,
+            query_image=cast(QueryImage, embedded.views["verdict"]),
         )
         outcome.timings_ms = {**timings, **outcome.timings_ms}
         outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
@@ -322,10 +320,12 @@ class SearchService:
         thumbnails: Sequence[bytes | None] | None = None,
     ) -> IndexOutcome:
         """Embed every image (all scales batched together), then one durable store add.
-        Thumbnails are made here (when enabled) unless the caller brings them."""
-        vectors = await self.embed_images(images)  # [N, D]
+        Thumbnails are made here (when enabled, from the same decode) unless the caller
+        brings them."""
         if thumbnails is None:
-            thumbnails = await run_in_threadpool(self.make_thumbnails, list(images))
+            vectors, thumbnails = await self.embed_for_index(images)  # [N, D]
+        else:
+            vectors = await self.embed_images(images)
         final_ids = [
             i if i is not None else content_id(b) for i, b in zip(ids, images, strict=True)
         ]
@@ -339,9 +339,36 @@ class SearchService:
         max_pixels = self.settings.limits.max_pixels
         return [make_thumbnail(data, settings, max_pixels) for data in images]
 
-    async def embed_images(self, images: Sequence[bytes]) -> np.ndarray:
-        """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i])."""
-        return await self.embedder.embed_many(list(images))
+    async def embed_for_index(
+        self,
+        images: Sequence[bytes],
+        timings: dict[str, float] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> tuple[np.ndarray, list[bytes | None] | None]:
+        """Uploads -> ([N, D] descriptors, JPEG thumbnails or None when turned off), each image
+        decoded once: the thumbnail is a view of the embedder's working image. An error names
+        the failing image by labels[i] (e.g. its file name)."""
+        settings = self.settings.thumbnails
+        if not settings.enabled:
+            return await self.embedder.embed_many(list(images), timings, labels), None
+
+        def thumbnail(decoded: DecodedImage) -> bytes | None:
+            try:
+                return thumbnail_jpeg(decoded.pixels, settings)
+            except (OSError, ValueError) as exc:  # the item is still indexed without one
+                logger.warning("no thumbnail for a %dx%d image: %s", *decoded.upload_size, exc)
+                return None
+
+        vectors, views = await self.embedder.embed_uploads(
+            list(images), timings, views={"thumbnail": thumbnail}, labels=labels)
+        return vectors, [cast("bytes | None", v["thumbnail"]) for v in views]
+
+    async def embed_images(
+        self, images: Sequence[bytes], labels: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Uploaded images -> [N, D] float32 unit descriptors (row i for images[i]); an error
+        names the failing image by labels[i] (e.g. its file name)."""
+        return await self.embedder.embed_many(list(images), labels=labels)
 
     async def index_vectors(
         self,

@@ -29,6 +29,9 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from app.inference.preprocess import BBox, crop_bbox
+from app.inference.working import DecodedImage
+
 logger = logging.getLogger(__name__)
 
 # Lowe's ratio test on RootSIFT distances (nearest / second nearest).
@@ -203,6 +206,18 @@ def query_image(rgb: np.ndarray, working_side: int) -> QueryImage:
     antialiased shrink); the SIFT pass runs only if a hit needs geometry."""
     h, w = rgb.shape[:2]
     return QueryImage(grey_working_image(rgb, working_side), (w, h))
+
+
+def query_view(decoded: DecodedImage, working_side: int, bbox: BBox | None = None) -> QueryImage:
+    """The query as the verdict sees it, from the one decode of the upload (an embedder view):
+    the pixels the model sees (bbox crop included), grey at the working size. "Too small" is
+    judged on the upload's own pixels, not on the working image."""
+    img = decoded.pixels  # [h,w,3] uint8, long side <= the model's max_side
+    if bbox is not None:
+        img = crop_bbox(img, bbox, decoded.crop_scale, upload_size=decoded.upload_size)
+    f = max(img.shape[:2]) / max(decoded.pixels.shape[:2])
+    w, h = decoded.upload_size
+    return QueryImage(grey_working_image(img, working_side), (round(w * f), round(h * f)))
 
 
 def query_image_from_jpeg(data: bytes, working_side: int) -> QueryImage | None:

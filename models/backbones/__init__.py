@@ -17,8 +17,18 @@ from models.backbones.registry import (
     BACKBONES,
     BackboneSpec,
     backbone_names,
+    check_zero_init_final_gamma,
     create_backbone,
     get_backbone_spec,
+    pycls_backbone_name,
 )
 
-__all__ = ["BACKBONES", "BackboneSpec", "backbone_names", "create_backbone", "get_backbone_spec"]
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "backbone_names",
+    "check_zero_init_final_gamma",
+    "create_backbone",
+    "get_backbone_spec",
+    "pycls_backbone_name",
+]

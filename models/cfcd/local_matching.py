@@ -1,4 +1,4 @@
-"""CFCD's fine-stage loss on local descriptors (ALGORITHMS.md 4.3), as the official code
+"""CFCD's fine-stage loss on local descriptors (docs/ALGORITHMS.md 4.3), as the official code
 computes it (`core/losses/super_loss.py`: `match_attn`, `get_nindices`,
 `SuperfeatureTripletLoss`).
 

@@ -1,4 +1,4 @@
-"""The CFCD descriptor network (`MODEL_DEPLOY`, ALGORITHMS.md 4.1) on any registered backbone.
+"""The CFCD descriptor network (`MODEL_DEPLOY`, docs/ALGORITHMS.md 4.1) on any registered backbone.
 
     f4 = last stage of the backbone                      [B,C4,h,w]
     d  = BN1d( Linear C4 -> 512 (bias) ( GeM_p=3(f4) ) )  [B,512]; l2n(d) is the descriptor
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from models.backbones import get_backbone_spec
+from models.backbones import check_zero_init_final_gamma, get_backbone_spec
 from models.layers.modules import GeM
+from models.model_flags import ModelFlags
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,25 @@ class CFCDConfig:
             raise ValueError(f"reduction_dim must be positive, got {self.reduction_dim}")
         if self.gem_p <= 0:
             raise ValueError(f"gem_p must be positive, got {self.gem_p}")
-        if self.zero_init_final_gamma and not self.backbone.startswith("resnet"):
-            raise ValueError("zero_init_final_gamma applies to the ResNet backbones only")
+        check_zero_init_final_gamma(self.backbone, self.zero_init_final_gamma)
+
+    # The `models.factory` family that builds this config.
+    family: ClassVar[str] = "cfcd"
 
     @property
     def backbone_name(self) -> str:
         return self.backbone
+
+    @property
+    def arch_name(self) -> str:
+        """Short name inside artifact names: 'cfcd-r50', 'cfcd-efficientnet_lite0'."""
+        return f"cfcd-{get_backbone_spec(self.backbone).short_name}"
+
+    @classmethod
+    def from_flags(cls, flags: ModelFlags) -> CFCDConfig:
+        flags.refuse_local_branch("CFCD")
+        return cls(backbone=flags.backbone_name, reduction_dim=flags.reduction_dim or 512,
+                   zero_init_final_gamma=flags.zero_init_final_gamma)
 
     @property
     def embedding_dim(self) -> int:

@@ -2,9 +2,10 @@
 
 No image decoding and no preprocessing numbers live here: `scripts/evaluate.py` injects the
 service's own preprocessing (`app.inference.preprocess`) and runner (onnxruntime or torch), so
-what is evaluated is what is served, while `models` stays free of `app` imports (DESIGN 2).
+what is evaluated is what is served, while `models` stays free of `app` imports
+(docs/ARCHITECTURE.md 1).
 
-The extraction reproduces the official DOLG test path (ALGORITHMS.md 1.7): per image, per scale
+The extraction reproduces the official DOLG test path (docs/ALGORITHMS.md 1.7): per image, per scale
 an input [3,h,w] -> network -> L2-normalised [D]; then the scales are pooled (mean, L2) by the
 caller's pooling function. Query boxes are cropped with int() truncation (spec 5.4).
 """

@@ -5,7 +5,7 @@
 same junk skipping, same trapezoidal AP, same mP@k, same accumulation order of the floating
 point sums. They differ only where the reference crashes (documented at each guard).
 
-Conventions (ALGORITHMS.md section 5):
+Conventions (docs/ALGORITHMS.md section 5):
 - `ranks` is [N_db, nq]: column q lists 0-based database indices for query q, best first.
   Indices >= len(imlist) (e.g. revisitop1m distractors appended after the database) are valid
   and simply never positive nor junk.
@@ -137,7 +137,7 @@ def _raw_gnd_list(gnd: Any) -> Sequence[Mapping[str, Any]]:
 
 
 def protocol_gnd(gnd: Any, setup: Setup) -> list[dict[str, np.ndarray]]:
-    """Build the per-query ok/junk sets of one revisited setup (ALGORITHMS.md 5.2).
+    """Build the per-query ok/junk sets of one revisited setup (docs/ALGORITHMS.md 5.2).
 
     gnd: the raw per-query dicts with 'easy', 'hard', 'junk' (or the whole pickle dict).
     easy:   ok = easy,        junk = junk + hard

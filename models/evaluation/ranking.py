@@ -1,6 +1,6 @@
 """Rankings in the revisitop layout ([N, nq], column q best first), numpy only.
 
-`exact_ranks` gives the full rankings the protocol needs (ALGORITHMS.md 5.3: positives missing
+`exact_ranks` gives the full rankings the protocol needs (docs/ALGORITHMS.md 5.3: positives missing
 from a truncated list count as not retrieved). `rerank_head` splices a re-ranked top-M (e.g.
 SuperGlobal's order) in front of the untouched tail. `pad_ranks` turns truncated per-query
 lists (an ANN search) into the same layout.

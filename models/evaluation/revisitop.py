@@ -1,6 +1,6 @@
 """Revisited Oxford/Paris dataset reader (stdlib + numpy; images are decoded elsewhere).
 
-Layout (ALGORITHMS.md 5.1), as revisitop's own download scripts create it:
+Layout (docs/ALGORITHMS.md 5.1), as revisitop's own download scripts create it:
 
     <root>/<dataset>/gnd_<dataset>.pkl         imlist, qimlist, gnd (bbx, easy, hard, junk)
     <root>/<dataset>/jpg/<stem>.jpg            database and query images

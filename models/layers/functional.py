@@ -27,7 +27,7 @@ __all__ = [
     "spoc",
 ]
 
-# SuperGlobal (ICCV 2023) defaults of the official code (ALGORITHMS.md 3.2).
+# SuperGlobal (ICCV 2023) defaults of the official code (docs/ALGORITHMS.md 3.2).
 SUPERGLOBAL_GEM_P = 4.6
 SUPERGLOBAL_GEM_EPS = 1e-8
 SUPERGLOBAL_RGEM_P = 2.5
@@ -139,7 +139,7 @@ def orthogonal_fusion(fl: Tensor, fg: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------
-# SuperGlobal descriptor ops (ALGORITHMS.md 3.2). Tuned on CVNet, not on DOLG: optional.
+# SuperGlobal descriptor ops (docs/ALGORITHMS.md 3.2). Tuned on CVNet, not on DOLG: optional.
 
 
 def gem_plus(x: Tensor, p: float = SUPERGLOBAL_GEM_P, eps: float = SUPERGLOBAL_GEM_EPS) -> Tensor:

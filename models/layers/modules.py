@@ -56,18 +56,6 @@ class RMAC(nn.Module):
         return LF.rmac(x, self.levels, self.eps)
 
 
-class L2N(nn.Module):
-    """L2 normalisation along `dim`."""
-
-    def __init__(self, dim: int = 1, eps: float = 1e-12) -> None:
-        super().__init__()
-        self.dim = dim
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        return LF.l2n(x, self.dim, self.eps)
-
-
 def build_pool(name: str, p: float = 3.0) -> nn.Module:
     """Global pooling by name: "gem" (learnable p), "mac", "spoc" or "rmac"."""
     pools: dict[str, type[nn.Module]] = {"mac": MAC, "spoc": SPoC, "rmac": RMAC}
@@ -79,7 +67,7 @@ def build_pool(name: str, p: float = 3.0) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------
-# SuperGlobal descriptor modules (ALGORITHMS.md 3.2); stateless, test-time replacements.
+# SuperGlobal descriptor modules (docs/ALGORITHMS.md 3.2); stateless, test-time replacements.
 
 
 class GeMPlus(nn.Module):

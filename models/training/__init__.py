@@ -1,7 +1,7 @@
 """Training DOLG end to end (scripts/train.py): data, augmentation, loop, checkpoints, validation.
 
 Modules, one concept each:
-- `transforms`: the official pycls/DOLG augmentation (ALGORITHMS.md 1.6) in torch/numpy/Pillow.
+- `transforms`: the official pycls/DOLG augmentation (docs/ALGORITHMS.md 1.6) in torch/numpy/Pillow.
 - `data`: GLDv2-style lists and class-per-folder trees, the train/val split, datasets, samplers
   and loaders.
 - `schedule`: SGD and the per-epoch cosine schedule with linear warm-up.

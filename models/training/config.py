@@ -8,16 +8,19 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from models.cfcd.model import CFCDConfig
-from models.dolg import DOLGConfig
-from models.factory import ModelConfig
+from models.backbones import get_backbone_spec, pycls_backbone_name
+from models.factory import ModelConfig, config_from_flags
+from models.model_flags import ModelFlags
 
 logger = logging.getLogger(__name__)
+
+# Families with a training recipe here (a margin head on the descriptor; CFCD's fine stage).
+TRAINABLE_FAMILIES = ("dolg", "cfcd")
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run. Defaults: the paper's recipe (ALGORITHMS.md 1.6: 512 px, global
+    """Every setting of a run. Defaults: the paper's recipe (docs/ALGORITHMS.md 1.6: 512 px, global
     batch 128, lr 0.05, 100 epochs, 5 warm-up epochs) with the official optimiser and head."""
 
     # --- data: a `<relative_path> <class_id>` list under data_root, or a class-per-folder tree
@@ -59,7 +62,7 @@ class TrainConfig:
     head_margin: float = 0.15
     madacos_alpha: float = 0.02
     madacos_b_mode: str = "default"
-    # --- CFCD fine stage (ALGORITHMS.md 4.3): stage 2 trains on hard-negative tuples with the
+    # --- CFCD fine stage (docs/ALGORITHMS.md 4.3): stage 2 trains on hard-negative tuples with the
     # local triplet loss added to the head's loss; start it from a stage-1 checkpoint.
     stage: int = 1
     tuple_size: int = 8  # anchor, positive, tuple_size - 2 negatives
@@ -112,26 +115,21 @@ class TrainConfig:
 
     @property
     def backbone_name(self) -> str:
-        return self.backbone or f"resnet{self.depth}"
+        return self.backbone or pycls_backbone_name(self.depth)
 
     def model_config(self) -> ModelConfig:
         """The network this run trains (family `family` on `backbone_name`)."""
-        resnet = self.backbone_name.startswith("resnet")
-        if self.family == "cfcd":
-            if self.with_ma:
-                raise ValueError("--with-ma applies to DOLG only (CFCD has no local branch)")
-            return CFCDConfig(backbone=self.backbone_name, reduction_dim=self.reduction_dim,
-                              zero_init_final_gamma=self.zero_init_final_gamma and resnet)
-        if self.family != "dolg":
-            raise ValueError(f"unknown training family {self.family!r}; expected dolg or cfcd")
-        return DOLGConfig(
-            depth=self.depth,  # type: ignore[arg-type]
-            with_ma=self.with_ma,
-            reduction_dim=self.reduction_dim,
-            gem_p=self.gem_p,
-            zero_init_final_gamma=self.zero_init_final_gamma and resnet,
-            backbone=self.backbone or None,
-        )
+        if self.family not in TRAINABLE_FAMILIES:
+            raise ValueError(f"unknown training family {self.family!r}; expected "
+                             f"{' or '.join(TRAINABLE_FAMILIES)}")
+        # The official ZERO_INIT_FINAL_GAMMA is on by default; backbones that cannot zero their
+        # final gammas simply start without it.
+        zero_init = (self.zero_init_final_gamma
+                     and get_backbone_spec(self.backbone_name).zero_init_final_gamma)
+        flags = ModelFlags(backbone=self.backbone or None, depth=self.depth, with_ma=self.with_ma,
+                           gem_p=self.gem_p, reduction_dim=self.reduction_dim,
+                           zero_init_final_gamma=zero_init)
+        return config_from_flags(self.family, flags)
 
 
 # Settings a resumed run may change: they do not alter what is optimised (control, logging,

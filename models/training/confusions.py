@@ -1,4 +1,4 @@
-"""The stage-1 scores file that CFCD's hard-negative tuples read (ALGORITHMS.md 4.3).
+"""The stage-1 scores file that CFCD's hard-negative tuples read (docs/ALGORITHMS.md 4.3).
 
 Format (the official `landmark_scores.txt`, written by its `infer_model`): one line per training
 image, `<relative_path> <class_id> <predicted_class_id> <score>`, class ids as in the training

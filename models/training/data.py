@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
@@ -36,6 +35,7 @@ from models.training.transforms import load_rgb
 
 logger = logging.getLogger(__name__)
 
+# app.inference.preprocess.IMAGE_SUFFIXES (models never imports app; a test holds them equal).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 Role = Literal["query", "gallery"]
 
@@ -330,9 +330,3 @@ def class_counts(samples: Sequence[Sample], num_classes: int) -> np.ndarray:
     """Samples per class [C] (int64)."""
     return np.bincount(np.asarray([s.label for s in samples], dtype=np.int64),
                        minlength=num_classes)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed the global torch RNG (model initialisation); sampling and augmentation do not use
-    global RNGs."""
-    torch.manual_seed(seed)

@@ -32,8 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models.backbones import get_backbone_spec
 from models.checkpoint import load_state_strict
-from models.dolg import DOLGConfig
-from models.factory import ModelConfig, build_model, get_family
+from models.factory import ModelConfig, build_model, stored_config
 from models.heads import MadaCos
 from models.training import checkpointing as ckpt
 from models.training.config import TrainConfig, merge_resume_config
@@ -142,7 +141,7 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 def embedding_dim(config: ModelConfig) -> int:
     """Width of the descriptor a config's network outputs (the margin head's input)."""
-    return config.reduction_dim if isinstance(config, DOLGConfig) else config.embedding_dim
+    return config.embedding_dim
 
 
 def colour_spec(cfg: TrainConfig) -> ColourSpec:
@@ -242,8 +241,7 @@ class Trainer:
         # ---- model, head, optimiser
         torch.manual_seed(cfg.seed)
         if state is not None:
-            family = get_family(str(state.get(ckpt.FAMILY_KEY) or "dolg"))
-            self.model_config = family.config_type.from_dict(state["config"])
+            self.model_config = stored_config(state.get(ckpt.FAMILY_KEY), state["config"])
             model = build_model(self.model_config)
             load_state_strict(model, state["model_state"], what="resumed model")
             self.init_report: dict[str, Any] = state["training"].get("init", {})

@@ -79,7 +79,7 @@ class FineStageNet(TrainNet):
     """CFCD's fine stage: (images [B,3,S,S] as consecutive tuples, targets [B]) ->
     (margin logits [B,C], summed local triplet loss of the batch's tuples, 0-d).
 
-    The local descriptors are the last backbone stage [B,C4,h,w] (ALGORITHMS.md 4.3), taken
+    The local descriptors are the last backbone stage [B,C4,h,w] (docs/ALGORITHMS.md 4.3), taken
     from the same forward pass that produces the descriptor, so DDP sees one graph. The loss
     runs in float32 like the head.
     """

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule of the official recipe (ALGORITHMS.md 1.6).
+"""Optimiser and learning-rate schedule of the official recipe (docs/ALGORITHMS.md 1.6).
 
 SGD with Nesterov momentum 0.9, dampening 0 and weight decay 1e-4 on every parameter (BatchNorm
 and biases included, as pycls does). The learning rate is a cosine over epochs with a linear

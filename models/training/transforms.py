@@ -1,4 +1,4 @@
-"""The official DOLG / pycls image transforms (ALGORITHMS.md 1.6), without cv2 or torchvision.
+"""The official DOLG / pycls image transforms (docs/ALGORITHMS.md 1.6), without cv2 or torchvision.
 
 Train: Inception random-sized crop -> resize to size x size -> horizontal flip -> /255 -> AlexNet
 PCA lighting -> per-channel normalisation. Val: scale the short side -> centre crop.

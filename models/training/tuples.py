@@ -1,4 +1,4 @@
-"""Hard-negative tuples for CFCD's fine stage (ALGORITHMS.md 4.3; the official
+"""Hard-negative tuples for CFCD's fine stage (docs/ALGORITHMS.md 4.3; the official
 `DistributedTupleHEMSampler`).
 
 A tuple is (anchor, positive of the anchor's class, `tuple_size - 2` negatives of other

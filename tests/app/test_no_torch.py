@@ -1,4 +1,5 @@
-"""The service must never load torch (DESIGN 2): import app.main in a clean interpreter."""
+"""The service must never load torch (docs/ARCHITECTURE.md 1): import app.main in a clean
+interpreter."""
 
 import subprocess
 import sys

@@ -60,3 +60,26 @@ def test_require_gpu_fails_on_a_cpu_machine(tmp_path: Path) -> None:
 def test_missing_model_names_the_folder(tmp_path: Path) -> None:
     with pytest.raises(ArtifactMismatch, match=r"model_meta\.json"):
         _start(tmp_path, tmp_path / "nothing-here")
+
+
+def test_cpu_sessions_batch_at_most_cpu_max_batch(tmp_path: Path) -> None:
+    """On the CPU stacking images costs CPU per image; the pixel chain comes from the meta
+    unless the setting overrides it."""
+    from app.config import InferenceSettings
+
+    model = write_tiny_model(tmp_path / "m")
+    for cpu_max_batch, chain in ((1, "auto"), (4, "fast")):
+        inference = InferenceSettings(
+            providers="cpu",
+            max_batch=8,
+            cpu_max_batch=cpu_max_batch,
+            decode_threads=2,
+            pixel_chain=chain,
+        )
+        rt = _start(tmp_path / f"d{cpu_max_batch}", model, inference=inference)
+        try:
+            assert rt.batcher.max_batch == cpu_max_batch
+            assert rt.embedder.chain == ("official" if chain == "auto" else chain)
+            assert rt.embedder._many_in_flight == max(cpu_max_batch, 3)  # 2 decoders + 1
+        finally:
+            rt.close()

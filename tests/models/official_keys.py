@@ -1,4 +1,4 @@
-"""The official DOLG `model_state` key table, written out from ALGORITHMS.md 2.2 / 2.3.
+"""The official DOLG `model_state` key table, written out from docs/ALGORITHMS.md 2.2 / 2.3.
 
 Deliberately independent of `models/`: it lists names and shapes as the spec states them, so
 the tests compare our modules against the spec, not against themselves.
@@ -85,7 +85,7 @@ def random_state(keys: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, t
 def cfcd_keys(depth: int, num_classes: int | None = None, dim: int = 512
               ) -> dict[str, tuple[int, ...]]:
     """Keys and shapes of an official CFCD `model_s1_*.pyth` / `model_s2_*.pyth` model_state
-    (ALGORITHMS.md 2.6): the backbone, `fc`, BatchNorm1d `bn`; MadaCos `desc_cls.weight` (no
+    (docs/ALGORITHMS.md 2.6): the backbone, `fc`, BatchNorm1d `bn`; MadaCos `desc_cls.weight` (no
     buffers) when num_classes is given. No `pool_g.p`: CFCD's GeM p is fixed."""
     keys: dict[str, tuple[int, ...]] = {"fc.weight": (dim, 2048), "fc.bias": (dim,)}
     keys.update(_bn("bn", dim))

@@ -131,7 +131,7 @@ def test_our_dolg_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def _torchvision_state(depth: int = 50) -> dict[str, torch.Tensor]:
-    """A torchvision-style ResNet state dict, names per ALGORITHMS.md 2.5, random values."""
+    """A torchvision-style ResNet state dict, names per docs/ALGORITHMS.md 2.5, random values."""
     gen = torch.Generator().manual_seed(1)
     shapes = backbone_keys(depth)  # spec shapes, looked up through the spec's name table
 

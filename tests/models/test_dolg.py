@@ -82,7 +82,7 @@ def test_forward_is_features_then_head(dolg_r50: DOLG) -> None:
 
 
 def test_forward_matches_spec_pseudo_code(dolg_r50: DOLG) -> None:
-    """ALGORITHMS.md 1.4 pseudo-forward written out with plain torch ops."""
+    """docs/ALGORITHMS.md 1.4 pseudo-forward written out with plain torch ops."""
     m = dolg_r50
     x = torch.randn(2, 3, 50, 70, dtype=torch.float64)
     m64 = m.double()

@@ -22,8 +22,8 @@ SMALL_SHAPES = ((1, 3, 67, 45), (2, 3, 33, 47))
 
 
 def test_family_names_and_errors() -> None:
-    assert family_names() == ["cfcd", "dolg", "pooled"]
-    with pytest.raises(ValueError, match="valid families: cfcd, dolg, pooled"):
+    assert family_names() == ["cfcd", "dolg", "pooled", "resnet_pool"]
+    with pytest.raises(ValueError, match="valid families: cfcd, dolg, pooled, resnet_pool"):
         create_model("cnn")
     with pytest.raises(ValueError, match="valid backbones: efficientnet_lite0"):
         make_config("pooled", backbone="vgg")
@@ -117,3 +117,68 @@ def test_superglobal_pooling_modules_apply_to_a_lite_backbone() -> None:
     with pytest.raises(TypeError, match="pycls ResNet"):
         apply_superglobal_(create_model("pooled", backbone="efficientnet_lite0"),
                            SuperGlobalOptions(relup=True))
+
+
+def test_one_place_builds_configs_from_flags() -> None:
+    from models.cfcd.model import CFCDConfig
+    from models.factory import config_from_flags
+    from models.model_flags import ModelFlags
+
+    flags = ModelFlags(depth=101, pooling="mac", reduction_dim=None)
+    assert config_from_flags("dolg", flags) == DOLGConfig(depth=101, pooling="mac")
+    assert config_from_flags("resnet_pool", flags) == DOLGConfig(
+        depth=101, pooling="mac", architecture="resnet_pool")
+    assert config_from_flags("pooled", flags) == PooledConfig(backbone="resnet101",
+                                                               pooling="mac")
+    assert config_from_flags("cfcd", flags) == CFCDConfig(backbone="resnet101")
+    lite = ModelFlags(backbone="efficientnet_lite0", feature="mid", reduction_dim=64)
+    assert config_from_flags("pooled", lite) == PooledConfig(feature="mid", reduction_dim=64)
+    for family in ("pooled", "cfcd", "resnet_pool"):
+        with pytest.raises(ValueError, match="DOLG only"):
+            config_from_flags(family, ModelFlags(with_ma=True))
+    for family in family_names():
+        with pytest.raises(ValueError, match="ResNet backbones only"):
+            config_from_flags(family, ModelFlags(backbone="efficientnet_lite0",
+                                                 zero_init_final_gamma=True))
+
+
+def test_artifact_names_and_families_come_from_the_config() -> None:
+    from models.cfcd.model import CFCDConfig
+    from models.factory import family_of
+
+    named = {
+        DOLGConfig(): ("dolg", "dolg-r50"),
+        DOLGConfig(depth=101, with_ma=True): ("dolg", "dolg-r101-ma"),
+        DOLGConfig(backbone="efficientnet_lite1"): ("dolg", "dolg-efficientnet_lite1"),
+        DOLGConfig(architecture="resnet_pool"): ("resnet_pool", "resnet_pool-r50"),
+        PooledConfig(): ("pooled", "pooled-gem-efficientnet_lite0"),
+        PooledConfig(backbone="resnet50", pooling="mac", feature="mid"):
+            ("pooled", "pooled-mac-mid-resnet50"),
+        CFCDConfig(): ("cfcd", "cfcd-r50"),
+        CFCDConfig(backbone="efficientnet_lite0"): ("cfcd", "cfcd-efficientnet_lite0"),
+    }
+    for config, (family, arch) in named.items():
+        assert (family_of(config), config.arch_name) == (family, arch)
+        with torch.no_grad():
+            out = build_model(config).eval()(torch.randn(1, 3, 40, 40))
+        assert config.embedding_dim == out.shape[1]
+
+
+def test_legacy_resnet_pool_checkpoint_maps_at_load_time(tmp_path: Path) -> None:
+    """Checkpoints written when the baseline was stored under family "dolg" still load as
+    the baseline (and new ones say "resnet_pool")."""
+    from models import checkpoint as ckpt
+
+    torch.manual_seed(0)
+    config = DOLGConfig(architecture="resnet_pool", pooling="spoc", reduction_dim=32)
+    model = build_model(config).eval()
+    path = ckpt.save_checkpoint(tmp_path / "new.pth", model)
+    assert torch.load(path, weights_only=True)["family"] == "resnet_pool"
+    legacy = dict(torch.load(path, weights_only=True), family="dolg")
+    torch.save(legacy, tmp_path / "legacy.pth")
+    x = torch.randn(1, 3, 48, 40)
+    for name in ("new.pth", "legacy.pth"):
+        rebuilt, info = ckpt.build_model_from_checkpoint(tmp_path / name)
+        assert isinstance(rebuilt, ResNetPool) and info.config == config
+        with torch.no_grad():
+            assert torch.equal(rebuilt(x), model(x))

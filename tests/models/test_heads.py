@@ -13,7 +13,7 @@ pytestmark = pytest.mark.torch
 
 
 def _reference_curricular(features, weight, targets, t, s, m):
-    """ALGORITHMS.md 1.5, step by step, with Python loops over a tiny example."""
+    """docs/ALGORITHMS.md 1.5, step by step, with Python loops over a tiny example."""
     B, C = features.shape[0], weight.shape[0]
     fn = [[v / math.sqrt(sum(u * u for u in f)) for v in f] for f in features.tolist()]
     wn = [[v / math.sqrt(sum(u * u for u in w)) for v in w] for w in weight.tolist()]

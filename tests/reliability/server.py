@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+from scripts.bench_common import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,12 +29,6 @@ BASE_ENV = {
     "SIMSEARCH_LOG_LEVEL": "INFO",
     "SIMSEARCH_ACCESS_LOG": "false",
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServerProcess:

@@ -118,3 +118,22 @@ def test_without_model_dir_the_bench_exports_what_make_model_exports() -> None:
         assert getattr(args, key) == value, key
     assert args.name == export.DEFAULT_NAME and args.backbone == "efficientnet_lite0"
     assert not args.random_init and not args.calibrate_bn
+
+
+def test_photos_section_inputs_are_deterministic_and_sized() -> None:
+    """bench_photos makes its phone / camera JPEGs at run time from the shared photos: same
+    bytes for the same seed, the asked size, and the section runs through bench.py."""
+    import io
+
+    from PIL import Image
+
+    from scripts.bench import run_photos
+    from scripts.bench_photos import upscaled_jpeg
+
+    src = io.BytesIO()
+    Image.new("RGB", (300, 200), (40, 90, 160)).save(src, "JPEG")
+    a = upscaled_jpeg(src.getvalue(), (640, 480), seed=3)
+    assert a == upscaled_jpeg(src.getvalue(), (640, 480), seed=3)
+    assert a != upscaled_jpeg(src.getvalue(), (640, 480), seed=4)
+    assert Image.open(io.BytesIO(a)).size == (640, 480)
+    assert callable(run_photos) and "photos" in parse_args(["--sections", "photos"]).sections

@@ -62,6 +62,7 @@ def test_bulk_index_is_resumable_with_relative_path_ids(tmp_path: Path) -> None:
     try:
         expected = set(names[:3]) | {f"sub/{n}" for n in names[3:]}
         assert rt.store.contains(sorted(expected)) == expected
-        assert rt.store.get(f"sub/{names[3]}").metadata == {"path": f"sub/{names[3]}"}
+        # The same key as an upload's file name through POST /index.
+        assert rt.store.get(f"sub/{names[3]}").metadata == {"filename": names[3]}
     finally:
         rt.close()

@@ -132,6 +132,7 @@ def test_imagenet_pooled_lite0_is_the_default_recipe(script: ModuleType, tmp_pat
     assert (prep.colour_order, prep.mean, prep.std, prep.interpolation) == (
         "RGB", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic")
     assert prep.scales == (0.7071, 1.0) and prep.max_side == 512
+    assert prep.pixel_chain == "fast"  # no official pixels to match (app/inference/working.py)
     assert "Not landmark-specialised" in meta.intended_use
     with pytest.raises(SystemExit):
         script.main(["--imagenet", "--architecture", "pooled", "--backbone",
@@ -144,3 +145,4 @@ def test_imagenet_pooled_lite0_is_the_default_recipe(script: ModuleType, tmp_pat
                  "--pooling", "gem", "--max-side", "512", "--scales", "0.7071,1.0",
                  "--out", str(spelled)])
     assert load_model_meta(spelled).onnx_sha256 == meta.onnx_sha256
+    assert load_model_meta(spelled).preprocessing.pixel_chain == "official"  # the default

@@ -7,22 +7,23 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile, status
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deadline import deadline
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.errors import error_responses
 from app.api.schemas import IndexedFile, IndexResponse, VectorIndexRequest
 from app.api.uploads import (
+    NOTHING_STORED,
     check_item_id,
     check_metadata,
+    file_labels,
     parse_list_field,
     parse_metadata_entries,
     read_upload,
     upload_filename,
     with_filename,
 )
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, SimSearchError
 from app.search.service import content_id
 
 router = APIRouter(tags=["index"])
@@ -31,7 +32,6 @@ router = APIRouter(tags=["index"])
 def _check_unique(ids: list[str]) -> None:
     if len(set(ids)) != len(ids):
         raise InvalidRequest("ids must be unique within one request")
-
 
 
 @router.post(
@@ -80,25 +80,37 @@ async def index_images(
             f"{len(files)} files in one request; "
             f"at most {limits.max_files_per_request} are accepted"
         )
-    given_ids = parse_list_field(ids, "ids", len(files))
-    if given_ids is not None:
-        given_ids = [check_item_id(i, limits) for i in given_ids]
-        _check_unique(given_ids)
-    metas = parse_metadata_entries(metadata, len(files), limits)
     names = [upload_filename(f) for f in files]
-    if keep_filenames:
-        metas = [
-            check_metadata(with_filename(m, n), limits, f"metadata[{i}] with its filename")
-            for i, (m, n) in enumerate(zip(metas, names, strict=True))
-        ]
+    labels = file_labels(names)
     t0 = time.perf_counter()
-    # The deadline covers reading, embedding and thumbnails, never the durable write after.
-    async with deadline(limits.request_timeout_s, "embedding the images"):
-        blobs = [await read_upload(f, limits) for f in files]
-        vectors = await service.embed_images(blobs)
-        thumbs = await run_in_threadpool(service.make_thumbnails, blobs)
+    # Per-stage milliseconds summed over the files: decode, resize, thumbnail, inference.
+    stages: dict[str, float] = {}
+    try:
+        given_ids = parse_list_field(ids, "ids", len(files))
+        if given_ids is not None:
+            given_ids = [check_item_id(i, limits) for i in given_ids]
+            _check_unique(given_ids)
+        metas = parse_metadata_entries(metadata, len(files), limits, labels)
+        if keep_filenames:
+            metas = [
+                check_metadata(with_filename(m, n), limits, f"the metadata of {label}")
+                for m, n, label in zip(metas, names, labels, strict=True)
+            ]
+        # The deadline covers reading, embedding and thumbnails, never the durable write after.
+        async with deadline(limits.request_timeout_s, "embedding the images"):
+            blobs = [
+                await read_upload(f, limits, label)
+                for f, label in zip(files, labels, strict=True)
+            ]
+            # One decode per file serves its descriptor and its thumbnail.
+            vectors, thumbs = await service.embed_for_index(blobs, stages, labels)
+    except SimSearchError as exc:
+        raise type(exc)(f"{exc}; {NOTHING_STORED}") from exc
     final_ids = given_ids if given_ids is not None else [content_id(b) for b in blobs]
+    del blobs  # the uploads are not needed for the durable write
+    t_store = time.perf_counter()
     outcome = await service.index_vectors(final_ids, vectors, metas, thumbs)
+    stages["store"] = (time.perf_counter() - t_store) * 1e3
     return IndexResponse(
         ids=outcome.ids,
         count=len(outcome.ids),
@@ -107,7 +119,7 @@ async def index_images(
             IndexedFile(filename=f.filename, id=i)
             for f, i in zip(files, outcome.ids, strict=True)
         ],
-        timings_ms={"total": (time.perf_counter() - t0) * 1e3},
+        timings_ms={**stages, "total": (time.perf_counter() - t0) * 1e3},
     )
 
 

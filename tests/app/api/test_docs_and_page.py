@@ -25,6 +25,14 @@ def test_docs_and_redoc_load_nothing_from_outside(api_client: TestClient) -> Non
             asset = api_client.get(url)
             assert asset.status_code == 200 and len(asset.content) > 1000, url
         assert "googleapis" not in resp.text and "cdn." not in resp.text
+        if page == "/redoc":
+            # The shipped bundle fetches the Redocly footer logo from cdn.redoc.ly.
+            bundle = next(api_client.get(u).text for u in assets if u.endswith(".js"))
+            assert "cdn.redoc.ly" not in bundle and "redocly logo" in bundle
+            csp = dict(
+                d.strip().split(" ", 1) for d in resp.headers["content-security-policy"].split(";")
+            )
+            assert csp["img-src"] == "'self' data:" and csp["connect-src"] == "'self'"
 
 
 def test_every_route_has_a_description_and_examples(api_client: TestClient) -> None:

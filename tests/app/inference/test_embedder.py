@@ -54,7 +54,7 @@ def test_embed_bytes_matches_official_extraction(
     assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-6)
     img = decode_image(photo_bytes, LimitSettings().max_pixels)  # 1024x768: no cap
     np.testing.assert_allclose(vec, _reference_descriptor(img, tiny_artifact), atol=1e-5)
-    assert set(timings) == {"decode", "preprocess", "inference"}
+    assert set(timings) == {"decode", "resize", "inference"}
     assert all(v > 0 for v in timings.values())
 
 

@@ -1,4 +1,4 @@
-"""SuperGlobal re-ranking: loop reference of ALGORITHMS.md 3.4, closed forms, properties."""
+"""SuperGlobal re-ranking: loop reference of docs/ALGORITHMS.md 3.4, closed forms, properties."""
 
 from __future__ import annotations
 

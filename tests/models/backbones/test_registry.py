@@ -54,3 +54,35 @@ def test_imagenet_weights_by_name() -> None:
     assert float(net.state_dict()["_bn0.running_var"].std()) > 0  # trained statistics
     with pytest.raises(ValueError, match="no installable ImageNet weights; backbones with them"):
         create_backbone("resnet50", imagenet=True)
+
+
+@pytest.mark.parametrize("name", backbone_names())
+def test_declared_capabilities_hold(name: str) -> None:
+    """What a spec declares is what its module does: a backbone that says it zeroes its final
+    gammas builds with every residual block's last BN gamma at 0; one that does not refuses."""
+    from models.backbones import check_zero_init_final_gamma
+
+    spec = get_backbone_spec(name)
+    if spec.zero_init_final_gamma:
+        net = create_backbone(name, zero_init_final_gamma=True)
+        gammas = [m.weight for n, m in net.named_modules() if n.endswith("f.c_bn")]
+        assert gammas and all(torch.count_nonzero(g) == 0 for g in gammas)
+        check_zero_init_final_gamma(name, True)
+    else:
+        with pytest.raises(TypeError):
+            create_backbone(name, zero_init_final_gamma=True)
+        with pytest.raises(ValueError, match="ResNet backbones only"):
+            check_zero_init_final_gamma(name, True)
+    if spec.pycls_depth is not None:
+        assert isinstance(create_backbone(name), ResNet)
+        assert spec.short_name == f"r{spec.pycls_depth}"
+    else:
+        assert not isinstance(create_backbone(name), ResNet) and spec.short_name == name
+
+
+def test_pycls_backbone_name_by_depth() -> None:
+    from models.backbones import pycls_backbone_name
+
+    assert (pycls_backbone_name(50), pycls_backbone_name(101)) == ("resnet50", "resnet101")
+    with pytest.raises(ValueError, match="depths: \\[50, 101\\]"):
+        pycls_backbone_name(34)

@@ -138,7 +138,7 @@ def test_no_match_gives_a_differentiable_zero() -> None:
 
 def _reference_loss(features: np.ndarray, attention: np.ndarray, margin: float,
                     ratio_th: float) -> float:
-    """The spec's procedure (ALGORITHMS.md 4.3, steps 1-7) written with plain loops."""
+    """The spec's procedure (docs/ALGORITHMS.md 4.3, steps 1-7) written with plain loops."""
     unit = features / np.linalg.norm(features, axis=2, keepdims=True)
     q, p = unit[0], unit[1]
     nq, npos = q.shape[0], p.shape[0]

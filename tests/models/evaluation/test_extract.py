@@ -146,7 +146,7 @@ def test_extraction_equals_official_cv2_chain(tmp_path: Path) -> None:
     """Our extraction (service preprocessing + torch runner + service pooling) equals the
     official DOLG evaler (cv2.imread BGR, int() crop of the original image, cv2.resize
     INTER_LINEAR to round(w*s) x round(h*s), /255, BGR mean/std, l2n per scale, mean, l2n),
-    written here from ALGORITHMS.md 1.7, for a database image and a cropped query."""
+    written here from docs/ALGORITHMS.md 1.7, for a database image and a cropped query."""
     cv2 = pytest.importorskip("cv2")
     import torch
 

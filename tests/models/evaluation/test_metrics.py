@@ -126,7 +126,7 @@ def test_shape_validation():
 
 
 def loop_reference_map(ranks, gnd, kappas):
-    """Straightforward transcription of ALGORITHMS.md 5.3 (scalar loops, no numpy tricks)."""
+    """Straightforward transcription of docs/ALGORITHMS.md 5.3 (scalar loops, no numpy tricks)."""
     total, nempty = 0.0, 0
     aps, prs = [], []
     mpr = [0.0] * len(kappas)

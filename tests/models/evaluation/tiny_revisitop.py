@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from app.inference.preprocess import IMAGE_SUFFIXES
+
 PHOTOS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "photos"
 
 
@@ -29,7 +31,7 @@ class TinyDataset:
 
 
 def _photo_paths(photos: Path) -> list[Path]:
-    return sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return sorted(p for p in photos.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _small(path: Path, side: int) -> Image.Image:

@@ -1,4 +1,4 @@
-"""MadaCos (CFCD, ALGORITHMS.md 4.2) against a hand-written reference of the spec."""
+"""MadaCos (CFCD, docs/ALGORITHMS.md 4.2) against a hand-written reference of the spec."""
 
 from __future__ import annotations
 

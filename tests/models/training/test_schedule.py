@@ -1,4 +1,4 @@
-"""Learning-rate schedule (ALGORITHMS.md 1.6) in closed form, and the optimiser defaults."""
+"""Learning-rate schedule (docs/ALGORITHMS.md 1.6) in closed form, and the optimiser defaults."""
 
 from __future__ import annotations
 

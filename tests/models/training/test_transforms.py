@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app.artifacts import BGR_MEAN, BGR_STD, Preprocessing
-from app.inference.preprocess import _normalise_planar
+from app.inference.preprocess import normalise_planar
 from app.inference.preprocess import resize_bilinear as service_resize
 from models.training.transforms import (
     EIG_VALS,
@@ -103,11 +103,11 @@ def test_eval_normalisation_equals_the_service_preprocessing() -> None:
         "pixel_divisor": prep.pixel_divisor,
     }
     ours = EvalTransform(size=32, resize=32)(img)  # no resize, no crop: only normalisation
-    np.testing.assert_allclose(ours.numpy(), _normalise_planar(img, prep), atol=1e-5)
+    np.testing.assert_allclose(ours.numpy(), normalise_planar(img, prep), atol=1e-5)
     rgb = ColourSpec.imagenet("RGB")
     prep_rgb = Preprocessing(**rgb.preprocessing_fields())
     ours_rgb = EvalTransform(size=32, resize=32, colour=rgb)(img)
-    np.testing.assert_allclose(ours_rgb.numpy(), _normalise_planar(img, prep_rgb), atol=1e-5)
+    np.testing.assert_allclose(ours_rgb.numpy(), normalise_planar(img, prep_rgb), atol=1e-5)
 
 
 @pytest.mark.parametrize("out_hw", [(23, 41), (97, 130)])
