@@ -309,10 +309,12 @@ def fit(ev: Evidence, max_fpr: float, verify_top: int, side: int) -> VerdictRule
 
 # ----------------------------------------------------------------------------- main
 async def embed_all(runtime: Runtime, blobs: list[bytes], cache: Path) -> np.ndarray:
-    """[N, D] descriptors of `blobs`; kept in `cache` (an .npz keyed by the bytes' SHA-256
-    and the model's), so a re-run does not embed the same distractors again."""
+    """[N, D] descriptors of `blobs`; kept in `cache` (an .npz keyed by the bytes' SHA-256,
+    the model's and the pixel chain), so a re-run does not embed the same distractors again."""
     known: dict[str, np.ndarray] = dict(np.load(cache)) if cache.is_file() else {}
-    keys = [hashlib.sha256(runtime.meta.onnx_sha256.encode() + b).hexdigest() for b in blobs]
+    # The model and the pixel chain that decodes for it both shape the descriptor.
+    salt = f"{runtime.meta.onnx_sha256}/{runtime.embedder.chain}".encode()
+    keys = [hashlib.sha256(salt + b).hexdigest() for b in blobs]
     todo = [i for i, k in enumerate(keys) if k not in known]
     for lo in range(0, len(todo), 32):
         part = todo[lo : lo + 32]
