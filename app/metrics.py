@@ -45,7 +45,7 @@ class Metrics:
         )
         self.stage_seconds = Histogram(
             "simsearch_search_stage_seconds",
-            "Search pipeline stages (embed, ann_rescore, rerank)",
+            "Search pipeline stages (embed, ann_rescore, verify, rerank)",
             ["stage"],
             buckets=_LATENCY,
             registry=r,

@@ -91,9 +91,10 @@ DEFAULT_INTENDED_USE = (
     "EfficientNet-Lite0 (ImageNet weights) + GeM, not fine-tuned. For general visual "
     "similarity (related scenes, objects, textures) and copies (crops, re-encodings, colour "
     "edits): near-duplicate recall@1 0.996 over 15 edits of 30 real photos; the nearest other "
-    "photo is of the same kind 63 % of the time. A top-1 score below 0.73 means no indexed "
-    "copy (right 96 % of the time in our study). Not landmark-specialised: for landmarks "
-    "export official DOLG weights."
+    "photo is of the same kind 63 % of the time. Whether a hit is a copy is the service's "
+    "`match` verdict (cosine + geometric verification; GET /health gives its measured error "
+    "rates), not a score threshold. Not landmark-specialised: for landmarks export official "
+    "DOLG weights."
 )
 
 

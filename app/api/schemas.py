@@ -22,7 +22,8 @@ METADATA_DESCRIPTION = (
 # Checked with a clear message in app/api/uploads.py; here so the schema says it too.
 METADATA_KEYS_SCHEMA: dict[str, Any] = {"propertyNames": {"pattern": KEY_PATTERN.pattern}}
 FILTER_EXAMPLE = {"album": "trip", "year": {"in": [2023, 2024]}}
-_HIT_EXAMPLE = {"id": "photos/eiffel.jpg", "score": 0.913, "metadata": {"filename": "eiffel.jpg"}}
+_HIT_EXAMPLE = {"id": "photos/eiffel.jpg", "score": 0.913, "match": True,
+                "metadata": {"filename": "eiffel.jpg"}}
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -40,7 +41,20 @@ class HitOut(BaseModel):
     model_config = _examples(_HIT_EXAMPLE)
 
     id: str
-    score: float = Field(description="Cosine similarity, or SuperGlobal's score when re-ranked")
+    score: float = Field(
+        description="Cosine similarity with the query, in [-1, 1], re-ranked or not "
+        "(score_threshold filters on it)"
+    )
+    match: bool = Field(
+        description="The copy verdict: this item is a copy or near-duplicate of the query "
+        "(same picture after crops, resizes, re-encoding, colour, rotation, mirroring, borders), "
+        "not merely similar. GET /health says how it is decided and its measured error rates"
+    )
+    rerank_score: float | None = Field(
+        default=None,
+        description="SuperGlobal's score, which ordered the results, when rerank='superglobal' "
+        "ran; null otherwise. It never changes `score` or `match`",
+    )
     metadata: dict[str, Any] | None = None
 
 
@@ -71,7 +85,8 @@ class SearchOptions(RequestBody):
     )
     nprobe: int | None = Field(default=None, ge=1, description="IVF lists probed (IVF-PQ only)")
     score_threshold: float | None = Field(
-        default=None, ge=-1.0, le=1.0, description="Minimum cosine similarity"
+        default=None, ge=-1.0, le=1.0,
+        description="Minimum cosine similarity (the `score` of every result)",
     )
     filter: dict[str, Any] | None = Field(default=None, description=FILTER_DESCRIPTION)
 
@@ -223,6 +238,20 @@ class IndexHealth(BaseModel):
     params: dict[str, Any]
 
 
+class VerdictHealth(BaseModel):
+    """How `match` is decided, and how often it erred in the study that fitted it."""
+
+    method: str = Field(description="The rule in words")
+    rule: dict[str, Any] = Field(
+        description="cosine_alone, cosine_floor, min_inliers, verify_top, working_side"
+    )
+    measured: dict[str, Any] | None = Field(
+        description="Error rates measured on held-out photos (copies found, never-stored "
+        "queries called a match; plain and re-ranked; vector search), the command that measured "
+        "them and the cost per search; null if the rule was never measured"
+    )
+
+
 class HealthResponse(BaseModel):
     model_config = _examples(
         {
@@ -256,6 +285,7 @@ class HealthResponse(BaseModel):
     detail: str | None = None
     model: ModelHealth | None = None
     index: IndexHealth | None = None
+    verdict: VerdictHealth | None = None
 
 
 class FieldError(BaseModel):

@@ -33,7 +33,8 @@ class InvalidVectors(InvalidRequest, ValueError):
 class Hit:
     """One search result. `score` is the exact inner product with the stored (fp16) vector.
 
-    Mutable on purpose: re-ranking rewrites `score`, and callers drop `vector` before replying.
+    Mutable on purpose: the search service sets `match` and `rerank_score`, and callers drop
+    `vector` before replying. `score` stays the cosine whatever the re-ranking.
     """
 
     id: str
@@ -43,6 +44,10 @@ class Hit:
     row: int
     # [D] float32, the stored vector (fp16-rounded), when the search asked for vectors.
     vector: np.ndarray | None = None
+    # The copy verdict (app/search/verdict.py): the item is a copy of the query.
+    match: bool = False
+    # SuperGlobal's score when the search was re-ranked (it orders the hits), else None.
+    rerank_score: float | None = None
 
 
 @dataclass(slots=True)

@@ -25,6 +25,8 @@ from app.inference.embedder import Embedder
 from app.inference.working import DecodedImage
 from app.metrics import Metrics
 from app.search.rerank import superglobal_rerank
+from app.search.verdict import CopyVerdict, VerdictRule, default_rule
+from app.search.verify import QueryImage, query_image_from_jpeg, query_view
 from app.thumbnails import make_thumbnail, thumbnail_jpeg
 
 logger = logging.getLogger(__name__)
@@ -63,11 +65,25 @@ class SearchService:
         store: VectorStore,
         settings: Settings,
         metrics: Metrics | None = None,
+        verdict_rule: VerdictRule | None = None,
     ) -> None:
         self.embedder = embedder
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        self.verdict = CopyVerdict(
+            store, verdict_rule or default_rule(), settings.verdict.cache_mb << 20
+        )
+        side = self.verdict.rule.working_side
+        if not settings.thumbnails.enabled or settings.thumbnails.long_side < side:
+            # The stored side of the geometric check is the thumbnail: without one (or with a
+            # smaller one) copies are found less often than GET /health's measured rates say.
+            logger.warning(
+                "copy verdict: thumbnails are %s; the verdict was measured with %d px ones "
+                "(SIMSEARCH_THUMBNAILS__LONG_SIDE), so it will miss more copies",
+                "off" if not settings.thumbnails.enabled
+                else f"{settings.thumbnails.long_side} px", side,
+            )
 
     # ---------------------------------------------------------------- validation
     def check_search_params(
@@ -147,7 +163,16 @@ class SearchService:
         self.check_options(top_k, rerank, nprobe, score_threshold, top_m)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        query = await self.embedder.embed_bytes(data, bbox=bbox, timings=timings)
+        side = self.verdict.rule.working_side
+
+        def verdict_view(decoded: DecodedImage) -> QueryImage:
+            # The copy verdict's view of the query; runs in the decode thread.
+            return query_view(decoded, side, bbox)
+
+        embedded = await self.embedder.embed_upload(
+            data, bbox=bbox, timings=timings, views={"verdict": verdict_view}
+        )
+        query = embedded.vector
         embed_s = time.perf_counter() - t0
         timings["embed"] = embed_s * 1e3
         self._observe("embed", embed_s)
@@ -160,6 +185,7 @@ class SearchService:
             score_threshold=score_threshold,
             top_m=top_m,
             filter=filter,
+            query_image=cast(QueryImage, embedded.views["verdict"]),
         )
         outcome.timings_ms = {**timings, **outcome.timings_ms}
         outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
@@ -182,8 +208,12 @@ class SearchService:
         vector = np.asarray(item.vector, dtype=np.float32)  # [D], fp16-rounded
         query = vector / max(float(np.linalg.norm(vector)), 1e-12)
         exclude = None if include_self else item_id
+        # The item's thumbnail is its picture for the copy verdict, as on the stored side.
+        thumb = await run_in_threadpool(self.store.thumbnail, item_id)
+        image = (None if thumb is None
+                 else query_image_from_jpeg(thumb, self.verdict.rule.working_side))
         outcome = await run_in_threadpool(
-            self.search_vector_sync, query, exclude_id=exclude, **kwargs
+            self.search_vector_sync, query, exclude_id=exclude, query_image=image, **kwargs
         )
         outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
         return outcome
@@ -199,10 +229,17 @@ class SearchService:
         top_m: int | None = None,
         filter: MetadataFilter | None = None,
         exclude_id: str | None = None,
+        query_image: QueryImage | None = None,
     ) -> SearchOutcome:
         """query: unit float32 [D]. Blocking; call from a worker thread. `filter` is applied
         inside the store (all hits match it); `exclude_id` is dropped from the hits (one
-        extra candidate is fetched for it)."""
+        extra candidate is fetched for it). `query_image` is the query's picture for the copy
+        verdict (None: the verdict rests on the cosine alone).
+
+        Every hit's `score` is its cosine with the query (so `score_threshold` filters on the
+        score the caller sees) and `match` is the copy verdict, decided on the candidates in
+        cosine order before any re-ranking: SuperGlobal changes the order (and sets
+        `rerank_score`), never a score or a verdict."""
         timings: dict[str, float] = {}
         m = top_m or self.settings.rerank.top_m
         skipped = self._superglobal_skip_reason(m) if rerank == "superglobal" else None
@@ -228,6 +265,12 @@ class SearchService:
         ann_s = time.perf_counter() - t0
         timings["ann_rescore"] = ann_s * 1e3
         self._observe("ann_rescore", ann_s)
+        t_verify = time.perf_counter()
+        hits.sort(key=lambda h: -h.score)  # the verdict verifies the best cosines first
+        self.verdict.judge(hits, query_image)
+        verify_s = time.perf_counter() - t_verify
+        timings["verify"] = verify_s * 1e3
+        self._observe("verify", verify_s)
         if rerank == "superglobal" and len(hits) >= 2:
             t1 = time.perf_counter()
             hits = self._superglobal(query, hits, m)
@@ -260,7 +303,7 @@ class SearchService:
         reranked = []
         for pos, score in zip(order, scores, strict=True):
             hit = head[int(pos)]
-            hit.score = float(score)
+            hit.rerank_score = float(score)  # `score` stays the cosine (one scale)
             reranked.append(hit)
         return reranked + tail
 

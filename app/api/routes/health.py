@@ -15,10 +15,12 @@ from app.api.schemas import (
     LiveResponse,
     ModelHealth,
     ReadyResponse,
+    VerdictHealth,
 )
 from app.errors import NotReady, StoreUnavailable
 from app.index.store import StoreStats
 from app.runtime import Runtime
+from app.search.verdict import describe, load_rule_file
 
 router = APIRouter(tags=["health"])
 status_router = APIRouter(tags=["health"])
@@ -31,7 +33,8 @@ def _runtime(request: Request) -> Runtime | None:
 @status_router.get("/health", response_model=HealthResponse, summary="What runs")
 def health(request: Request) -> HealthResponse:
     """The model (name, version, the execution providers the live session reports), the index
-    (type, live items, snapshot generation) and whether the service is ready. A read key is
+    (type, live items, snapshot generation), how the copy verdict (`match`) is made with its
+    measured error rates, and whether the service is ready. A read key is
     needed when API keys are configured."""
     runtime = _runtime(request)
     if runtime is None:
@@ -72,7 +75,17 @@ def health(request: Request) -> HealthResponse:
             training=stats.training,
             params=stats.index_params,
         ),
+        verdict=_verdict(runtime),
     )
+
+
+def _verdict(runtime: Runtime) -> VerdictHealth:
+    rule = runtime.service.verdict.rule
+    # The measured rates belong to the rule that was measured: shown only when the live rule is
+    # the shipped one.
+    shipped = load_rule_file()
+    measured = shipped.get("measured") if shipped["rule"] == rule.as_dict() else None
+    return VerdictHealth(method=describe(rule), rule=rule.as_dict(), measured=measured)
 
 
 @router.get("/health/live", response_model=LiveResponse, summary="Liveness probe")

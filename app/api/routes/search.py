@@ -40,7 +40,11 @@ def _options(body: SearchOptions) -> dict[str, Any]:
 
 def _response(outcome: SearchOutcome) -> SearchResponse:
     return SearchResponse(
-        results=[HitOut(id=h.id, score=h.score, metadata=h.metadata) for h in outcome.hits],
+        results=[
+            HitOut(id=h.id, score=h.score, match=h.match, rerank_score=h.rerank_score,
+                   metadata=h.metadata)
+            for h in outcome.hits
+        ],
         rerank=outcome.rerank,
         rerank_skipped=outcome.rerank_skipped,
         timings_ms={k: round(v, 3) for k, v in outcome.timings_ms.items()},
@@ -68,7 +72,8 @@ async def search_image(
         int | None, Form(ge=1, description="IVF lists probed (IVF-PQ only)")
     ] = None,
     score_threshold: Annotated[
-        float | None, Form(ge=-1.0, le=1.0, description="Minimum cosine similarity")
+        float | None,
+        Form(ge=-1.0, le=1.0, description="Minimum cosine similarity (the results' `score`)"),
     ] = None,
     bbox: Annotated[
         str | None,
@@ -91,7 +96,10 @@ async def search_image(
 
     Send `multipart/form-data` with the image in the field `file`, e.g.
     `curl -F file=@query.jpg -F top_k=5 http://127.0.0.1:8000/search`.
-    Scores are cosine similarities (SuperGlobal's scores with `rerank=superglobal`)."""
+    Every result has `score` (its cosine similarity with the query, re-ranked or not) and
+    `match` (the copy verdict: a copy of the query, not merely similar; GET /health says how it
+    is decided and how often it errs). With `rerank=superglobal` the order follows
+    `rerank_score`."""
     box = parse_bbox(bbox)
     conditions = parse_filter_field(filter)
     service.check_options(top_k, rerank, nprobe, score_threshold, rerank_top_m)
@@ -120,7 +128,9 @@ async def search_vector(
     body: VectorSearchRequest, service: ServiceDep, settings: SettingsDep
 ) -> SearchResponse:
     """Search with a descriptor you computed yourself (embedding_dim numbers; normalised
-    here). Same options as `/search`, as JSON."""
+    here). Same options as `/search`, as JSON. Without an image there is no geometric check:
+    `match` is true only where the cosine alone is high enough (the `cosine_alone` threshold
+    of the verdict in GET /health), so it misses more copies than an image search."""
     query = service.check_vector(body.vector)
     options = _options(body)
     async with deadline(settings.limits.request_timeout_s, "the search"):
@@ -138,7 +148,9 @@ async def search_by_id(
     body: ByIdSearchRequest, service: ServiceDep, settings: SettingsDep
 ) -> SearchResponse:
     """Search with the stored descriptor of item `id`: "more like this" in one call. The item
-    itself is left out of the results unless `include_self` is true. 404 for an unknown id."""
+    itself is left out of the results unless `include_self` is true. 404 for an unknown id.
+    `match` means what it means for an image search: the item's thumbnail is verified against
+    the hits' thumbnails (items stored without a thumbnail: the cosine alone)."""
     item_id = check_item_id(body.id, settings.limits)
     options = _options(body)
     async with deadline(settings.limits.request_timeout_s, "the search"):

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import ThumbnailSettings
 from tests.app.onnx_models import write_tiny_model
 from tests.reliability.clients import item_url
 from tests.reliability.server import REPO, ServerProcess
@@ -167,7 +168,7 @@ def test_search_page_end_to_end(tmp_path: Path, tiny_model: Path, browser: Any) 
             "[...document.querySelectorAll('#results .thumb img')].every("
             "i => i.complete && i.naturalWidth > 0)",
         )
-        assert first_thumb.evaluate("img => img.naturalWidth") <= 256
+        assert first_thumb.evaluate("img => img.naturalWidth") <= ThumbnailSettings().long_side
         assert first_thumb.get_attribute("src").startswith("blob:")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.locator("#results-panel").screenshot(path=str(ARTIFACTS / "search-results.png"))
