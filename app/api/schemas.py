@@ -14,7 +14,12 @@ FILTER_DESCRIPTION = (
     "v2]}} for any of several values; strings, numbers and booleans; all keys must hold"
 )
 FILTER_EXAMPLE = {"album": "trip", "year": {"in": [2023, 2024]}}
-_HIT_EXAMPLE = {"id": "photos/eiffel.jpg", "score": 0.913, "metadata": {"filename": "eiffel.jpg"}}
+_HIT_EXAMPLE = {
+    "id": "photos/eiffel.jpg",
+    "score": 0.913,
+    "match": True,
+    "metadata": {"filename": "eiffel.jpg"},
+}
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -26,6 +31,10 @@ class HitOut(BaseModel):
 
     id: str
     score: float = Field(description="Cosine similarity, or SuperGlobal's score when re-ranked")
+    match: bool = Field(
+        default=False,
+        description="True: a copy or near-duplicate of the query; false: merely similar",
+    )
     metadata: dict[str, Any] | None = None
 
 

@@ -43,6 +43,9 @@ class Hit:
     row: int
     # [D] float32, the stored vector (fp16-rounded), when the search asked for vectors.
     vector: np.ndarray | None = None
+    # The match verdict: this item is a copy / near-duplicate of the query (set by the search
+    # service, not by stores).
+    match: bool = False
 
 
 @dataclass(slots=True)

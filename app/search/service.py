@@ -27,6 +27,10 @@ from app.thumbnails import make_thumbnail
 
 RerankMode = Literal["none", "superglobal"]
 
+# Interim match verdict: the plain cosine at or above this value (taken before any re-ranking,
+# so re-ranking never changes it). To be replaced by the verifier (local features + geometry).
+INTERIM_MATCH_COSINE = 0.80
+
 
 @dataclass
 class SearchOutcome:
@@ -221,6 +225,8 @@ class SearchService:
         )[0]
         if exclude_id is not None:
             hits = [h for h in hits if h.id != exclude_id][: fetch - 1]
+        for hit in hits:
+            hit.match = hit.score >= INTERIM_MATCH_COSINE
         ann_s = time.perf_counter() - t0
         timings["ann_rescore"] = ann_s * 1e3
         self._observe("ann_rescore", ann_s)

@@ -40,7 +40,10 @@ def _options(body: SearchOptions) -> dict[str, Any]:
 
 def _response(outcome: SearchOutcome) -> SearchResponse:
     return SearchResponse(
-        results=[HitOut(id=h.id, score=h.score, metadata=h.metadata) for h in outcome.hits],
+        results=[
+            HitOut(id=h.id, score=h.score, match=h.match, metadata=h.metadata)
+            for h in outcome.hits
+        ],
         rerank=outcome.rerank,
         rerank_skipped=outcome.rerank_skipped,
         timings_ms={k: round(v, 3) for k, v in outcome.timings_ms.items()},
