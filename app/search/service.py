@@ -22,6 +22,7 @@ from app.index.filters import MetadataFilter
 from app.index.store import Hit, Item, ItemPage, StoreStats, VectorStore
 from app.inference.embedder import Embedder
 from app.metrics import Metrics
+from app.search.duplicates import DuplicateFinder
 from app.search.rerank import superglobal_rerank
 from app.thumbnails import make_thumbnail
 
@@ -68,6 +69,8 @@ class SearchService:
         self.store = store
         self.settings = settings
         self.metrics = metrics
+        # Groups of stored copies (GET /duplicates); told of every add and delete below.
+        self.duplicates = DuplicateFinder(self, settings.duplicates)
 
     # ---------------------------------------------------------------- validation
     def check_search_params(
@@ -325,6 +328,7 @@ class SearchService:
             stored = self.store.add(ids, vectors, metadata)
         else:
             stored = self.store.add(ids, vectors, metadata, list(thumbnails))
+        self.duplicates.note_added(stored)
         if self.metrics is not None:
             self.metrics.indexed.inc(len(stored))
         return IndexOutcome(ids=stored, replaced=[i for i in stored if i in existing])
@@ -334,7 +338,10 @@ class SearchService:
         return await run_in_threadpool(self.store.get, item_id, with_vector)
 
     async def delete_item(self, item_id: str) -> bool:
-        return await run_in_threadpool(self.store.delete, item_id)
+        deleted = await run_in_threadpool(self.store.delete, item_id)
+        if deleted:
+            self.duplicates.note_deleted(item_id)
+        return bool(deleted)
 
     def store_stats(self) -> StoreStats:
         return self.store.stats()

@@ -1,0 +1,353 @@
+"""Groups of stored items that are copies of each other (GET /duplicates), and the copies an
+upload duplicates (POST /index).
+
+An edge joins two stored items when one's "more like this" search (`search_by_id`, top
+`neighbours`, no re-ranking) returns the other with `match` true; a group is a connected
+component of those edges with two or more items. The verdict is read from the hits, never
+recomputed here, so the groups mean what `match` means in every search. Only the store's own
+neighbour search is used (the `VectorStore` protocol), so FAISS and Milvus both serve it.
+
+Cost: one by-id search per stored item for the first scan (docs: README "Duplicates"), then
+incremental: adds and deletes through this process update the graph (an add costs one by-id
+search of the new item, a delete only drops its edges). Writes this process did not see
+(other replicas, bulk loaders in another process) are caught by comparing the store's count
+with the graph's, and by a full rescan after `duplicates.max_age_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
+
+from app.config import DuplicateSettings
+from app.errors import DuplicateScanPending, InvalidRequest, NotFound
+from app.index.store import Hit
+
+if TYPE_CHECKING:
+    from app.search.service import SearchService
+
+logger = logging.getLogger(__name__)
+
+# Ids listed per store page while scanning.
+SCAN_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateGroup:
+    # Oldest item first (the likely original), then by id.
+    ids: list[str]
+    # ids[0]: the item to keep by default.
+    representative: str
+    # Highest score of a match edge inside the group (cosine, no re-ranking).
+    max_score: float
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def sort_key(self) -> tuple[int, str]:
+        """Largest first, then by the smallest id (stable while the group is unchanged)."""
+        return (-len(self.ids), min(self.ids))
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicatePage:
+    groups: list[DuplicateGroup]
+    next_cursor: str | None
+    # All groups and all items in them, not just this page.
+    total_groups: int
+    total_items: int
+    # Items the grouping covers (every live item when it is up to date).
+    items_checked: int
+    # Unix time of the last full scan of the store.
+    scanned_at: float
+
+
+@dataclass
+class MatchGraph:
+    """Undirected match edges over the stored items, with each item's creation time."""
+
+    # id -> creation time (Unix seconds) of every live item the graph covers, singletons too.
+    nodes: dict[str, float] = field(default_factory=dict)
+    # id -> {neighbour id: best score of a match between them}
+    edges: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Bumped on every change: the sorted groups are cached per version.
+    version: int = 0
+
+    def remove(self, item_id: str) -> None:
+        self.nodes.pop(item_id, None)
+        for other in self.edges.pop(item_id, {}):
+            neighbours = self.edges.get(other)
+            if neighbours is not None:
+                neighbours.pop(item_id, None)
+                if not neighbours:
+                    del self.edges[other]
+        self.version += 1
+
+    def set_matches(
+        self, item_id: str, created_at: float, hits: Iterable[Hit], replace: bool = False
+    ) -> None:
+        """Record `item_id` and the matches its own search found. With `replace` (an id added
+        again: a new picture) its old edges are dropped first; a scan keeps the edges other
+        items' searches found to it."""
+        if replace:
+            self.remove(item_id)
+        self.nodes[item_id] = created_at
+        self.version += 1
+        for hit in hits:
+            if hit.match and hit.id != item_id:
+                self.add_edge(item_id, hit.id, hit.score)
+
+    def add_edge(self, a: str, b: str, score: float) -> None:
+        for x, y in ((a, b), (b, a)):
+            row = self.edges.setdefault(x, {})
+            row[y] = max(score, row.get(y, score))
+        self.version += 1
+
+    def groups(self) -> list[DuplicateGroup]:
+        """Connected components of two or more live items, largest first."""
+        seen: set[str] = set()
+        out: list[DuplicateGroup] = []
+        for start in self.edges:
+            if start in seen or start not in self.nodes:
+                continue
+            component, best = [], float("-inf")
+            stack = [start]
+            seen.add(start)
+            while stack:
+                node = stack.pop()
+                component.append(node)
+                for other, score in self.edges.get(node, {}).items():
+                    if other not in self.nodes:
+                        continue  # an edge to an item deleted elsewhere
+                    best = max(best, score)
+                    if other not in seen:
+                        seen.add(other)
+                        stack.append(other)
+            if len(component) >= 2:
+                component.sort(key=lambda i: (self.nodes[i], i))
+                out.append(DuplicateGroup(component, component[0], best))
+        out.sort(key=DuplicateGroup.sort_key)
+        return out
+
+
+def encode_cursor(group: DuplicateGroup) -> str:
+    raw = json.dumps([group.size, min(group.ids)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The sort key of the last group of the previous page; 422 for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        size, last_id = json.loads(raw)
+        if isinstance(size, int) and size >= 2 and isinstance(last_id, str):
+            return (-size, last_id)
+    except (binascii.Error, ValueError, TypeError):
+        pass
+    raise InvalidRequest(
+        "cursor is not one this server gave out: pass the `next_cursor` of the previous "
+        "GET /duplicates page unchanged, or omit it for the first page"
+    )
+
+
+def page_of(
+    groups: Sequence[DuplicateGroup], limit: int, cursor: str | None
+) -> tuple[list[DuplicateGroup], str | None]:
+    """Groups after `cursor` in (size desc, smallest id) order, `limit` at a time."""
+    start = 0
+    if cursor is not None:
+        after = decode_cursor(cursor)
+        start = next((n for n, g in enumerate(groups) if g.sort_key() > after), len(groups))
+    chunk = list(groups[start : start + limit])
+    more = start + limit < len(groups)
+    return chunk, encode_cursor(chunk[-1]) if more and chunk else None
+
+
+class DuplicateFinder:
+    """The match graph of one store, built on first use and kept up to date.
+
+    Adds and deletes are noted from worker threads (`note_added`, `note_deleted`); the graph
+    applies them at the next read. Scans run as one background task on the event loop, so a
+    slow scan of a large store never ties up a request: GET /duplicates waits `wait_s` for it,
+    then answers 503 with how far it got.
+    """
+
+    def __init__(self, service: SearchService, settings: DuplicateSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self._graph: MatchGraph | None = None
+        self._scanned_at = 0.0
+        self._notes = threading.Lock()
+        self._pending_added: set[str] = set()
+        self._pending_deleted: set[str] = set()
+        self._refresh_task: asyncio.Task[MatchGraph] | None = None
+        self._progress = (0, 0)  # (items checked, items to check) of the running refresh
+        # (graph, its version, its groups): groups are recomputed only after a change.
+        self._cached: tuple[MatchGraph, int, list[DuplicateGroup]] | None = None
+
+    # ------------------------------------------------------------- writes seen by this process
+    def note_added(self, ids: Iterable[str]) -> None:
+        with self._notes:
+            self._pending_added.update(ids)
+
+    def note_deleted(self, item_id: str) -> None:
+        with self._notes:
+            self._pending_deleted.add(item_id)
+
+    # ------------------------------------------------------------- the copies of one item
+    async def matches_of(self, item_id: str) -> list[Hit] | None:
+        """The stored items `item_id` duplicates (hits with `match`, best first); None when the
+        item is gone. What POST /index reports per upload."""
+        try:
+            outcome = await self.service.search_by_id(
+                item_id, top_k=self.settings.neighbours, rerank="none"
+            )
+        except NotFound:
+            return None
+        return [h for h in outcome.hits if h.match]
+
+    # ------------------------------------------------------------- GET /duplicates
+    async def page(self, limit: int, cursor: str | None) -> DuplicatePage:
+        if cursor is not None:
+            decode_cursor(cursor)  # 422 before any work
+        graph = await self._current_graph()
+        groups = self._groups(graph)
+        chunk, next_cursor = page_of(groups, limit, cursor)
+        return DuplicatePage(
+            groups=chunk,
+            next_cursor=next_cursor,
+            total_groups=len(groups),
+            total_items=sum(g.size for g in groups),
+            items_checked=len(graph.nodes),
+            scanned_at=self._scanned_at,
+        )
+
+    def _groups(self, graph: MatchGraph) -> list[DuplicateGroup]:
+        cached = self._cached
+        if cached is None or cached[0] is not graph or cached[1] != graph.version:
+            cached = self._cached = (graph, graph.version, graph.groups())
+        return cached[2]
+
+    async def _current_graph(self) -> MatchGraph:
+        """The graph with every noted write applied; starts (or joins) the refresh and waits
+        for it at most `wait_s`."""
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = asyncio.create_task(self._refresh())
+        task = self._refresh_task
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.settings.wait_s)
+        except TimeoutError:
+            done, total = self._progress
+            raise DuplicateScanPending(
+                f"grouping duplicates: {done} of {total} stored items checked so far; the "
+                "scan goes on in the background, retry shortly"
+            ) from None
+
+    async def _refresh(self) -> MatchGraph:
+        stale = self._graph is None or (
+            self.settings.max_age_s > 0 and time.time() - self._scanned_at > self.settings.max_age_s
+        )
+        if stale:
+            await self._full_scan()
+        graph = self._graph
+        assert graph is not None
+        await self._apply_notes(graph)
+        live = await run_in_threadpool(len, self.service.store)
+        if live != len(graph.nodes):
+            logger.info(
+                "duplicates: the store holds %d items, the match graph %d (written by another "
+                "process); rescanning",
+                live,
+                len(graph.nodes),
+            )
+            await self._full_scan()
+            graph = self._graph
+            assert graph is not None
+            await self._apply_notes(graph)
+        return graph
+
+    async def _full_scan(self) -> None:
+        """One by-id search per stored item; notes taken before it are covered by it."""
+        with self._notes:
+            self._pending_added.clear()
+            self._pending_deleted.clear()
+        t0 = time.perf_counter()
+        started = time.time()
+        graph = MatchGraph()
+        total = await run_in_threadpool(len, self.service.store)
+        self._progress = (0, total)
+        cursor: str | None = None
+        while True:
+            page = await run_in_threadpool(self.service.store.list_items, SCAN_PAGE, cursor)
+            items = [(i.id, i.created_at) for i in page.items]
+            await self._search_all(graph, items, total)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        self._graph, self._scanned_at = graph, started
+        logger.info(
+            "duplicates: scanned %d items in %.1f s, %d groups",
+            len(graph.nodes),
+            time.perf_counter() - t0,
+            len(self._groups(graph)),
+        )
+
+    async def _apply_notes(self, graph: MatchGraph) -> None:
+        with self._notes:
+            added, deleted = self._pending_added, self._pending_deleted
+            self._pending_added, self._pending_deleted = set(), set()
+        for item_id in deleted:
+            graph.remove(item_id)
+        if added:
+            self._progress = (0, len(added))
+            items = []
+            for item_id in sorted(added):
+                item = await self.service.get_item(item_id)
+                if item is None:
+                    graph.remove(item_id)  # added, then deleted before we got to it
+                else:
+                    items.append((item_id, item.created_at))
+            await self._search_all(graph, items, len(items), replace=True)
+
+    async def _search_all(
+        self,
+        graph: MatchGraph,
+        items: list[tuple[str, float]],
+        total: int,
+        replace: bool = False,
+    ) -> None:
+        """By-id searches of `items`, `concurrency` at a time; each one's matches into the
+        graph (an item deleted meanwhile is left out)."""
+        limit = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(item_id: str, created_at: float) -> None:
+            async with limit:
+                hits = await self.matches_of(item_id)
+            if hits is None:
+                graph.remove(item_id)
+            else:
+                graph.set_matches(item_id, created_at, hits, replace=replace)
+            done, _ = self._progress
+            self._progress = (done + 1, total)
+
+        await asyncio.gather(*(one(i, c) for i, c in items))
+
+    async def aclose(self) -> None:
+        task = self._refresh_task
+        if task is not None and not task.done():
+            task.cancel()
+            # Shutting down: whatever the cancelled scan raised no longer matters.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
