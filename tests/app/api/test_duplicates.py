@@ -1,18 +1,24 @@
 """GET /duplicates and the duplicate report of POST /index, with the service's default model
 (EfficientNet-Lite0 + GeM, exported as `export.py --default` does) on the FAISS backend: real
 photos and edited copies of them (crop, resize, JPEG re-encode), groups largest first, paging,
-adds and deletes reflected, writes the service did not see, 422 for bad paging input."""
+adds and deletes reflected, writes the service did not see, 422 for bad paging input; the same
+on the Milvus backend (a real Milvus server, tests marked `milvus`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config import InferenceSettings, Settings
+from app.main import create_app
+from scripts.milvus_server import LocalMilvus
 from tests.app.api.conftest import PHOTOS, make_client, photo_bytes, wait_ready
 from tests.app.copies import edited_copy
+from tests.app.index.backends import milvus_store_settings
 
 pytestmark = [
     pytest.mark.torch,
@@ -165,3 +171,31 @@ def test_bad_paging_input_is_a_422_that_says_why(client: TestClient, params: dic
 def test_an_empty_store_has_no_groups(client: TestClient) -> None:
     body = client.get("/duplicates").json()
     assert body["groups"] == [] and body["next_cursor"] is None and body["total_groups"] == 0
+
+
+@pytest.mark.milvus
+def test_groups_on_the_milvus_backend(
+    tmp_path: Path, default_model_dir: Path, milvus_server: LocalMilvus
+) -> None:
+    """The same grouping through the Milvus store: its own neighbour search, paging, deletes."""
+    settings = Settings(
+        data_dir=tmp_path,
+        model_dir=default_model_dir,
+        inference=InferenceSettings(intra_op_threads=1, decode_threads=2),
+        store=milvus_store_settings(milvus_server.uri, f"duplicates_{os.getpid()}"),
+    )
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client, timeout=120)
+        _upload(client, {n: photo_bytes(n) for n in [ASTRONAUT, COFFEE, CHINA, *SINGLES]})
+        report = _upload(client, _copies())
+        assert {d["id"] for d in report["copies/coffee.jpg"]} == {COFFEE}
+        groups = _all_groups(client, 1)
+        assert [len(g) for g in groups] == [3, 2, 2]
+        assert groups[0][0] == ASTRONAUT
+        assert sorted(groups[1:]) == [[COFFEE, "copies/coffee.jpg"], [CHINA, "copies/china.jpg"]]
+        assert client.delete("/items/copies/coffee.jpg").status_code == 200
+        assert client.delete("/items/copies/astronaut-q60.jpg").status_code == 200
+        groups = _all_groups(client, 10)
+        assert sorted(groups) == sorted(
+            [[ASTRONAUT, "copies/astronaut-small.jpg"], [CHINA, "copies/china.jpg"]]
+        )
