@@ -70,7 +70,8 @@ class IndexResult:
     replaced: list[str]
     # (upload file name, id) per image upload; empty for vectors.
     files: list[tuple[str | None, str]] = field(default_factory=list)
-    # Image uploads: stored id -> the stored items that upload is a copy of, best first.
+    # Image uploads: stored id -> the stored items that upload is a copy of, best first (an id
+    # is missing when the server could not check it after the add).
     duplicates: dict[str, list[Duplicate]] = field(default_factory=dict)
 
 
@@ -139,6 +140,7 @@ def _index_result(body: Mapping[str, Any]) -> IndexResult:
         duplicates={
             f["id"]: [Duplicate(d["id"], float(d["score"])) for d in f.get("duplicates") or []]
             for f in body.get("files") or []
+            if "duplicates" not in f or f["duplicates"] is not None
         },
     )
 

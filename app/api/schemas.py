@@ -99,10 +99,11 @@ class DuplicateOf(BaseModel):
 class IndexedFile(BaseModel):
     filename: str | None = Field(description="The upload's file name as the client sent it")
     id: str = Field(description="The id it is stored under")
-    duplicates: list[DuplicateOf] = Field(
+    duplicates: list[DuplicateOf] | None = Field(
         default_factory=list,
         description="Stored items this upload is a copy of (the `match` verdict of search), "
-        "best first; other uploads of the same request included",
+        "best first; other uploads of the same request included. null: not checked (the "
+        "store failed after the durable add)",
     )
 
 

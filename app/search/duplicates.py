@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from starlette.concurrency import run_in_threadpool
 
 from app.config import DuplicateSettings
-from app.errors import DuplicateScanPending, InvalidRequest, NotFound
+from app.errors import DuplicateScanPending, InvalidRequest, NotFound, NotReady
 from app.index.store import Hit
 
 if TYPE_CHECKING:
@@ -217,6 +217,18 @@ class DuplicateFinder:
         except NotFound:
             return None
         return [h for h in outcome.hits if h.match]
+
+    async def report(self, ids: Sequence[str]) -> list[list[Hit] | None]:
+        """`matches_of` for each of `ids` just stored (POST /index). The add is durable
+        already: a store that fails now gives None for that id (not checked), not an error."""
+        out: list[list[Hit] | None] = []
+        for item_id in ids:
+            try:
+                out.append(await self.matches_of(item_id) or [])
+            except NotReady as exc:
+                logger.warning("duplicates of %r not checked: %s", item_id, exc)
+                out.append(None)
+        return out
 
     # ------------------------------------------------------------- GET /duplicates
     async def page(self, limit: int, cursor: str | None) -> DuplicatePage:

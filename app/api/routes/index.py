@@ -102,7 +102,7 @@ async def index_images(
     final_ids = given_ids if given_ids is not None else [content_id(b) for b in blobs]
     outcome = await service.index_vectors(final_ids, vectors, metas, thumbs)
     t_dup = time.perf_counter()
-    duplicates = [await service.duplicates.matches_of(i) or [] for i in outcome.ids]
+    duplicates = await service.duplicates.report(outcome.ids)
     dup_ms = (time.perf_counter() - t_dup) * 1e3
     return IndexResponse(
         ids=outcome.ids,
@@ -112,7 +112,9 @@ async def index_images(
             IndexedFile(
                 filename=f.filename,
                 id=i,
-                duplicates=[DuplicateOf(id=h.id, score=h.score) for h in dups],
+                duplicates=None
+                if dups is None
+                else [DuplicateOf(id=h.id, score=h.score) for h in dups],
             )
             for f, i, dups in zip(files, outcome.ids, duplicates, strict=True)
         ],
