@@ -262,12 +262,14 @@ class DuplicateFinder:
             return await asyncio.wait_for(asyncio.shield(task), self.settings.wait_s)
         except TimeoutError:
             done, total = self._progress
+            progress = f"{done} of {total} stored items checked so far" if total else "started"
             raise DuplicateScanPending(
-                f"grouping duplicates: {done} of {total} stored items checked so far; the "
-                "scan goes on in the background, retry shortly"
+                f"grouping duplicates: {progress}; the scan goes on in the background, retry "
+                "shortly"
             ) from None
 
     async def _refresh(self) -> MatchGraph:
+        self._progress = (0, 0)
         stale = self._graph is None or (
             self.settings.max_age_s > 0 and time.time() - self._scanned_at > self.settings.max_age_s
         )

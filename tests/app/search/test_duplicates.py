@@ -1,15 +1,23 @@
 """The match graph behind GET /duplicates: components, ordering, paging and its cursor
-(hand-built edges; the endpoint itself is tested in tests/app/api/test_duplicates.py)."""
+(hand-built edges), and a scan longer than the wait (the endpoint itself is tested in
+tests/app/api/test_duplicates.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from app.errors import InvalidRequest
+from app.config import DuplicateSettings, IndexSettings, Settings
+from app.errors import DuplicateScanPending, InvalidRequest
+from app.index.faiss_store import FaissStore
 from app.index.store import Hit
 from app.search.duplicates import MatchGraph, decode_cursor, encode_cursor, page_of
+from app.search.service import SearchService
 
 
 def _hit(item_id: str, score: float, match: bool) -> Hit:
@@ -102,3 +110,37 @@ def test_cursor_round_trip_and_bad_cursors() -> None:
     for cursor in bad:
         with pytest.raises(InvalidRequest, match="next_cursor"):
             decode_cursor(cursor)
+
+
+def test_a_long_scan_answers_pending_with_progress_then_the_groups(tmp_path: Path) -> None:
+    """A scan longer than duplicates.wait_s: DuplicateScanPending (-> 503 + Retry-After) says
+    how far it got; the scan goes on, and a later call gets its result."""
+    store = FaissStore.open(tmp_path / "store", 16, IndexSettings())
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((400, 16)).astype(np.float32)
+    store.add([f"v{i}" for i in range(400)], vectors / np.linalg.norm(vectors, axis=1)[:, None])
+    settings = Settings(
+        data_dir=tmp_path, duplicates=DuplicateSettings(wait_s=0.001, concurrency=1)
+    )
+    # The embedder is not used by by-id searches.
+    service = SearchService(embedder=None, store=store, settings=settings)  # type: ignore[arg-type]
+
+    async def run() -> tuple[list[str], int]:
+        messages = []
+        while True:  # as a client does after each 503
+            try:
+                page = await service.duplicates.page(10, None)
+            except DuplicateScanPending as pending:
+                messages.append(str(pending))
+                await asyncio.sleep(0.005)
+                continue
+            return messages, page.items_checked
+
+    try:
+        messages, checked = asyncio.run(run())
+    finally:
+        store.close()
+    assert checked == 400
+    assert messages and all("retry" in m for m in messages)
+    # Mid-scan answers say how far it got.
+    assert any(re.search(r"\b[1-9]\d* of 400 stored items checked", m) for m in messages)
