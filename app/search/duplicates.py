@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 # Ids listed per store page while scanning.
 SCAN_PAGE = 1000
+# Writes noted beyond this many before the next GET /duplicates: a full rescan instead.
+MAX_PENDING = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +181,10 @@ class DuplicateFinder:
     """The match graph of one store, built on first use and kept up to date.
 
     Adds and deletes are noted from worker threads (`note_added`, `note_deleted`); the graph
-    applies them at the next read. Scans run as one background task on the event loop, so a
-    slow scan of a large store never ties up a request: GET /duplicates waits `wait_s` for it,
-    then answers 503 with how far it got.
+    applies them at the next read. Scans run as background tasks on the event loop, so a slow
+    scan of a large store never ties up a request: GET /duplicates waits `wait_s` for the
+    first one, then answers 503 with how far it got; later rescans run while the kept graph
+    answers.
     """
 
     def __init__(self, service: SearchService, settings: DuplicateSettings) -> None:
@@ -193,18 +196,39 @@ class DuplicateFinder:
         self._pending_added: set[str] = set()
         self._pending_deleted: set[str] = set()
         self._refresh_task: asyncio.Task[MatchGraph] | None = None
-        self._progress = (0, 0)  # (items checked, items to check) of the running refresh
+        self._progress = (0, 0)  # (items checked, items to check) of the first scan
+        # A background rescan (too old, or the store changed behind our back), when running,
+        # and the writes applied to the current graph since it started, to carry over.
+        self._rescan: asyncio.Task[MatchGraph] | None = None
+        self._rescan_started = 0.0
+        self._replay: list[tuple[str, str]] = []
+        # More writes were noted than MAX_PENDING: dropped, a rescan will see them.
+        self._overflow = False
         # (graph, its version, its groups): groups are recomputed only after a change.
         self._cached: tuple[MatchGraph, int, list[DuplicateGroup]] | None = None
 
     # ------------------------------------------------------------- writes seen by this process
     def note_added(self, ids: Iterable[str]) -> None:
+        if self._idle():
+            return
         with self._notes:
             self._pending_added.update(ids)
+            if len(self._pending_added) > MAX_PENDING:
+                # Cheaper to rescan than to search each; and bounded memory.
+                self._pending_added.clear()
+                self._pending_deleted.clear()
+                self._overflow = True
 
     def note_deleted(self, item_id: str) -> None:
+        if self._idle():
+            return
         with self._notes:
             self._pending_deleted.add(item_id)
+
+    def _idle(self) -> bool:
+        """Nothing built yet and no scan running: the first scan will see every write."""
+        task = self._refresh_task
+        return self._graph is None and (task is None or task.done())
 
     # ------------------------------------------------------------- the copies of one item
     async def matches_of(self, item_id: str) -> list[Hit] | None:
@@ -269,63 +293,92 @@ class DuplicateFinder:
             ) from None
 
     async def _refresh(self) -> MatchGraph:
-        self._progress = (0, 0)
-        stale = self._graph is None or (
-            self.settings.max_age_s > 0 and time.time() - self._scanned_at > self.settings.max_age_s
-        )
-        if stale:
-            await self._full_scan()
+        """The first scan (callers wait for it), then: adopt a finished background rescan,
+        apply the noted writes, and start a rescan when the graph is too old or the store's
+        count says another process wrote to it (answers come from the kept graph meanwhile)."""
+        if self._graph is None:
+            with self._notes:  # the scan covers every write noted before it starts
+                self._pending_added.clear()
+                self._pending_deleted.clear()
+            started = time.time()
+            self._graph, self._scanned_at = await self._scan(report_progress=True), started
+        self._adopt_rescan()
         graph = self._graph
-        assert graph is not None
         await self._apply_notes(graph)
-        live = await run_in_threadpool(len, self.service.store)
-        if live != len(graph.nodes):
-            logger.info(
-                "duplicates: the store holds %d items, the match graph %d (written by another "
-                "process); rescanning",
-                live,
-                len(graph.nodes),
+        if self._rescan is None:
+            live = await run_in_threadpool(len, self.service.store)
+            too_old = (
+                self.settings.max_age_s > 0
+                and time.time() - self._scanned_at > self.settings.max_age_s
             )
-            await self._full_scan()
-            graph = self._graph
-            assert graph is not None
-            await self._apply_notes(graph)
+            if too_old or self._overflow or live != len(graph.nodes):
+                logger.info(
+                    "duplicates: rescanning in the background (%s)",
+                    "the last scan is too old"
+                    if too_old
+                    else f"{MAX_PENDING}+ writes since the last call"
+                    if self._overflow
+                    else f"the store holds {live} items, the match graph {len(graph.nodes)}: "
+                    "written by another process",
+                )
+                self._overflow = False
+                self._replay = []
+                self._rescan_started = time.time()
+                self._rescan = asyncio.create_task(self._scan(report_progress=False))
         return graph
 
-    async def _full_scan(self) -> None:
-        """One by-id search per stored item; notes taken before it are covered by it."""
-        with self._notes:
-            self._pending_added.clear()
-            self._pending_deleted.clear()
+    def _adopt_rescan(self) -> None:
+        """Swap in a finished background rescan, with the writes applied since it started
+        carried over from the current graph (their edges were searched already)."""
+        task, old = self._rescan, self._graph
+        if task is None or not task.done() or old is None:
+            return
+        self._rescan = None
+        if task.cancelled() or task.exception() is not None:
+            logger.warning("duplicates: background rescan failed: %r", task.exception())
+            return
+        new = task.result()
+        for kind, item_id in self._replay:
+            new.remove(item_id)
+            if kind == "add" and item_id in old.nodes:
+                new.nodes[item_id] = old.nodes[item_id]
+                for other, score in old.edges.get(item_id, {}).items():
+                    new.add_edge(item_id, other, score)
+        self._replay = []
+        self._graph, self._scanned_at = new, self._rescan_started
+
+    async def _scan(self, report_progress: bool) -> MatchGraph:
+        """One by-id search per stored item, into a new graph."""
         t0 = time.perf_counter()
-        started = time.time()
         graph = MatchGraph()
         total = await run_in_threadpool(len, self.service.store)
-        self._progress = (0, total)
+        if report_progress:
+            self._progress = (0, total)
         cursor: str | None = None
         while True:
             page = await run_in_threadpool(self.service.store.list_items, SCAN_PAGE, cursor)
             items = [(i.id, i.created_at) for i in page.items]
-            await self._search_all(graph, items, total)
+            await self._search_all(graph, items, total if report_progress else None)
             cursor = page.next_cursor
             if cursor is None:
                 break
-        self._graph, self._scanned_at = graph, started
         logger.info(
             "duplicates: scanned %d items in %.1f s, %d groups",
             len(graph.nodes),
             time.perf_counter() - t0,
-            len(self._groups(graph)),
+            len(graph.groups()),
         )
+        return graph
 
     async def _apply_notes(self, graph: MatchGraph) -> None:
         with self._notes:
             added, deleted = self._pending_added, self._pending_deleted
             self._pending_added, self._pending_deleted = set(), set()
+        if self._rescan is not None:  # to carry over into the rescan's graph
+            self._replay += [("del", i) for i in deleted] + [("add", i) for i in added]
         for item_id in deleted:
             graph.remove(item_id)
         if added:
-            self._progress = (0, len(added))
             items = []
             for item_id in sorted(added):
                 item = await self.service.get_item(item_id)
@@ -333,17 +386,17 @@ class DuplicateFinder:
                     graph.remove(item_id)  # added, then deleted before we got to it
                 else:
                     items.append((item_id, item.created_at))
-            await self._search_all(graph, items, len(items), replace=True)
+            await self._search_all(graph, items, None, replace=True)
 
     async def _search_all(
         self,
         graph: MatchGraph,
         items: list[tuple[str, float]],
-        total: int,
+        total: int | None,
         replace: bool = False,
     ) -> None:
         """By-id searches of `items`, `concurrency` at a time; each one's matches into the
-        graph (an item deleted meanwhile is left out)."""
+        graph (an item deleted meanwhile is left out). With `total`, progress is reported."""
         limit = asyncio.Semaphore(self.settings.concurrency)
 
         async def one(item_id: str, created_at: float) -> None:
@@ -353,15 +406,15 @@ class DuplicateFinder:
                 graph.remove(item_id)
             else:
                 graph.set_matches(item_id, created_at, hits, replace=replace)
-            done, _ = self._progress
-            self._progress = (done + 1, total)
+            if total is not None:
+                self._progress = (self._progress[0] + 1, total)
 
         await asyncio.gather(*(one(i, c) for i, c in items))
 
     async def aclose(self) -> None:
-        task = self._refresh_task
-        if task is not None and not task.done():
-            task.cancel()
-            # Shutting down: whatever the cancelled scan raised no longer matters.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for task in (self._refresh_task, self._rescan):
+            if task is not None and not task.done():
+                task.cancel()
+                # Shutting down: whatever the cancelled scan raised no longer matters.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
