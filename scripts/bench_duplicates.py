@@ -144,7 +144,7 @@ def graph_memory(n: int, copy_fraction: float) -> dict[str, Any]:
     import tracemalloc
 
     from app.index.store import Hit
-    from app.search.duplicates import MatchGraph
+    from app.search.match_graph import MatchGraph
 
     tracemalloc.start()
     graph = MatchGraph()
