@@ -23,17 +23,32 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
 from app.config import DuplicateSettings
 from app.errors import DuplicateScanPending, NotFound, NotReady
-from app.index.store import Hit
+from app.index.store import Hit, Item, VectorStore
 from app.search.match_graph import DuplicateGroup, MatchGraph, decode_cursor, page_of
 
-if TYPE_CHECKING:
-    from app.search.service import SearchService
+
+class _Outcome(Protocol):
+    hits: list[Hit]
+
+
+class ItemSearcher(Protocol):
+    """What the finder needs of the search service (a protocol: the service owns a finder,
+    so importing it here would make a cycle)."""
+
+    store: VectorStore
+
+    async def search_by_id(
+        self, item_id: str, *, include_self: bool = False, **kwargs: Any
+    ) -> _Outcome: ...
+
+    async def get_item(self, item_id: str, with_vector: bool = False) -> Item | None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +81,7 @@ class DuplicateFinder:
     answers.
     """
 
-    def __init__(self, service: SearchService, settings: DuplicateSettings) -> None:
+    def __init__(self, service: ItemSearcher, settings: DuplicateSettings) -> None:
         self.service = service
         self.settings = settings
         self._graph: MatchGraph | None = None
