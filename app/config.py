@@ -168,6 +168,22 @@ class RerankSettings(BaseModel):
     blas_threads: int = Field(default=1, ge=0)
 
 
+class DuplicateSettings(BaseModel):
+    # Neighbours checked per stored item (its by-id top-k) when grouping copies for
+    # GET /duplicates and reporting them for POST /index; larger sets of copies still join one
+    # group through chains of matches.
+    neighbours: int = Field(default=10, ge=1, le=100)
+    # By-id searches in flight at once while scanning the store (overlaps store round trips).
+    concurrency: int = Field(default=4, ge=1, le=64)
+    # How long GET /duplicates waits for a scan of the store before answering 503 with
+    # Retry-After (the scan goes on in the background; later calls pick up its result).
+    wait_s: float = Field(default=20.0, gt=0)
+    # Rescan the whole store after this many seconds (0 = never): adds and deletes through
+    # this process update the groups as they happen, writes by other processes (replicas on
+    # one Milvus collection, bulk loaders) are caught by a count check or by this rescan.
+    max_age_s: float = Field(default=3600.0, ge=0)
+
+
 class ThumbnailSettings(BaseModel):
     # Keep a small JPEG of every indexed image (GET /items/{id}/thumbnail, the search page).
     enabled: bool = True
@@ -283,6 +299,7 @@ class Settings(BaseSettings):
     thumbnails: ThumbnailSettings = ThumbnailSettings()
     memory: MemorySettings = MemorySettings()
     verdict: VerdictSettings = VerdictSettings()
+    duplicates: DuplicateSettings = DuplicateSettings()
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -36,6 +36,11 @@ class StoreUnavailable(NotReady):
     Retry-After); the service recovers by itself when it is back."""
 
 
+class DuplicateScanPending(NotReady):
+    """GET /duplicates: the scan of the store is still running (-> 503 with Retry-After); it
+    goes on in the background and a later call gets its result."""
+
+
 class Overloaded(SimSearchError):
     """The inference queue is full (-> 503 with Retry-After)."""
 

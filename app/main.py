@@ -16,7 +16,7 @@ from app.api.docs import add_offline_docs
 from app.api.errors import error_responses, register_exception_handlers
 from app.api.fields import reject_unknown_fields
 from app.api.middleware import RequestGuard
-from app.api.routes import health, index, items, metrics, search
+from app.api.routes import duplicates, health, index, items, metrics, search
 from app.api.routes.page import add_search_page
 from app.config import Settings, get_settings
 from app.metrics import Metrics
@@ -37,7 +37,10 @@ A typed Python client and CLI: `python -m simsearch_client --help`.
 TAGS = [
     {"name": "search", "description": "Ranked ids with scores and metadata, best first"},
     {"name": "index", "description": "Add images or descriptors; durable when answered"},
-    {"name": "items", "description": "Browse, read, delete stored items and their thumbnails"},
+    {
+        "name": "items",
+        "description": "Browse, read, delete stored items and their thumbnails; stored copies",
+    },
     {"name": "health", "description": "What runs (model, providers, index) and readiness"},
     {"name": "metrics", "description": "Prometheus metrics"},
 ]
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             # The server has stopped accepting and let in-flight requests finish (SIGTERM).
             app.state.runtime = None
+            await runtime.service.duplicates.aclose()
             await run_in_threadpool(runtime.close)
 
     app = FastAPI(
@@ -83,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         search.router,
         index.router,
         items.router,
+        duplicates.router,
         metrics.router,
         health.status_router,
     ):

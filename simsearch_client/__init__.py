@@ -3,6 +3,9 @@
 
 from simsearch_client.client import (
     ApiError,
+    Duplicate,
+    DuplicateGroup,
+    DuplicatePage,
     Hit,
     IndexResult,
     Item,
@@ -13,6 +16,9 @@ from simsearch_client.client import (
 
 __all__ = [
     "ApiError",
+    "Duplicate",
+    "DuplicateGroup",
+    "DuplicatePage",
     "Hit",
     "IndexResult",
     "Item",

@@ -6,6 +6,7 @@
     simsearch list [--prefix photos/] [--all]
     simsearch get ID [--vector]
     simsearch delete ID [ID ...]
+    simsearch duplicates [--limit 20] [--json]              (groups of stored copies)
 
 The server is --url (default $SIMSEARCH_URL or http://127.0.0.1:8000), the key --api-key
 (default $SIMSEARCH_API_KEY). Results print as JSON lines (one object per line) for scripts.
@@ -63,6 +64,16 @@ def _bbox(text: str) -> list[float]:
     if len(values) != 4:
         raise argparse.ArgumentTypeError("bbox must be four numbers x1,y1,x2,y2")
     return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
 
 
 def _add_search_options(p: argparse.ArgumentParser) -> None:
@@ -139,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("delete", help="delete items")
     p.add_argument("ids", nargs="+")
+
+    p = sub.add_parser("duplicates", help="groups of stored items that are copies")
+    p.add_argument("--limit", type=_positive_int, default=None, help="only the N largest groups")
+    p.add_argument("--json", action="store_true", help="one JSON object per group")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        help="seconds to wait while the server scans a large store (default 300)",
+    )
     for sub_parser in (parser, *sub.choices.values()):
         sub_parser.formatter_class = _HelpFormatter
     return parser
@@ -162,6 +183,26 @@ def _search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "score_threshold": args.score_threshold,
         "filter": args.filter,
     }
+
+
+def _print_duplicates(client: SimSearchClient, args: argparse.Namespace) -> None:
+    """Every group (or the --limit largest), largest first: the one to keep, then its copies."""
+    shown = items = 0
+    page_size = min(args.limit or 100, 100)
+    for group in client.iter_duplicates(page_size=page_size, wait=args.wait):
+        if args.limit is not None and shown >= args.limit:
+            break
+        shown += 1
+        items += group.size
+        if args.json:
+            _print(asdict(group))
+            continue
+        print(f"group {shown}: {group.size} copies (highest score {group.max_score:.3f})")
+        print(f"  keep  {group.representative}")
+        for item_id in group.ids[1:]:
+            print(f"        {item_id}")
+    summary = f"{shown} groups, {items} items" if shown else "no duplicates stored"
+    print(summary, file=sys.stderr if args.json else sys.stdout)
 
 
 def _run(client: SimSearchClient, args: argparse.Namespace) -> int:
@@ -238,6 +279,9 @@ def _run(client: SimSearchClient, args: argparse.Namespace) -> int:
                 print(f"not found: {item_id}", file=sys.stderr)
         print(f"deleted {len(args.ids) - len(missing)} of {len(args.ids)}", file=sys.stderr)
         return 1 if missing else 0
+    if args.command == "duplicates":
+        _print_duplicates(client, args)
+        return 0
     raise AssertionError(args.command)
 
 

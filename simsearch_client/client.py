@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ class Hit:
     id: str
     score: float
     metadata: dict[str, Any] | None
+    # The server's verdict: a copy / near-duplicate of the query (False: merely similar).
+    match: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +56,42 @@ class SearchResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A stored item an upload is a copy of."""
+
+    id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
 class IndexResult:
     ids: list[str]
     count: int
     replaced: list[str]
     # (upload file name, id) per image upload; empty for vectors.
     files: list[tuple[str | None, str]] = field(default_factory=list)
+    # Image uploads: stored id -> the stored items that upload is a copy of, best first (an id
+    # is missing when the server could not check it after the add).
+    duplicates: dict[str, list[Duplicate]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateGroup:
+    """Stored items that are copies of each other, oldest first (ids[0] = representative)."""
+
+    ids: list[str]
+    size: int
+    representative: str
+    max_score: float
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicatePage:
+    groups: list[DuplicateGroup]
+    next_cursor: str | None
+    total_groups: int
+    total_items: int
+    items_checked: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +122,10 @@ def _item(body: Mapping[str, Any]) -> Item:
 
 def _search_result(body: Mapping[str, Any]) -> SearchResult:
     return SearchResult(
-        results=[Hit(h["id"], float(h["score"]), h.get("metadata")) for h in body["results"]],
+        results=[
+            Hit(h["id"], float(h["score"]), h.get("metadata"), bool(h.get("match", False)))
+            for h in body["results"]
+        ],
         rerank=body.get("rerank", "none"),
         timings_ms=dict(body.get("timings_ms", {})),
     )
@@ -101,6 +137,29 @@ def _index_result(body: Mapping[str, Any]) -> IndexResult:
         count=int(body["count"]),
         replaced=list(body.get("replaced", [])),
         files=[(f.get("filename"), f["id"]) for f in body.get("files") or []],
+        duplicates={
+            f["id"]: [Duplicate(d["id"], float(d["score"])) for d in f.get("duplicates") or []]
+            for f in body.get("files") or []
+            if "duplicates" not in f or f["duplicates"] is not None
+        },
+    )
+
+
+def _duplicate_page(body: Mapping[str, Any]) -> DuplicatePage:
+    return DuplicatePage(
+        groups=[
+            DuplicateGroup(
+                ids=list(g["ids"]),
+                size=int(g["size"]),
+                representative=g["representative"],
+                max_score=float(g["max_score"]),
+            )
+            for g in body["groups"]
+        ],
+        next_cursor=body.get("next_cursor"),
+        total_groups=int(body["total_groups"]),
+        total_items=int(body["total_items"]),
+        items_checked=int(body["items_checked"]),
     )
 
 
@@ -324,6 +383,36 @@ class SimSearchClient:
         while True:
             page = self.list_items(page_size, cursor, id_prefix)
             yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # ------------------------------------------------------------------ duplicates
+    def duplicates(
+        self, limit: int = 20, cursor: str | None = None, wait: float = 0.0
+    ) -> DuplicatePage:
+        """GET /duplicates: one page of groups of stored copies, largest first. The first
+        call after a change may find the server still scanning (503): with `wait` > 0 it
+        retries (after Retry-After) for up to that many seconds."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return _duplicate_page(self._json("GET", "/duplicates", params=params))
+            except ApiError as exc:
+                pause = exc.retry_after or 1.0
+                if exc.status != 503 or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+
+    def iter_duplicates(self, page_size: int = 100, wait: float = 0.0) -> Iterator[DuplicateGroup]:
+        """Every group, largest first, page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.duplicates(page_size, cursor, wait=wait)
+            yield from page.groups
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor

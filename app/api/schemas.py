@@ -112,9 +112,20 @@ class VectorSearchRequest(SearchOptions):
     )
 
 
+class DuplicateOf(BaseModel):
+    id: str = Field(description="A stored item the upload is a copy of")
+    score: float = Field(description="Cosine similarity between the two")
+
+
 class IndexedFile(BaseModel):
     filename: str | None = Field(description="The upload's file name as the client sent it")
     id: str = Field(description="The id it is stored under")
+    duplicates: list[DuplicateOf] | None = Field(
+        default_factory=list,
+        description="Stored items this upload is a copy of (the `match` verdict of search), "
+        "best first; other uploads of the same request included. null: not checked (the "
+        "store failed after the durable add)",
+    )
 
 
 class IndexResponse(BaseModel):
@@ -123,7 +134,13 @@ class IndexResponse(BaseModel):
             "ids": ["photos/eiffel.jpg"],
             "count": 1,
             "replaced": [],
-            "files": [{"filename": "eiffel.jpg", "id": "photos/eiffel.jpg"}],
+            "files": [
+                {
+                    "filename": "eiffel.jpg",
+                    "id": "photos/eiffel.jpg",
+                    "duplicates": [{"id": "archive/eiffel-2019.jpg", "score": 0.942}],
+                }
+            ],
             "timings_ms": {"total": 57.1},
         }
     )
@@ -206,6 +223,46 @@ class ItemPageOut(BaseModel):
         description="Pass as `cursor` for the next page; null on the last page"
     )
     total: int = Field(description="All live items matching id_prefix, not just this page")
+
+
+class DuplicateGroupOut(BaseModel):
+    ids: list[str] = Field(description="The copies, oldest first (the likely original)")
+    size: int
+    representative: str = Field(description="The item to keep by default: ids[0]")
+    max_score: float = Field(description="Highest cosine similarity between two of the copies")
+
+
+class DuplicatesResponse(BaseModel):
+    model_config = _examples(
+        {
+            "groups": [
+                {
+                    "ids": ["photos/eiffel.jpg", "uploads/eiffel-small.jpg"],
+                    "size": 2,
+                    "representative": "photos/eiffel.jpg",
+                    "max_score": 0.942,
+                }
+            ],
+            "next_cursor": None,
+            "total_groups": 1,
+            "total_items": 2,
+            "items_checked": 30,
+            "scanned_at": 1796000000.0,
+        }
+    )
+
+    groups: list[DuplicateGroupOut] = Field(
+        description="Largest first, then by smallest id; only groups of two or more"
+    )
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
+    total_groups: int = Field(description="All groups, not just this page")
+    total_items: int = Field(description="Items in all groups")
+    items_checked: int = Field(description="Stored items the grouping covers")
+    scanned_at: float = Field(
+        description="Unix time of the last full scan; adds and deletes since are included"
+    )
 
 
 class DeleteResponse(BaseModel):

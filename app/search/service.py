@@ -24,6 +24,7 @@ from app.index.store import Hit, Item, ItemPage, StoreStats, VectorStore
 from app.inference.embedder import Embedder
 from app.inference.working import DecodedImage
 from app.metrics import Metrics
+from app.search.duplicates import DuplicateFinder
 from app.search.rerank import superglobal_rerank
 from app.search.verdict import CopyVerdict, VerdictRule, default_rule
 from app.search.verify import QueryImage, query_image_from_jpeg, query_view
@@ -32,7 +33,6 @@ from app.thumbnails import make_thumbnail, thumbnail_jpeg
 logger = logging.getLogger(__name__)
 
 RerankMode = Literal["none", "superglobal"]
-
 
 @dataclass
 class SearchOutcome:
@@ -84,6 +84,8 @@ class SearchService:
                 "off" if not settings.thumbnails.enabled
                 else f"{settings.thumbnails.long_side} px", side,
             )
+        # Groups of stored copies (GET /duplicates); told of every add and delete below.
+        self.duplicates = DuplicateFinder(self, settings.duplicates)
 
     # ---------------------------------------------------------------- validation
     def check_search_params(
@@ -395,6 +397,7 @@ class SearchService:
             stored = self.store.add(ids, vectors, metadata)
         else:
             stored = self.store.add(ids, vectors, metadata, list(thumbnails))
+        self.duplicates.note_added(stored)
         if self.metrics is not None:
             self.metrics.indexed.inc(len(stored))
         return IndexOutcome(ids=stored, replaced=[i for i in stored if i in existing])
@@ -404,7 +407,10 @@ class SearchService:
         return await run_in_threadpool(self.store.get, item_id, with_vector)
 
     async def delete_item(self, item_id: str) -> bool:
-        return await run_in_threadpool(self.store.delete, item_id)
+        deleted = await run_in_threadpool(self.store.delete, item_id)
+        if deleted:
+            self.duplicates.note_deleted(item_id)
+        return bool(deleted)
 
     def store_stats(self) -> StoreStats:
         return self.store.stats()

@@ -1,5 +1,7 @@
 // The search page: search by image (optionally a drawn region), more like this, index
-// images, browse and delete. Talks to the same origin's API with fetch; ids and metadata are
+// images, browse and delete, and the stored duplicates (keep one per group). Every result
+// card shows the server's verdict (match = a copy of the query, or merely similar); deletes
+// are confirmed in the page first. Talks to the same origin's API with fetch; ids and metadata are
 // shown with textContent only (never parsed as HTML), and the page's Content-Security-Policy
 // allows no inline script. With API keys configured the key is kept in sessionStorage, so it
 // lives as long as this tab.
@@ -9,6 +11,8 @@ const KEY_STORAGE = "simsearch.apiKey";
 const PAGE_SIZE = 12;
 const MIN_BOX_PX = 4;
 const INDEX_BATCH = 8;
+const DUP_PAGE = 10;
+const LISTED_COPIES = 5; // uploads named in the index status line when they are copies
 
 const state = {
   key: sessionStorage.getItem(KEY_STORAGE),
@@ -16,15 +20,19 @@ const state = {
   box: null, // [x1, y1, x2, y2] in pixels of the (EXIF-oriented) image, or null
   cursors: [null], // cursor of each browsed page; cursors[i] fetches page i
   page: 0,
-  thumbUrls: { results: [], browse: [] }, // blob: URLs to revoke when a grid is redrawn
+  thumbUrls: { results: [], browse: [], dups: [] }, // blob: URLs to revoke when a grid is redrawn
+  dupCursor: null, // next_cursor of the last duplicates page
+  dupRetry: null, // timer of a retry while the server scans for duplicates
 };
 
 const $ = (id) => document.getElementById(id);
 
 class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, retryAfter = null) {
     super(`${status}: ${detail}`);
     this.status = status;
+    this.detail = detail;
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -50,7 +58,8 @@ async function apiJson(path, options = {}) {
   }
   if (!resp.ok) {
     const detail = body && typeof body.detail === "string" ? body.detail : resp.statusText;
-    throw new ApiError(resp.status, detail);
+    const retry = Number(resp.headers.get("Retry-After"));
+    throw new ApiError(resp.status, detail, Number.isFinite(retry) && retry > 0 ? retry : null);
   }
   return body;
 }
@@ -75,6 +84,33 @@ function describeError(err) {
     return `${err.message} (a key with the 'write' scope is needed to change the index)`;
   }
   return err instanceof Error ? err.message : String(err);
+}
+
+// ------------------------------------------------------------------ confirmation
+// An in-page question (not window.confirm): resolves true when the user confirms.
+function askConfirm(text, yesLabel = "Delete") {
+  const panel = $("confirm");
+  $("confirm-text").textContent = text;
+  $("confirm-yes").textContent = yesLabel;
+  panel.hidden = false;
+  $("confirm-no").focus();
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      panel.hidden = true;
+      $("confirm-yes").removeEventListener("click", yes);
+      $("confirm-no").removeEventListener("click", no);
+      document.removeEventListener("keydown", esc);
+      resolve(answer);
+    };
+    const yes = () => done(true);
+    const no = () => done(false);
+    const esc = (event) => {
+      if (event.key === "Escape") done(false);
+    };
+    $("confirm-yes").addEventListener("click", yes);
+    $("confirm-no").addEventListener("click", no);
+    document.addEventListener("keydown", esc);
+  });
 }
 
 // ------------------------------------------------------------------ API key
@@ -257,7 +293,7 @@ async function loadThumb(holder, id, grid) {
   }
 }
 
-function makeCard({ id, score, metadata }, grid) {
+function makeCard({ id, score, metadata, match }, grid) {
   const card = document.createElement("div");
   card.className = "card";
   card.dataset.testid = "card";
@@ -275,6 +311,14 @@ function makeCard({ id, score, metadata }, grid) {
     scoreEl.className = "score";
     scoreEl.textContent = score.toFixed(3);
     body.append(scoreEl);
+  }
+  if (match !== undefined) {
+    const verdict = document.createElement("span");
+    verdict.className = `verdict ${match ? "match" : "similar"}`;
+    verdict.dataset.testid = "verdict";
+    verdict.textContent = match ? "match" : "similar";
+    verdict.title = match ? "a copy or near-duplicate of the query" : "similar, not a copy";
+    body.append(verdict);
   }
   const idEl = document.createElement("div");
   idEl.className = "id";
@@ -315,7 +359,31 @@ function showResults(title, results) {
   revokeThumbs("results");
   $("results-title").textContent = title;
   const grid = $("results");
+  if (!results.length) {
+    const empty = document.createElement("p");
+    empty.className = "empty";
+    empty.dataset.testid = "no-results";
+    empty.textContent =
+      "No results: the collection is empty, or nothing passes the filter or the score threshold.";
+    grid.replaceChildren(empty);
+    return;
+  }
   grid.replaceChildren(...results.map((hit) => makeCard(hit, "results")));
+}
+
+// What a search found, for the status line: how many results are copies of the query.
+function verdictSummary(results) {
+  if (!results.length) return "";
+  const matches = results.filter((hit) => hit.match).length;
+  if (!matches) return " · no copy of the query is stored: every result is merely similar";
+  return ` · ${plural(matches, "match")} (a copy of the query)`;
+}
+
+// Says when a requested re-ranking did not run, and the server's reason.
+function showRerankNote(body) {
+  const note = $("rerank-note");
+  note.textContent = body.rerank_skipped ? `Re-ranking skipped: ${body.rerank_skipped}` : "";
+  note.hidden = !body.rerank_skipped;
 }
 
 // ------------------------------------------------------------------ actions
@@ -340,7 +408,11 @@ async function searchByImage() {
     const body = await apiJson("/search", { method: "POST", body: form });
     const where = state.box ? ` (region ${state.box.join(",")})` : "";
     const ms = Math.round(body.timings_ms.total || 0);
-    setStatus("search-status", `${plural(body.results.length, "result")} in ${ms} ms${where}`);
+    setStatus(
+      "search-status",
+      `${plural(body.results.length, "result")} in ${ms} ms${where}${verdictSummary(body.results)}`,
+    );
+    showRerankNote(body);
     showResults(`Results for ${state.queryFile.name}`, body.results);
   } catch (err) {
     setStatus("search-status", describeError(err), true);
@@ -362,7 +434,11 @@ async function searchById(id) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ id, ...options }),
     });
-    setStatus("search-status", `${plural(body.results.length, "result")} like ${id}`);
+    setStatus(
+      "search-status",
+      `${plural(body.results.length, "result")} like ${id}${verdictSummary(body.results)}`,
+    );
+    showRerankNote(body);
     showResults(`More like ${id}`, body.results);
     $("results-panel").scrollIntoView({ block: "start" });
   } catch (err) {
@@ -389,6 +465,7 @@ async function indexFiles() {
   // Several requests of INDEX_BATCH files each: the server caps files per request.
   let indexed = 0;
   let replaced = 0;
+  const copies = []; // "upload id (copy of stored id)" for uploads that duplicate stored items
   try {
     for (let start = 0; start < files.length; start += INDEX_BATCH) {
       const batch = files.slice(start, start + INDEX_BATCH);
@@ -400,8 +477,19 @@ async function indexFiles() {
       const body = await apiJson("/index", { method: "POST", body: form });
       indexed += body.count;
       replaced += body.replaced.length;
+      for (const file of body.files || []) {
+        if (file.duplicates && file.duplicates.length) {
+          copies.push(`${file.id} (copy of ${file.duplicates.map((d) => d.id).join(", ")})`);
+        }
+      }
     }
-    setStatus("index-status", `indexed ${indexed}${replaced ? `, ${replaced} replaced` : ""}`);
+    let copyText = "";
+    if (copies.length) {
+      const more = copies.length > LISTED_COPIES ? `, and ${copies.length - LISTED_COPIES} more` : "";
+      copyText = ` · ${plural(copies.length, "upload")} already stored as a copy: ` +
+        copies.slice(0, LISTED_COPIES).join("; ") + more;
+    }
+    setStatus("index-status", `indexed ${indexed}${replaced ? `, ${replaced} replaced` : ""}${copyText}`);
   } catch (err) {
     const done = indexed ? ` (${indexed} indexed before the error)` : "";
     setStatus("index-status", `${describeError(err)}${done}`, true);
@@ -435,6 +523,10 @@ async function browse(page) {
 }
 
 async function deleteItem(id) {
+  if (!(await askConfirm(`Delete ${id}? This cannot be undone.`))) {
+    setStatus("browse-status", `kept ${id}`);
+    return;
+  }
   try {
     await apiJson(itemPath(id), { method: "DELETE" });
     setStatus("browse-status", `deleted ${id}`);
@@ -446,6 +538,115 @@ async function deleteItem(id) {
   } catch (err) {
     setStatus("browse-status", describeError(err), true);
   }
+}
+
+// ------------------------------------------------------------------ duplicates
+function makeGroup(group, number) {
+  const box = document.createElement("div");
+  box.className = "group";
+  box.dataset.testid = "group";
+  const title = document.createElement("h3");
+  title.textContent =
+    `Group ${number}: ${group.size} copies of one picture · highest score ${group.max_score.toFixed(3)}`;
+  const grid = document.createElement("div");
+  grid.className = "grid";
+  const name = `keep-${number}`;
+  const cards = group.ids.map((id) => {
+    const card = makeCard({ id }, "dups");
+    const label = document.createElement("label");
+    label.className = "keep";
+    const radio = document.createElement("input");
+    radio.type = "radio";
+    radio.name = name;
+    radio.value = id;
+    radio.checked = id === group.representative;
+    radio.dataset.testid = "keep";
+    radio.addEventListener("change", () => markKept(grid, id));
+    label.append(radio, document.createTextNode("keep this one"));
+    card.querySelector(".body").prepend(label);
+    return card;
+  });
+  grid.replaceChildren(...cards);
+  markKept(grid, group.representative);
+  const del = document.createElement("button");
+  del.type = "button";
+  del.className = "danger";
+  del.dataset.testid = "delete-others";
+  del.textContent = `Keep one, delete the other ${plural(group.size - 1, "item")}`;
+  del.addEventListener("click", () => {
+    const keep = grid.querySelector(`input[name="${name}"]:checked`).value;
+    deleteOthers(keep, group.ids.filter((id) => id !== keep));
+  });
+  box.append(title, grid, del);
+  return box;
+}
+
+function markKept(grid, keep) {
+  for (const card of grid.querySelectorAll(".card")) card.classList.toggle("kept", card.dataset.id === keep);
+}
+
+async function deleteOthers(keep, others) {
+  const copies = others.length === 1 ? "1 copy" : `${others.length} copies`;
+  const question = `Keep ${keep} and delete ${copies}?\n` +
+    `${others.join("\n")}\nThis cannot be undone.`;
+  if (!(await askConfirm(question, `Delete ${others.length}`))) {
+    setStatus("dups-status", "nothing deleted");
+    return;
+  }
+  let deleted = 0;
+  try {
+    for (const id of others) {
+      await apiJson(itemPath(id), { method: "DELETE" });
+      deleted += 1;
+    }
+    setStatus("dups-status", `kept ${keep}, deleted ${deleted}`);
+  } catch (err) {
+    setStatus("dups-status", `${describeError(err)} (${deleted} deleted before the error)`, true);
+  }
+  loadServerInfo();
+  loadDuplicates(false, true);
+}
+
+// First page (more = false) or the next one; `keepStatus` leaves the status line as it is.
+async function loadDuplicates(more = false, keepStatus = false) {
+  clearTimeout(state.dupRetry);
+  const params = new URLSearchParams({ limit: String(DUP_PAGE) });
+  if (more && state.dupCursor) params.set("cursor", state.dupCursor);
+  if (!keepStatus) setStatus("dups-status", "looking for duplicates…");
+  let body;
+  try {
+    body = await apiJson(`/duplicates?${params}`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 503) {
+      // The server is still scanning a large collection: say how far it got, ask again.
+      setStatus("dups-status", err.detail);
+      state.dupRetry = setTimeout(() => loadDuplicates(more, true), (err.retryAfter || 2) * 1000);
+      return;
+    }
+    setStatus("dups-status", describeError(err), true);
+    return;
+  }
+  const panel = $("dups");
+  if (!more) {
+    revokeThumbs("dups");
+    panel.replaceChildren();
+  }
+  const start = panel.querySelectorAll(".group").length;
+  panel.append(...body.groups.map((group, n) => makeGroup(group, start + n + 1)));
+  state.dupCursor = body.next_cursor;
+  $("dups-more").hidden = !body.next_cursor;
+  $("dups-info").textContent = body.total_groups
+    ? `${plural(body.total_groups, "group")}, ${plural(body.total_items, "item")} ` +
+      `of ${body.items_checked} checked`
+    : "";
+  if (!body.total_groups) {
+    const empty = document.createElement("p");
+    empty.className = "empty";
+    empty.dataset.testid = "no-duplicates";
+    empty.textContent = `No duplicates: none of the ${plural(body.items_checked, "stored item")} is a copy of another.`;
+    panel.replaceChildren(empty);
+  }
+  if (!keepStatus) setStatus("dups-status", "");
 }
 
 // ------------------------------------------------------------------ wiring
@@ -462,6 +663,8 @@ function init() {
     if (event.key === "Enter") saveKey();
   });
   $("key-forget").addEventListener("click", forgetKey);
+  $("dups-btn").addEventListener("click", () => loadDuplicates(false));
+  $("dups-more").addEventListener("click", () => loadDuplicates(true));
   loadServerInfo().then(() => browse(0));
 }
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 from app.api.deadline import deadline
 from app.api.deps import ServiceDep, SettingsDep
 from app.api.errors import error_responses
-from app.api.schemas import IndexedFile, IndexResponse, VectorIndexRequest
+from app.api.schemas import DuplicateOf, IndexedFile, IndexResponse, VectorIndexRequest
 from app.api.uploads import (
     NOTHING_STORED,
     check_item_id,
@@ -70,6 +70,8 @@ async def index_images(
 
     Without `ids`, an image's id is the SHA-256 of its bytes (re-uploading the same file
     replaces it). Re-adding an existing id replaces the item; `replaced` lists those ids.
+    Each entry of `files` lists the stored items that upload is a copy of (`duplicates`: the
+    `match` verdict of a "more like this" search of the new item, one search per upload).
     A JPEG thumbnail is kept with each item (GET /items/{id}/thumbnail) unless thumbnails are
     turned off (SIMSEARCH_THUMBNAILS__ENABLED=false)."""
     limits = settings.limits
@@ -111,13 +113,22 @@ async def index_images(
     t_store = time.perf_counter()
     outcome = await service.index_vectors(final_ids, vectors, metas, thumbs)
     stages["store"] = (time.perf_counter() - t_store) * 1e3
+    t_dup = time.perf_counter()
+    duplicates = await service.duplicates.report(outcome.ids)
+    stages["duplicates"] = (time.perf_counter() - t_dup) * 1e3
     return IndexResponse(
         ids=outcome.ids,
         count=len(outcome.ids),
         replaced=outcome.replaced,
         files=[
-            IndexedFile(filename=f.filename, id=i)
-            for f, i in zip(files, outcome.ids, strict=True)
+            IndexedFile(
+                filename=f.filename,
+                id=i,
+                duplicates=None
+                if dups is None
+                else [DuplicateOf(id=h.id, score=h.score) for h in dups],
+            )
+            for f, i, dups in zip(files, outcome.ids, duplicates, strict=True)
         ],
         timings_ms={**stages, "total": (time.perf_counter() - t0) * 1e3},
     )

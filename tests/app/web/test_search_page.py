@@ -158,6 +158,20 @@ def test_search_page_end_to_end(tmp_path: Path, tiny_model: Path, browser: Any) 
         page.wait_for_selector("#results .card")
         ids = _card_ids(page, "results")
         assert ids[0] == query.name
+        # Every card shows the server's verdict: the photo itself is a match.
+        verdicts = page.locator("#results .card [data-testid=verdict]").all_inner_texts()
+        assert len(verdicts) == len(ids) and verdicts[0] == "match"
+        with server.client() as client:
+            api = client.post(
+                "/search",
+                files={"file": (query.name, query.read_bytes(), "image/jpeg")},
+                data={"top_k": "20"},
+            ).json()["results"]
+        assert dict(zip(ids, verdicts, strict=True)) == {
+            r["id"]: "match" if r["match"] else "similar" for r in api
+        }
+        matches = sum(r["match"] for r in api)
+        _wait_text(page, "search-status", f"{matches} match")
         assert float(page.locator("#results .card .score").first.inner_text()) > 0.995
         first_thumb = page.locator("#results .card").first.locator(".thumb img")
         first_thumb.wait_for()
@@ -205,12 +219,27 @@ def test_search_page_end_to_end(tmp_path: Path, tiny_model: Path, browser: Any) 
         page.click("#search-btn")
         _wait_text(page, "search-status", "1 result in", start=True)
         assert _card_ids(page, "results") == [hostile_photo.name]
+        # Nothing passes the filter: the page says so instead of an empty panel.
+        page.fill("#filter", json.dumps({"caption": "no such caption"}))
+        page.click("#search-btn")
+        _wait_text(page, "search-status", "0 results in", start=True)
+        assert "No results" in page.locator("#results [data-testid=no-results]").inner_text()
+        assert page.locator("#results .card").count() == 0
         page.fill("#filter", "{broken")
         page.click("#search-btn")
         _wait_text(page, "search-status", "filter is not valid JSON")
         page.fill("#filter", "")
         page.click("#search-btn")
         _wait_text(page, "search-status", "16 results")
+        assert page.locator("#rerank-note").is_hidden()
+
+        # SuperGlobal asked for in a 16-item store: skipped, and the page says why.
+        page.select_option("#rerank", "superglobal")
+        page.click("#search-btn")
+        page.wait_for_selector("#rerank-note:not([hidden])")
+        note = page.locator("#rerank-note").inner_text()
+        assert note.startswith("Re-ranking skipped: ") and "16 items" in note
+        page.select_option("#rerank", "none")
 
         # More like this: the item itself is left out of its own results.
         page.locator("#results .card").nth(1).locator("[data-testid=more-like-this]").click()
@@ -233,9 +262,16 @@ def test_search_page_end_to_end(tmp_path: Path, tiny_model: Path, browser: Any) 
 
         page.screenshot(path=str(ARTIFACTS / "search-page.png"), full_page=True)
 
-        # Delete one item from the collection view.
+        # Delete one item from the collection view: asked first; "Cancel" keeps it.
         victim = first_page[0]
         page.locator("#browse .card").first.locator("[data-testid=delete]").click()
+        page.wait_for_selector("#confirm:not([hidden])")
+        assert victim in page.locator("#confirm-text").inner_text()
+        page.click("#confirm-no")
+        _wait_text(page, "browse-status", f"kept {victim}")
+        assert page.locator("#confirm").is_hidden() and _card_ids(page, "browse")[0] == victim
+        page.locator("#browse .card").first.locator("[data-testid=delete]").click()
+        page.click("#confirm-yes")
         _wait_text(page, "page-info", "of 15")
         assert victim not in _card_ids(page, "browse")
         with server.client() as client:
@@ -288,5 +324,105 @@ def test_page_asks_for_a_key_and_keeps_it_for_the_tab(
         other.wait_for_selector("#key-panel:not([hidden])")
         other.close()
         assert not [e for e in errors if "401" not in e and "403" not in e], errors
+    finally:
+        server.terminate()
+
+
+@pytest.fixture(scope="module")
+def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from scripts.export import main as export_main
+
+    out = tmp_path_factory.mktemp("web_default") / "model"
+    export_main(["--default", "--out", str(out)])
+    return out
+
+
+@pytest.mark.torch
+def test_verdicts_and_the_duplicates_view(
+    tmp_path: Path, default_model: Path, browser: Any
+) -> None:
+    """The service's default model, real photos and edited copies of them: the page reports
+    copies when indexing, says when nothing stored is a copy, and the Duplicates view keeps one
+    picture per group and deletes the others after a confirmation."""
+    from tests.app.copies import edited_copy
+
+    server = _server(tmp_path, default_model)
+    errors: list[str] = []
+    astronaut, coffee = PHOTOS / "skimage_astronaut.jpg", PHOTOS / "skimage_coffee.jpg"
+    singles = ["skimage_rocket.jpg", "imgaug_quokka.jpg", "mate_ladybird.jpg"]
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    edits = {
+        "astronaut-small.jpg": edited_copy(astronaut.read_bytes()),
+        "astronaut-q60.jpg": edited_copy(astronaut.read_bytes(), 0.95, 0.5, 60),
+        "coffee-copy.jpg": edited_copy(coffee.read_bytes()),
+    }
+    for name, data in edits.items():
+        (copies / name).write_bytes(data)
+    try:
+        page = _new_page(browser, errors)
+        page.goto(server.url + "/")
+        _wait_text(page, "server-info", "items")
+        originals = [astronaut, coffee, *(PHOTOS / n for n in singles)]
+        page.set_input_files("#index-files", [str(p) for p in originals])
+        page.click("#index-btn")
+        _wait_text(page, "index-status", "indexed 5", start=True)
+        assert "copy" not in page.locator("#index-status").inner_text()
+
+        # Copies uploaded later: the page names what each one duplicates.
+        page.set_input_files("#index-files", [str(copies / n) for n in edits])
+        page.click("#index-btn")
+        _wait_text(page, "index-status", "indexed 3", start=True)
+        status = page.locator("#index-status").inner_text()
+        assert "3 uploads already stored as a copy" in status
+        assert f"coffee-copy.jpg (copy of {coffee.name})" in status
+
+        # A photo that was never stored: results, but none is called a copy.
+        page.set_input_files("#query-file", str(PHOTOS / "plasma_kite.jpg"))
+        page.click("#search-btn")
+        _wait_text(page, "search-status", "no copy of the query is stored")
+        verdicts = page.locator("#results .card [data-testid=verdict]").all_inner_texts()
+        assert verdicts and set(verdicts) == {"similar"}
+
+        # Duplicates: two groups, largest first, the original kept by default.
+        page.click("#dups-btn")
+        page.wait_for_selector("#dups .group")
+        _wait_text(page, "dups-info", "2 groups, 5 items")
+        groups = page.locator("#dups .group")
+        first_ids = groups.nth(0).locator(".card .id").all_inner_texts()
+        assert first_ids[0] == astronaut.name and len(first_ids) == 3
+        second_ids = groups.nth(1).locator(".card .id").all_inner_texts()
+        assert second_ids == [coffee.name, "coffee-copy.jpg"]
+        kept = groups.nth(0).locator("[data-testid=keep]:checked")
+        assert kept.get_attribute("value") == astronaut.name
+        _wait(page, "document.querySelectorAll('#dups .thumb img').length === 5")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#duplicates-panel").screenshot(path=str(ARTIFACTS / "duplicates.png"))
+
+        # Keep a copy instead, cancel once, then confirm: the other two are deleted.
+        groups.nth(0).locator("[data-testid=keep][value='astronaut-small.jpg']").check()
+        groups.nth(0).locator("[data-testid=delete-others]").click()
+        page.wait_for_selector("#confirm:not([hidden])")
+        question = page.locator("#confirm-text").inner_text()
+        assert "Keep astronaut-small.jpg and delete 2 copies" in question
+        assert astronaut.name in question and "astronaut-q60.jpg" in question
+        page.click("#confirm-no")
+        _wait_text(page, "dups-status", "nothing deleted")
+        with server.client() as client:
+            assert client.get(item_url(astronaut.name)).status_code == 200
+        groups.nth(0).locator("[data-testid=delete-others]").click()
+        page.click("#confirm-yes")
+        _wait_text(page, "dups-status", "kept astronaut-small.jpg, deleted 2")
+        _wait_text(page, "dups-info", "1 group, 2 items")
+        with server.client() as client:
+            assert client.get(item_url(astronaut.name)).status_code == 404
+            assert client.get(item_url("astronaut-q60.jpg")).status_code == 404
+            assert client.get(item_url("astronaut-small.jpg")).status_code == 200
+
+        page.locator("#dups .group [data-testid=delete-others]").click()
+        page.click("#confirm-yes")
+        page.wait_for_selector("#dups [data-testid=no-duplicates]")
+        assert not errors, errors
     finally:
         server.terminate()
