@@ -124,6 +124,8 @@ bench: setup
 # installs the service's wheels from CHUNKS (part.N files) or WHEELS (a folder of .whl).
 # gpu-proof-dry runs every CPU-side part of it on this machine with tiny sizes.
 OUT ?= gpu-proof-out
+CHUNKS ?=
+WHEELS ?=
 gpu-proof:
 	scripts/gpu_proof.sh $(if $(CHUNKS),--chunks $(CHUNKS)) $(if $(WHEELS),--wheels $(WHEELS)) $(OUT)
 
