@@ -106,8 +106,10 @@ def _milvus(
         return
     from scripts.milvus_server import LocalMilvus
 
-    extra = {} if time_tick_ms is None else {"time_tick_ms": time_tick_ms}
-    server = LocalMilvus(workdir / "milvus", **extra).start(timeout=300)  # type: ignore[arg-type]
+    server = LocalMilvus(workdir / "milvus")
+    if time_tick_ms is not None:
+        server.time_tick_ms = time_tick_ms
+    server.start(timeout=300)
     try:
         yield server.uri, ServerMemory(server.pid)
     finally:
@@ -150,7 +152,7 @@ def _raw_searcher(
         for q, hits in zip(qs, results, strict=True):
             if rescore:
                 vecs = np.asarray([h["entity"]["vector"] for h in hits], dtype=np.float32)
-                order = np.argsort(-(vecs @ q), kind="stable")[:K] if len(hits) else []
+                order = np.argsort(-(vecs @ q), kind="stable")[:K] if len(hits) else ()
                 out.append([_id_and_metadata(hits[int(i)]) for i in order])
             else:
                 out.append([_id_and_metadata(h) for h in hits][:K])

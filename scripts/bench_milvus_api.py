@@ -12,7 +12,8 @@ For each `milvus_strong_wait` mode two API processes (`python -m app`, replicas 
 one fresh collection; the FAISS backend runs as one process. The photos are indexed through A
 (POST /index, one photo per request); then, through B:
   by_id       POST /search/by-id, top_k 10, cycling over the stored ids
-  vector      POST /search/vector with stored photos' descriptors (GET /items/{id}?include_vector=true)
+  vector      POST /search/vector with stored photos' descriptors
+              (GET /items/{id}?include_vector=true)
   image       POST /search with a photo, minus the embedding the response reports
               (`timings_ms.embed`): the search part of an image search
   add_vector  POST /index/vectors of one new item through A (the add path minus inference)
@@ -188,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             uri = args.milvus_uri
             if uri is None:
-                extra = {} if args.time_tick_ms is None else {"time_tick_ms": args.time_tick_ms}
-                server = LocalMilvus(work / "milvus", **extra).start(timeout=300)  # type: ignore[arg-type]
+                server = LocalMilvus(work / "milvus")
+                if args.time_tick_ms is not None:
+                    server.time_tick_ms = args.time_tick_ms
+                server.start(timeout=300)
                 stack.callback(server.stop)
                 uri = server.uri
                 result["time_tick_ms"] = server.time_tick_ms
