@@ -7,6 +7,7 @@
     python scripts/bench.py --sections embed --model-dir index_data/model --one-scale
     python scripts/bench.py --sections artifacts --model-dir FP32 --int8-dir INT8 --fp16-dir FP16
     python scripts/bench.py --sections milvus --milvus-n 100000 [--milvus-uri URI]
+        [--milvus-dim 1280] [--milvus-index-types IVF_SQ8,HNSW]
 
 Sections (each a child process, each figure next to its raw limit):
   embed      raw onnxruntime vs the service's Embedder vs HTTP POST /index and /search through
@@ -77,6 +78,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="vectors for the milvus section (default 100000; quick: 3000)")
     p.add_argument("--milvus-uri", default=None,
                    help="milvus section: an existing server (default: start the wheel's)")
+    p.add_argument("--milvus-dim", type=int, default=None,
+                   help="milvus section: vector dimension (default 512; 1280 = the default model)")
+    p.add_argument("--milvus-index-types", default=None,
+                   help="milvus section: comma list measured on the same rows (default HNSW; "
+                   "e.g. IVF_SQ8,HNSW)")
     p.add_argument("--int8-dir", type=Path, help="int8 artifact for the artifacts section")
     p.add_argument("--fp16-dir", type=Path, help="fp16 artifact for the artifacts section")
     p.add_argument("--draft-variant", action="store_true",
@@ -152,6 +158,10 @@ def milvus_argv(args: argparse.Namespace) -> list[str]:
     argv = ["scripts/bench_milvus.py", "--n", str(n)]
     if args.milvus_uri:
         argv += ["--milvus-uri", args.milvus_uri]
+    if args.milvus_dim:
+        argv += ["--dim", str(args.milvus_dim)]
+    if args.milvus_index_types:
+        argv += ["--index-types", args.milvus_index_types]
     if args.quick:
         argv += ["--queries", "100", "--single", "50", "--raw-add-n", "1000"]
     return argv

@@ -18,7 +18,8 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMil
     if importlib.util.find_spec("milvus") is None or importlib.util.find_spec("pymilvus") is None:
         pytest.skip("the Milvus server wheel (`milvus`, dev extra) or pymilvus is not installed")
     data_dir: Path = tmp_path_factory.mktemp("milvus")
-    # 20 ms time ticks: Strong reads (the store's default) take ~40 ms instead of ~200 ms.
+    # 20 ms time ticks: the store's acknowledgements (and strong_wait "read" reads) wait
+    # ~20-40 ms instead of ~200-400 ms at Milvus's default.
     server = LocalMilvus(data_dir, time_tick_ms=20).start(timeout=180)
     try:
         yield server

@@ -81,6 +81,38 @@ def test_compose_milvus_profile_runs_api_replicas_on_the_official_stack() -> Non
     assert all("8001-8008" in str(p) for p in api["ports"])
 
 
+def test_compose_milvus_profile_has_one_health_checked_endpoint() -> None:
+    """api-milvus-lb: HAProxy (Debian package on the base image) in front of the replicas,
+    checking /health/ready; the Milvus server ticks every 50 ms (reads need not wait for it,
+    acknowledgements do)."""
+    try:
+        cfg = _config(profile="milvus")
+    except ImportError:
+        pytest.skip("PyYAML missing")
+    services = cfg["services"]
+    lb = services["api-milvus-lb"]
+    assert lb["profiles"] == ["milvus"]
+    assert lb["build"]["dockerfile"] == "docker/Dockerfile.lb"
+    assert any(":8080" in str(p) for p in lb["ports"])
+    assert all("127.0.0.1" in str(p) for p in lb["ports"])
+    assert "api-milvus" in lb["depends_on"]
+    assert services["milvus"]["environment"]["PROXY_TIMETICKINTERVAL"] == "50"
+
+    dockerfile = (REPO / "docker" / "Dockerfile.lb").read_text()
+    assert "FROM ${BASE_IMAGE}" in dockerfile
+    assert "apt-get install -y --no-install-recommends haproxy" in dockerfile
+    assert "USER haproxy" in dockerfile and "/lb-health" in dockerfile
+    haproxy_cfg = (REPO / "docker" / "haproxy.cfg").read_text()
+    assert "option httpchk GET /health/ready" in haproxy_cfg
+    assert re.search(r"server-template \w+ 8 api-milvus:8000", haproxy_cfg)
+    assert "monitor-uri /lb-health" in haproxy_cfg
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed: its own config check did not run")
+    subprocess.run(
+        ["haproxy", "-c", "-q", "-f", str(REPO / "docker" / "haproxy.cfg")], check=True, timeout=60
+    )
+
+
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])
 def test_dockerfiles_run_non_root_with_core_install(name: str) -> None:
     text = (REPO / "docker" / name).read_text()

@@ -91,6 +91,11 @@ def test_milvus_section_runs_bench_milvus_with_its_size_and_server() -> None:
         "scripts/bench_milvus.py", "--n", "100000"]
     assert milvus_argv(parse_args(["--milvus-n", "20000", "--milvus-uri", "http://m:19530"])) == [
         "scripts/bench_milvus.py", "--n", "20000", "--milvus-uri", "http://m:19530"]
+    assert milvus_argv(
+        parse_args(["--milvus-n", "200000", "--milvus-dim", "1280",
+                    "--milvus-index-types", "IVF_SQ8,HNSW"])
+    ) == ["scripts/bench_milvus.py", "--n", "200000", "--dim", "1280",
+          "--index-types", "IVF_SQ8,HNSW"]
     quick = milvus_argv(parse_args(["--quick"]))
     assert quick[:3] == ["scripts/bench_milvus.py", "--n", "3000"]
     assert (REPO / quick[0]).is_file()
