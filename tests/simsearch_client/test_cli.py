@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ import pytest
 from simsearch_client import SimSearchClient
 from simsearch_client.cli import EXIT_BROKEN_PIPE, build_parser
 from simsearch_client.cli import main as cli_main
-from tests.app.onnx_models import write_tiny_model
 from tests.reliability.server import REPO, ServerProcess
 
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
@@ -28,29 +26,6 @@ pytestmark = [
     pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not available"),
     pytest.mark.timeout(300),
 ]
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("cli_model"))
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, model: Path) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("cli_server")
-    (root / "logs").mkdir()
-    proc = ServerProcess(root / "data", model, root / "logs")
-    proc.start()
-    yield proc
-    proc.terminate()
-
-
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[SimSearchClient]:
-    with SimSearchClient(server.url) as c:
-        for item in list(c.iter_items()):
-            c.delete_item(item.id)
-        yield c
 
 
 def _cli(*args: str) -> subprocess.Popen[str]:

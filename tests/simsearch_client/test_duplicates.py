@@ -5,7 +5,6 @@ report per upload; human-readable and JSON output."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import asdict
 
 import httpx
@@ -13,30 +12,10 @@ import pytest
 
 from simsearch_client import SimSearchClient
 from simsearch_client.cli import main as cli_main
-from tests.app.onnx_models import write_tiny_model
 from tests.reliability.server import REPO, ServerProcess
 
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not available")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    root = tmp_path_factory.mktemp("duplicates_server")
-    model = write_tiny_model(root / "model")
-    (root / "logs").mkdir()
-    proc = ServerProcess(root / "data", model, root / "logs")
-    proc.start()
-    yield proc
-    proc.terminate()
-
-
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[SimSearchClient]:
-    with SimSearchClient(server.url) as c:
-        for item in list(c.iter_items()):
-            c.delete_item(item.id)
-        yield c
 
 
 def _raw_groups(url: str) -> list[dict]:
