@@ -240,7 +240,8 @@ async def _embed_part(
                 "id": item_id,
                 "path": rel,
                 "vector": vec.astype(np.float16),
-                "metadata": json.dumps({"path": rel}),
+                # The key POST /index and build_index.py store: one name everywhere.
+                "metadata": json.dumps({"filename": Path(rel).name}),
                 "thumbnail": thumb,
                 "created_at": now,
             }

@@ -386,7 +386,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     runtime = Runtime.start(settings, Metrics())
     photo_imgs = {p.stem: load_rgb(p) for p in photos}
-    cache = args.distractors / "embeddings.npz"
+    # Descriptors depend on the artifact and on the pixel chain that decodes for it.
+    cache = args.distractors / (
+        f"embeddings-{runtime.meta.onnx_sha256[:12]}-{runtime.embedder.chain}.npz"
+    )
     photo_vecs = await embed_all(runtime, [jpeg_bytes(im) for im in photo_imgs.values()], cache)
     src_imgs = [load_rgb(p) for p in sources]
     src_vecs = await embed_all(runtime, [jpeg_bytes(im) for im in src_imgs], cache)

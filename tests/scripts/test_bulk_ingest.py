@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.config import ThumbnailSettings
 from scripts.bulk_ingest import (
     check_parts,
     embed_shard,
@@ -141,10 +142,14 @@ def test_rows_are_the_services_embeddings_and_thumbnails(ingest: dict) -> None:
                 blobs = [(ingest["photos"] / i).read_bytes() for i in batch.ids]
                 want = asyncio.run(inference.embedder.embed_many(blobs))  # [N, D]
                 np.testing.assert_allclose(batch.vectors, want, atol=2e-3)
-                assert all(m == {"path": i} for m, i in zip(batch.metadata, batch.ids, strict=True))
+                assert all(
+                    m == {"filename": Path(i).name}
+                    for m, i in zip(batch.metadata, batch.ids, strict=True)
+                )
                 for thumb in batch.thumbnails:
                     with Image.open(io.BytesIO(thumb)) as img:
-                        assert img.format == "JPEG" and max(img.size) <= 256
+                        assert img.format == "JPEG"
+                        assert max(img.size) <= ThumbnailSettings().long_side
     finally:
         inference.close()
 
@@ -164,7 +169,8 @@ def test_faiss_store_built_from_shards_is_searchable_and_reload_skips(ingest: di
     try:
         for name in NAMES:
             item = store.get(name, with_vector=True)
-            assert item is not None and item.metadata == {"path": name} and item.has_thumbnail
+            assert item is not None and item.has_thumbnail
+            assert item.metadata == {"filename": Path(name).name}
             hits = store.search(item.vector[None, :], 3)[0]
             assert hits[0].id == name and hits[0].score == pytest.approx(1.0, abs=1e-3)
     finally:
@@ -201,7 +207,8 @@ def test_milvus_bulk_insert_of_shards(ingest: dict, milvus_server) -> None:
                 for batch in read_part(part):
                     for i, item_id in enumerate(batch.ids):
                         item = store.get(item_id, with_vector=True)
-                        assert item is not None and item.metadata == {"path": item_id}
+                        assert item is not None
+                        assert item.metadata == {"filename": Path(item_id).name}
                         np.testing.assert_allclose(item.vector, batch.vectors[i], atol=1e-6)
                         assert store.thumbnail(item_id) == batch.thumbnails[i]
                         hit = store.search(batch.vectors[i][None, :], 1)[0][0]
