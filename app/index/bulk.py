@@ -26,6 +26,7 @@ import numpy as np
 
 from app.errors import StoreCorrupt
 from app.index.catalog import Catalog
+from app.index.durable_rows import append_rows
 from app.index.faiss_store import check_identity
 from app.index.snapshots import (
     CATALOG_FILE,
@@ -109,17 +110,9 @@ class BulkWriter:
             raise InvalidVectors(f"got {x16.shape[0]} vectors for {len(ids)} ids")
         meta_json = metadata_json(metadata, len(ids))
         thumbs = check_thumbnails(thumbnails, len(ids))
-        first = self._catalog.next_row
-        if self._vectors.rows != first:
-            raise StoreCorrupt(
-                f"{self.directory}: {self._vectors.rows} vector rows but catalog expects {first}"
-            )
-        self._vectors.append(x16)  # fsync'd before the catalog may point at it
-        try:
-            pairs = self._catalog.upsert(ids, meta_json, first, created_at, thumbs)
-        except BaseException:
-            self._vectors.truncate(first)
-            raise
+        _, pairs = append_rows(
+            self.directory, self._vectors, self._catalog, ids, x16, meta_json, created_at, thumbs
+        )
         self.appended += len(ids)
         self.replaced += len(pairs)
         return len(ids)

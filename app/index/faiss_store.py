@@ -76,6 +76,7 @@ import numpy as np
 from app.config import IndexSettings
 from app.errors import ArtifactMismatch, StoreCorrupt
 from app.index.catalog import Catalog
+from app.index.durable_rows import append_rows
 from app.index.filters import MetadataFilter
 from app.index.ivf import (
     FLAT_FACTORY,
@@ -422,18 +423,10 @@ class FaissStore:
         exact = x16.astype(np.float32)  # [N, D]: the index holds exactly what re-scoring uses
         with self._write_mutex:
             self._check_open()
-            first = self._catalog.next_row
-            if self._vectors.rows != first:
-                raise StoreCorrupt(
-                    f"{self.directory}: {self._vectors.rows} vector rows but catalog expects "
-                    f"{first}"
-                )
-            self._vectors.append(x16)  # fsync'd before the catalog may point at it
-            try:
-                pairs = self._catalog.upsert(ids, meta_json, first, created_at, thumbnails)
-            except BaseException:
-                self._vectors.truncate(first)
-                raise
+            first, pairs = append_rows(
+                self.directory, self._vectors, self._catalog, ids, x16, meta_json, created_at,
+                thumbnails,
+            )
             # Durable from here. Publish to the index chunk by chunk so a search waits for
             # at most one chunk; an id's old row disappears with the chunk holding its new
             # row, so no search sees the id twice or not at all.
