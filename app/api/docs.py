@@ -5,15 +5,17 @@ The `fastapi-offline` package (MIT) ships Swagger UI's bundle and CSS and ReDoc'
 bundle; they are served from /docs-static, and ReDoc is told not to fetch Google Fonts.
 
 ReDoc's bundle still hard-codes one outside resource, the Redocly logo of its "API docs by
-Redocly" footer (cdn.redoc.ly). /redoc therefore loads a copy of the bundle with that URL
-replaced by an empty inline image, and its Content-Security-Policy lets images, fonts and
-fetches come only from this origin (or inline data), whatever a later bundle adds.
+Redocly" footer, an absolute https URL. /redoc therefore loads a copy of the bundle with every
+such external logo URL replaced by an empty inline image, and its Content-Security-Policy lets
+images, fonts and fetches come only from this origin (or inline data), whatever a later bundle
+adds.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +33,8 @@ logger = logging.getLogger(__name__)
 DOCS_STATIC_URL = "/docs-static"
 # Under the static prefix (open without an API key like the other assets), not a file there.
 REDOC_JS_URL = f"{DOCS_STATIC_URL}/redoc.offline.js"
-REDOC_LOGO_URL = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+# Any absolute URL of the footer's logo file, whatever host a bundle version names.
+EXTERNAL_LOGO_URL = re.compile(r"https?://[^\"'\s]+/logo-mini\.svg")
 # A 1x1 transparent SVG as a data: URL (the footer keeps its text, loses its logo).
 EMPTY_IMAGE = (
     "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/%3E"
@@ -46,11 +49,12 @@ def _asset_dir() -> Path:
 
 @functools.cache
 def _redoc_bundle() -> bytes:
-    """ReDoc's standalone bundle without its one CDN URL (read once, ~1 MB)."""
+    """ReDoc's standalone bundle without its external logo URL (read once, ~1 MB)."""
     text = (_asset_dir() / "redoc.standalone.js").read_text(encoding="utf-8")
-    if REDOC_LOGO_URL not in text:
-        logger.info("ReDoc bundle has no %s; served as shipped", REDOC_LOGO_URL)
-    return text.replace(REDOC_LOGO_URL, EMPTY_IMAGE).encode("utf-8")
+    text, replaced = EXTERNAL_LOGO_URL.subn(EMPTY_IMAGE, text)
+    if not replaced:
+        logger.info("ReDoc bundle names no external logo; served as shipped")
+    return text.encode("utf-8")
 
 
 def add_offline_docs(app: FastAPI) -> None:
