@@ -482,6 +482,32 @@ class LoadReport:
     index_type: str
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        target: str,
+        parts: int,
+        parts_skipped: int,
+        rows: int,
+        write_s: float,
+        index_s: float,
+        stats: Any,
+        extra: dict[str, Any],
+    ) -> LoadReport:
+        """One report from a loader's counts, its timings and the store's StoreStats after."""
+        return cls(
+            target=target,
+            parts=parts,
+            parts_skipped=parts_skipped,
+            rows=rows,
+            write_s=round(write_s, 3),
+            index_s=round(index_s, 3),
+            rows_per_s=round(rows / write_s, 1) if rows and write_s > 0 else 0.0,
+            ntotal=stats.ntotal,
+            index_type=stats.index_type,
+            extra=extra,
+        )
+
 
 def load_faiss(
     parts: Sequence[Path],
@@ -518,17 +544,15 @@ def load_faiss(
     finally:
         store.close()
     index_s = time.perf_counter() - t0
-    return LoadReport(
-        target=str(store_dir),
-        parts=len(parts),
-        parts_skipped=len(parts) - len(todo),
-        rows=rows,
-        write_s=round(write_s, 3),
-        index_s=round(index_s, 3),
-        rows_per_s=round(rows / write_s, 1) if rows and write_s > 0 else 0.0,
-        ntotal=stats.ntotal,
-        index_type=stats.index_type,
-        extra={"factory": stats.index_params.get("factory")},
+    return LoadReport.of(
+        str(store_dir),
+        len(parts),
+        len(parts) - len(todo),
+        rows,
+        write_s,
+        index_s,
+        stats,
+        {"factory": stats.index_params.get("factory")},
     )
 
 
@@ -655,17 +679,15 @@ def load_milvus_bulk(
     finally:
         connections.disconnect(alias)
         store.close()
-    return LoadReport(
-        target=f"{store_settings.milvus_uri}/{collection}",
-        parts=len(parts),
-        parts_skipped=len(parts) - len(todo),
-        rows=rows,
-        write_s=round(write_s, 3),
-        index_s=round(index_s, 3),
-        rows_per_s=round(rows / write_s, 1) if rows and write_s > 0 else 0.0,
-        ntotal=stats.ntotal,
-        index_type=stats.index_type,
-        extra={"convert_s": round(convert_s, 3)},
+    return LoadReport.of(
+        f"{store_settings.milvus_uri}/{collection}",
+        len(parts),
+        len(parts) - len(todo),
+        rows,
+        write_s,
+        index_s,
+        stats,
+        {"convert_s": round(convert_s, 3)},
     )
 
 
@@ -694,15 +716,13 @@ def load_milvus_upsert(
         stats = store.stats()
     finally:
         store.close()
-    return LoadReport(
-        target=f"{store_settings.milvus_uri}/{store_settings.milvus_collection}",
-        parts=len(parts),
-        parts_skipped=0,
-        rows=rows,
-        write_s=round(write_s, 3),
-        index_s=0.0,
-        rows_per_s=round(rows / write_s, 1) if rows and write_s > 0 else 0.0,
-        ntotal=stats.ntotal,
-        index_type=stats.index_type,
-        extra={"batch": batch},
+    return LoadReport.of(
+        f"{store_settings.milvus_uri}/{store_settings.milvus_collection}",
+        len(parts),
+        0,
+        rows,
+        write_s,
+        0.0,
+        stats,
+        {"batch": batch},
     )
