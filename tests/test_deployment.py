@@ -73,12 +73,33 @@ def test_compose_milvus_profile_runs_api_replicas_on_the_official_stack() -> Non
     api = services["api-milvus"]
     env = api["environment"]
     assert env["SIMSEARCH_STORE__BACKEND"] == "milvus"
-    assert env["SIMSEARCH_STORE__MILVUS_URI"] == "http://milvus:19530"
+    assert env["SIMSEARCH_STORE__MILVUS__URI"] == "http://milvus:19530"
     assert api["depends_on"]["milvus"]["condition"] == "service_healthy"
     assert "/health/ready" in " ".join(api["healthcheck"]["test"])
     assert int(api["deploy"]["replicas"]) >= 2
     # Replicas need a host port each: a range, never one fixed port.
     assert all("8001-8008" in str(p) for p in api["ports"])
+
+
+def test_compose_sets_only_current_setting_names() -> None:
+    """Every grouped SIMSEARCH_ variable an API service gets is a field of the settings model
+    (no deprecated flat names such as SIMSEARCH_STORE__MILVUS_URI, no typos)."""
+    from app.config import setting_env_names
+
+    try:
+        cfg = _config(profile="milvus")
+    except ImportError:
+        pytest.skip("PyYAML missing")
+    known = setting_env_names()
+    assert "SIMSEARCH_STORE__MILVUS__URI" in known
+    grouped = {
+        key
+        for name in ("api", "api-milvus")
+        for key in cfg["services"][name]["environment"]
+        if key.startswith("SIMSEARCH_") and "__" in key
+    }
+    assert "SIMSEARCH_STORE__MILVUS__COLLECTION" in grouped
+    assert grouped <= known, grouped - known
 
 
 def test_compose_milvus_profile_has_one_health_checked_endpoint() -> None:
