@@ -7,6 +7,7 @@ store built by another model (ArtifactMismatch).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
 from app.config import Settings
@@ -41,16 +42,19 @@ def _faiss_identity(settings: Settings) -> tuple[int, str | None] | None:
         catalog.close()
 
 
+_MILVUS_CLIENT_MISSING = (
+    "store backend 'milvus' needs the Milvus client, which is not installed: "
+    "pip install 'dolg-simsearch[milvus]' (pymilvus), or use the backend 'faiss'"
+)
+
+
 def _require_pymilvus() -> None:
     # Imported only when chosen: pymilvus (grpc) costs startup time the FAISS path never needs,
     # and it is the `milvus` extra, not part of the core install.
     try:
         import pymilvus  # noqa: F401
     except ImportError as exc:
-        raise ValueError(
-            "store backend 'milvus' needs the Milvus client, which is not installed: "
-            "pip install 'dolg-simsearch[milvus]' (pymilvus), or use the backend 'faiss'"
-        ) from exc
+        raise ValueError(_MILVUS_CLIENT_MISSING) from exc
 
 
 def _milvus_identity(settings: Settings) -> tuple[int, str | None] | None:
@@ -82,6 +86,18 @@ def _backend(settings: Settings) -> str:
 def open_vector_store(settings: Settings, dim: int, model_sha256: str | None) -> VectorStore:
     """Open the configured backend for vectors of `dim` from the model `model_sha256`."""
     return BACKENDS[_backend(settings)](settings, dim, model_sha256)
+
+
+def missing_client(settings: Settings) -> str | None:
+    """Why the configured backend cannot run in this install (its extra is missing), else None;
+    checked without importing the client, so the launcher can refuse before loading a model."""
+    if settings.store.backend != "milvus":
+        return None
+    try:
+        found = importlib.util.find_spec("pymilvus") is not None
+    except ValueError:  # sys.modules["pymilvus"] is None: imports of it are blocked
+        found = False
+    return None if found else _MILVUS_CLIENT_MISSING
 
 
 def recorded_identity(settings: Settings) -> tuple[int, str | None] | None:
