@@ -4,6 +4,7 @@ middlewares enforce."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,21 @@ def test_body_limits_and_admission() -> None:
     # Body limit and admission are per path: every row of one path agrees on them.
     for row in POLICIES:
         assert {(r.body, r.admitted) for r in rows_for(row.path)} == {(row.body, row.admitted)}
+
+
+def test_the_api_description_declares_keys_exactly_where_the_table_wants_them(
+    tmp_path: Path,
+) -> None:
+    """With keys configured, an operation in /openapi.json carries the security schemes
+    exactly when its policy row needs a key."""
+    keys = [{"key": "r" * 20, "scope": "read"}, {"key": "w" * 20, "scope": "write"}]
+    app = create_app(Settings(data_dir=tmp_path, api_keys=keys))
+    spec = app.openapi()
+    checked = 0
+    for template, operations in spec["paths"].items():
+        path = re.sub(r"\{[^}]+\}", "some-id", template)
+        for method, operation in operations.items():
+            needs_key = required_scope(method.upper(), path) is not None
+            assert bool(operation.get("security")) == needs_key, (method, template)
+            checked += 1
+    assert checked >= 12
