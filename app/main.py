@@ -16,6 +16,7 @@ from app.api.docs import add_offline_docs
 from app.api.errors import error_responses, register_exception_handlers
 from app.api.fields import reject_unknown_fields
 from app.api.middleware import RequestGuard
+from app.api.policy import RouteLimits
 from app.api.routes import duplicates, health, index, items, metrics, search
 from app.api.routes.page import add_search_page
 from app.config import Settings, get_settings
@@ -95,26 +96,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     add_search_page(app)
     add_offline_docs(app)
-    limits = settings.limits
-    slack = 1024 * 1024  # form fields, multipart boundaries and headers
-    body_limits = {
-        "/search": limits.max_upload_bytes + slack,
-        # Every file at the limit plus its metadata.
-        "/index": (limits.max_upload_bytes + limits.max_metadata_bytes)
-        * limits.max_files_per_request
-        + slack,
-        # ~16 KiB of JSON per item (a 512-d vector as text is ~11 KiB).
-        "/index/vectors": limits.max_vectors_per_request * 16 * 1024 + slack,
-    }
     # Outermost last: CORS (answers preflights, decorates every answer) -> guard (metrics,
     # size, admission) -> API keys -> routes.
     app.add_middleware(ApiKeyAuth, settings=settings)
     app.add_middleware(
         RequestGuard,
         metrics=app_metrics,
-        body_limits=body_limits,
-        default_body_limit=slack,
-        max_in_flight=limits.max_in_flight,
+        # Body limits and admission per route: app/api/policy.py.
+        route_limits=RouteLimits(settings.limits),
+        max_in_flight=settings.limits.max_in_flight,
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -1,7 +1,7 @@
 """Thread budgets of the native libraries the service loads, so they do not oversubscribe.
 
 onnxruntime and FAISS take explicit thread counts (inference.intra_op_threads,
-index.faiss_threads). numpy's BLAS (OpenBLAS in the wheels) starts one busy thread per core on
+store.faiss.threads). numpy's BLAS (OpenBLAS in the wheels) starts one busy thread per core on
 its own; its only real work in the service is SuperGlobal's [M, M] similarity product, and
 those threads then fight onnxruntime's for the same cores. Measured on 2 cores (fp32 DOLG-R50
 at 512 px inferring continuously next to an M=400 re-rank every 10 ms): onnxruntime 2.06

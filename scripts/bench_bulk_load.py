@@ -74,11 +74,11 @@ def write_parts(out: Path, n: int, dim: int, part_rows: int, thumb_bytes: int) -
 
 
 def faiss_methods(parts: list[Path], work: Path, n: int, per_row: int, batch: int) -> dict:
-    from app.config import IndexSettings
+    from app.config import FaissStoreSettings
     from app.index.faiss_store import FaissStore
     from scripts.bulk_ingest import load_faiss, read_part
 
-    settings = IndexSettings()
+    settings = FaissStoreSettings()
     out: dict[str, Any] = {}
     batches = [b for p in parts for b in read_part(p, batch_rows=batch)]
     d = batches[0].vectors.shape[1]
@@ -135,14 +135,12 @@ def milvus_methods(
 ) -> dict:
     from pymilvus import MilvusClient
 
-    from app.config import IndexSettings, StoreSettings
+    from app.config import IndexSettings, MilvusSettings
     from app.index.milvus_store import MilvusStore
     from scripts.bulk_ingest import load_milvus_bulk, load_milvus_upsert, read_part
 
-    def settings(name: str) -> StoreSettings:
-        return StoreSettings(
-            backend="milvus", milvus_uri=uri, milvus_collection=name, milvus_timeout_s=120.0
-        )
+    def settings(name: str) -> MilvusSettings:
+        return MilvusSettings(uri=uri, collection=name, timeout_s=120.0)
 
     def drop(name: str) -> None:
         client = MilvusClient(uri=uri, timeout=60)

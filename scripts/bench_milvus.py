@@ -165,7 +165,7 @@ def _build_index(client: Any, store: Any, timeout: float) -> dict[str, Any]:
     """Flush, wait until every row is indexed, then release + load: the query node then serves
     the indexed sealed segments (right after a build it may still search the growing ones by
     brute force)."""
-    name = store.settings.milvus_collection
+    name = store.settings.collection
     t = time.perf_counter()
     built = store.wait_for_index(timeout=timeout)
     build_s = time.perf_counter() - t
@@ -208,18 +208,18 @@ def bench_milvus(
 ) -> dict[str, Any]:
     from pymilvus import MilvusClient
 
-    from app.config import IndexSettings, StoreSettings
+    from app.config import IndexSettings, MilvusSettings
     from app.index.milvus_store import MilvusStore
 
     n, dim = db16.shape
     index_types = args.index_types.split(",")
-    settings = StoreSettings(
+    settings = MilvusSettings(
         backend="milvus",
-        milvus_uri=uri,
-        milvus_collection="bench_backend",
-        milvus_index_type=index_types[0],
-        milvus_nlist=args.nlist,
-        milvus_timeout_s=600.0,
+        uri=uri,
+        collection="bench_backend",
+        index_type=index_types[0],
+        nlist=args.nlist,
+        timeout_s=600.0,
     )
     client = MilvusClient(uri=uri, timeout=600)
     for name in ("bench_backend", "bench_raw"):
@@ -269,12 +269,12 @@ def bench_milvus(
     store.close()
 
     for position, index_type in enumerate(index_types):
-        typed = settings.model_copy(update={"milvus_index_type": index_type})
+        typed = settings.model_copy(update={"index_type": index_type})
         if position > 0:
             # A fresh collection with this index type and the same rows: dropping the index
             # and creating another on the same collection never built on the 2.3.5 wheel's
             # server (its index tasks retried "binlog file not exist" for 20 minutes).
-            client.drop_collection(settings.milvus_collection)
+            client.drop_collection(settings.collection)
         store = MilvusStore.open(typed, dim, IndexSettings(), model_sha256="bench")
         side_out: dict[str, Any] = {"build_params": store.build_params()}
         if position > 0:
@@ -286,7 +286,7 @@ def bench_milvus(
         for level in args.consistency.split(","):
             side_out[f"search_{level}"] = _search_level(
                 client,
-                typed.model_copy(update={"milvus_consistency": level}),
+                typed.model_copy(update={"consistency": level}),
                 dim,
                 queries,
                 truth,
@@ -314,14 +314,14 @@ def _search_level(
     from app.index.milvus_store import MilvusStore
 
     idx = IndexSettings()
-    kind = settings.milvus_index_type
+    kind = settings.index_type
     rescore = kind in ("IVF_PQ", "IVF_SQ8")
     # The backend's request (MilvusStore.search): candidates, breadth and fields.
     fetch = max(K * idx.candidate_factor, idx.min_candidates) if rescore else K
     params = (
-        {"ef": max(settings.milvus_ef, fetch)}
+        {"ef": max(settings.ef, fetch)}
         if kind == "HNSW"
-        else {"nprobe": min(idx.nprobe, settings.milvus_nlist)}
+        else {"nprobe": min(idx.nprobe, settings.nlist)}
     )
     fields = ["metadata", "has_metadata"] + (["vector"] if rescore else [])
     request = {
@@ -400,11 +400,11 @@ def bench_faiss(
     truth: np.ndarray,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    from app.config import IndexSettings
+    from app.config import FaissStoreSettings
     from app.index.faiss_store import FaissStore
 
     n, dim = db16.shape
-    settings = IndexSettings(ivf_min_vectors=n, snapshot_every=n * 10, retrain_growth=1000.0)
+    settings = FaissStoreSettings(ivf_min_vectors=n, snapshot_every=n * 10, retrain_growth=1000.0)
     store = FaissStore.open(workdir / "faiss", dim, settings)
     lat = []
     t_add = time.perf_counter()

@@ -8,7 +8,7 @@ FAISS backend in the same run.
 Prints one JSON object (last stdout line). Without --milvus-uri it starts the real Milvus
 2.3.5 server of the `milvus` wheel (scripts/milvus_server.py) with `--time-tick-ms`.
 
-For each `milvus_strong_wait` mode two API processes (`python -m app`, replicas A and B) share
+For each `store.milvus.strong_wait` mode two API processes (`python -m app`, replicas A and B) share
 one fresh collection; the FAISS backend runs as one process. The photos are indexed through A
 (POST /index, one photo per request); then, through B:
   by_id       POST /search/by-id, top_k 10, cycling over the stored ids
@@ -199,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.strong_wait.split(","):
                 milvus = {
                     "store__backend": "milvus",
-                    "store__milvus_uri": uri,
-                    "store__milvus_collection": f"bench_api_{mode}_{os.getpid()}",
-                    "store__milvus_strong_wait": mode,
+                    "store__milvus__uri": uri,
+                    "store__milvus__collection": f"bench_api_{mode}_{os.getpid()}",
+                    "store__milvus__strong_wait": mode,
                 }
                 with (
                     api_process(work, f"{mode}-a", milvus) as a,

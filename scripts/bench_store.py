@@ -112,15 +112,15 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------- build
 def _index_settings(n: int) -> Any:
-    from app.config import IndexSettings
+    from app.config import FaissStoreSettings
 
     # One training over all n rows (what a rebuild / retrain does): the store's own
     # choose_ivf_params(n, 512, n_train=training_sample). No flat-index snapshots during the
     # bulk load (they would serialise up to n x 2 KiB each time; the catalog and vectors.f16
     # are the durable part, snapshots are a cache).
     # No retraining either when the steady-state adds below grow a small collection.
-    return IndexSettings(ivf_min_vectors=n, snapshot_every=max(n, 10_000) * 10,
-                         retrain_growth=1000.0)
+    return FaissStoreSettings(ivf_min_vectors=n, snapshot_every=max(n, 10_000) * 10,
+                              retrain_growth=1000.0)
 
 
 def build(

@@ -109,12 +109,12 @@ def compare_variants(
     covers; the measure phase appends more)."""
     import faiss
 
-    from app.config import IndexSettings
+    from app.config import FaissStoreSettings
     from app.index.faiss_store import VECTORS_FILE, choose_ivf_params
     from scripts.bench_store import recall_at_k
 
     faiss.omp_set_num_threads(cores)
-    settings = IndexSettings()
+    settings = FaissStoreSettings()
     queries = np.load(workdir / "queries.npy")
     truth = np.load(workdir / "truth.npy")
     x16 = np.memmap(workdir / "store" / VECTORS_FILE, dtype="<f2", mode="r").reshape(-1, dim)

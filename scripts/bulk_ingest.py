@@ -638,7 +638,7 @@ def load_milvus_bulk(
 
     dim = check_parts(parts, model_sha256)
     sha = model_sha256 or part_info(parts[0])["model_sha256"]
-    collection = store_settings.milvus_collection
+    collection = store_settings.collection
     state = LoadState(state_file or files_dir / f"bulk-load-{collection}.json")
     todo = [p for p in parts if LoadState.key(p) not in state.done]
     prefix = server_prefix or str(files_dir.resolve())
@@ -646,10 +646,10 @@ def load_milvus_bulk(
     alias = f"bulk-{os.getpid()}-{id(store)}"
     connections.connect(
         alias=alias,
-        uri=store_settings.milvus_uri,
-        token=store_settings.milvus_token.get_secret_value(),
-        db_name=store_settings.milvus_database,
-        timeout=store_settings.milvus_timeout_s,
+        uri=store_settings.uri,
+        token=store_settings.token.get_secret_value(),
+        db_name=store_settings.database,
+        timeout=store_settings.timeout_s,
     )
     rows = 0
     convert_s = 0.0
@@ -680,7 +680,7 @@ def load_milvus_bulk(
         connections.disconnect(alias)
         store.close()
     return LoadReport.of(
-        f"{store_settings.milvus_uri}/{collection}",
+        f"{store_settings.uri}/{collection}",
         len(parts),
         len(parts) - len(todo),
         rows,
@@ -717,7 +717,7 @@ def load_milvus_upsert(
     finally:
         store.close()
     return LoadReport.of(
-        f"{store_settings.milvus_uri}/{store_settings.milvus_collection}",
+        f"{store_settings.uri}/{store_settings.collection}",
         len(parts),
         0,
         rows,

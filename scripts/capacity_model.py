@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         "--training-sample",
         type=int,
         default=200_000,
-        help="IVF training sample of the sized nodes (SIMSEARCH_INDEX__TRAINING_SAMPLE): it caps "
-        "nlist at sample / 39",
+        help="IVF training sample of the sized nodes (SIMSEARCH_STORE__FAISS__TRAINING_SAMPLE): "
+        "it caps nlist at sample / 39",
     )
     args = p.parse_args(argv)
     TRAINING_SAMPLE["rows"] = args.training_sample

@@ -8,6 +8,7 @@ Resumable: interrupted, the same command continues after the last copied batch (
 --state-file, default <data-dir>/copy-to-milvus-<collection>.json). Stop the service on the
 data directory first (the store has one owner). Then serve from Milvus with
 SIMSEARCH_STORE__BACKEND=milvus and the same URI and collection. Prints a JSON summary.
+The FAISS -> Milvus case of scripts/copy_store.py (any backend to any backend).
 """
 
 from __future__ import annotations
@@ -15,25 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pydantic import SecretStr
-
-from app.config import Settings, StoreSettings
-from app.index.migrate import copy_faiss_to_milvus
-
-
-def _progress_bar(total: int | None):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm ships with the dev and train extras
-        return None
-    return tqdm(total=total, unit="item", dynamic_ncols=True)
+from app.config import Settings
+from scripts.copy_store import run_copy, side_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
-    parser.add_argument("--milvus-uri", default=defaults.store.milvus_uri)
-    parser.add_argument("--collection", default=defaults.store.milvus_collection)
-    parser.add_argument("--database", default=defaults.store.milvus_database)
+    parser.add_argument("--milvus-uri", default=defaults.store.milvus.uri)
+    parser.add_argument("--collection", default=defaults.store.milvus.collection)
+    parser.add_argument("--database", default=defaults.store.milvus.database)
     parser.add_argument(
-        "--index-type", default=defaults.store.milvus_index_type, help="for a new collection"
+        "--index-type", default=defaults.store.milvus.index_type, help="for a new collection"
     )
     parser.add_argument("--batch", type=int, default=500, help="items per upsert")
     parser.add_argument("--state-file", type=Path, default=None)
@@ -54,29 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
-    token = os.environ.get("SIMSEARCH_STORE__MILVUS_TOKEN", "")
-    store = StoreSettings(
-        backend="milvus",
-        milvus_uri=args.milvus_uri,
-        milvus_token=SecretStr(token),
-        milvus_database=args.database,
-        milvus_collection=args.collection,
-        milvus_index_type=args.index_type,
-        milvus_timeout_s=max(defaults.store.milvus_timeout_s, 60.0),
+    source = side_settings(defaults, "faiss", args.data_dir)
+    target = side_settings(
+        defaults, "milvus", None, args.milvus_uri, args.collection, args.database, args.index_type
     )
     state = args.state_file or args.data_dir / f"copy-to-milvus-{args.collection}.json"
-    bar = None if args.no_progress else _progress_bar(None)
-    report = copy_faiss_to_milvus(
-        args.data_dir / "store",
-        store,
-        state,
-        batch=args.batch,
-        progress=None if bar is None else bar.update,
-    )
-    if bar is not None:
-        bar.close()
-    print(json.dumps(asdict(report), indent=2))
-    return 0 if report.collection_count >= report.source_live else 1
+    report = run_copy(source, target, state, args.batch, not args.no_progress)
+    # `collection_count`: this script's summary key before the copy became backend-neutral.
+    print(json.dumps({**asdict(report), "collection_count": report.target_count}, indent=2))
+    return 0 if report.target_count >= report.source_live else 1
 
 
 if __name__ == "__main__":

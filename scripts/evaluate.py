@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from app.artifacts import Preprocessing, load_model_meta
-from app.config import IndexSettings, InferenceSettings
+from app.config import FaissStoreSettings, InferenceSettings
 from app.index.faiss_store import FaissStore
 from app.inference.preprocess import decode_image, pool_scales, prepare_image
 from app.search.rerank import superglobal_rerank_batch
@@ -327,12 +327,12 @@ def search_ivfpq(
     n = db.shape[0]
     overrides: dict[str, Any] = {"ivf_min_vectors": n, "training_sample": max(1000, min(n,
                                  200_000)), "snapshot_every": max(n, 1),
-                                 "faiss_threads": max(args.threads, 0)}
+                                 "threads": max(args.threads, 0)}
     if args.nprobe is not None:
         overrides["nprobe"] = args.nprobe
     if args.candidate_factor is not None:
         overrides["candidate_factor"] = args.candidate_factor
-    settings = IndexSettings(**overrides)
+    settings = FaissStoreSettings(**overrides)
     with tempfile.TemporaryDirectory(prefix="eval-store-") as tmp:
         store = FaissStore.open(Path(tmp), db.shape[1], settings)
         try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -31,9 +30,8 @@ from scripts.bulk_ingest import find_parts, load_faiss, load_milvus_bulk, load_m
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pydantic import SecretStr
 
-    from app.config import Settings, StoreSettings
+    from app.config import MilvusSettings, Settings
 
     defaults = Settings()
     parser = argparse.ArgumentParser(
@@ -43,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--faiss-store", type=Path, help="FAISS store directory")
     target.add_argument("--milvus-uri", help="Milvus server URI")
-    parser.add_argument("--collection", default=defaults.store.milvus_collection)
-    parser.add_argument("--database", default=defaults.store.milvus_database)
-    parser.add_argument("--index-type", default=defaults.store.milvus_index_type)
+    parser.add_argument("--collection", default=defaults.store.milvus.collection)
+    parser.add_argument("--database", default=defaults.store.milvus.database)
+    parser.add_argument("--index-type", default=defaults.store.milvus.index_type)
     parser.add_argument("--method", choices=("bulk", "upsert"), default="bulk")
     parser.add_argument("--batch", type=int, default=500, help="rows per upsert (--method upsert)")
     parser.add_argument("--files-dir", type=Path, help="folder the Milvus server imports from")
@@ -57,16 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     if not parts:
         parser.error(f"no part files under {', '.join(map(str, args.shards))}")
     if args.faiss_store is not None:
-        report = load_faiss(parts, args.faiss_store, defaults.index, state_file=args.state_file)
+        report = load_faiss(
+            parts, args.faiss_store, defaults.faiss_store_settings(), state_file=args.state_file
+        )
     else:
-        store = StoreSettings(
-            backend="milvus",
-            milvus_uri=args.milvus_uri,
-            milvus_token=SecretStr(os.environ.get("SIMSEARCH_STORE__MILVUS_TOKEN", "")),
-            milvus_database=args.database,
-            milvus_collection=args.collection,
-            milvus_index_type=args.index_type,
-            milvus_timeout_s=max(defaults.store.milvus_timeout_s, 60.0),
+        store = MilvusSettings(
+            uri=args.milvus_uri,
+            token=defaults.store.milvus.token,
+            database=args.database,
+            collection=args.collection,
+            index_type=args.index_type,
+            timeout_s=max(defaults.store.milvus.timeout_s, 60.0),
         )
         if args.method == "upsert":
             report = load_milvus_upsert(parts, store, defaults.index, batch=args.batch)

@@ -73,12 +73,33 @@ def test_compose_milvus_profile_runs_api_replicas_on_the_official_stack() -> Non
     api = services["api-milvus"]
     env = api["environment"]
     assert env["SIMSEARCH_STORE__BACKEND"] == "milvus"
-    assert env["SIMSEARCH_STORE__MILVUS_URI"] == "http://milvus:19530"
+    assert env["SIMSEARCH_STORE__MILVUS__URI"] == "http://milvus:19530"
     assert api["depends_on"]["milvus"]["condition"] == "service_healthy"
     assert "/health/ready" in " ".join(api["healthcheck"]["test"])
     assert int(api["deploy"]["replicas"]) >= 2
     # Replicas need a host port each: a range, never one fixed port.
     assert all("8001-8008" in str(p) for p in api["ports"])
+
+
+def test_compose_sets_only_current_setting_names() -> None:
+    """Every grouped SIMSEARCH_ variable an API service gets is a field of the settings model
+    (no deprecated flat names such as SIMSEARCH_STORE__MILVUS_URI, no typos)."""
+    from app.config import setting_env_names
+
+    try:
+        cfg = _config(profile="milvus")
+    except ImportError:
+        pytest.skip("PyYAML missing")
+    known = setting_env_names()
+    assert "SIMSEARCH_STORE__MILVUS__URI" in known
+    grouped = {
+        key
+        for name in ("api", "api-milvus")
+        for key in cfg["services"][name]["environment"]
+        if key.startswith("SIMSEARCH_") and "__" in key
+    }
+    assert "SIMSEARCH_STORE__MILVUS__COLLECTION" in grouped
+    assert grouped <= known, grouped - known
 
 
 def test_compose_milvus_profile_has_one_health_checked_endpoint() -> None:
@@ -111,6 +132,38 @@ def test_compose_milvus_profile_has_one_health_checked_endpoint() -> None:
     subprocess.run(
         ["haproxy", "-c", "-q", "-f", str(REPO / "docker" / "haproxy.cfg")], check=True, timeout=60
     )
+
+
+def test_installs_are_sized_to_their_job() -> None:
+    """Serving carries neither torch nor playwright nor a Milvus server: pymilvus is the
+    `milvus` extra (the image and the dev extra install it), `make run` serves from a venv with
+    the core install only and exports the default model with torch elsewhere."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"])
+    for heavy in ("torch", "playwright", "milvus", "pytest"):
+        assert heavy not in core, heavy
+    extras = project["optional-dependencies"]
+    assert [d for d in extras["milvus"] if d.startswith("pymilvus")]
+    assert "dolg-simsearch[milvus]" in extras["dev"]
+    service_stage = (REPO / "docker" / "Dockerfile").read_text().split(" AS service", 1)[1]
+    service_stage = service_stage.split("\nFROM ")[0]
+    assert "p['dependencies'] + p['optional-dependencies']['milvus']" in service_stage
+    assert "train" not in service_stage and "dev" not in service_stage
+
+    makefile = (REPO / "Makefile").read_text()
+    make_vars = _make_variables(makefile)
+    serve_env = makefile.split("\n$(SERVE_STAMP): pyproject.toml\n", 1)[1].split("\n\n", 1)[0]
+    assert "$(SERVE_PY) -m pip install --quiet -e .\n" in serve_env + "\n"
+    assert "[" not in serve_env.replace("[ ", ""), "the serving venv installs no extras"
+    for target in ("run", "serve", "index", "samples"):
+        recipe = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        assert "$(SERVE_PY)" in recipe and "$(PY) " not in recipe, target
+    assert make_vars["SERVE_VENV"] != make_vars["VENV"]
+    model = makefile.split("$(MODEL_DIR)/model_meta.json:", 1)[1].split("\n\n", 1)[0]
+    assert "'.[train]'" in model and "$(EXPORT_PY) scripts/export.py" in model
+    assert "rm -rf $(TOOLS_VENV)" in model
 
 
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.gpu"])

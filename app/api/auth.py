@@ -6,12 +6,12 @@ a 422 what a valid request looks like. The routes only *declare* the schemes
 (`security_dependencies`) so that the OpenAPI schema says how to authenticate.
 
 Scopes: a "read" key may search, read items, `/health` and `/metrics`; a "write" key may also
-index and delete. What a request needs is decided from its method and path (`required_scope`):
-anything that is not a known read is a write, so a new mutating route is protected by default.
-Open without a key: `/health/live` and `/health/ready` (orchestrator probes carry no
-credentials and learn only alive/ready), the API description (`/docs`, `/redoc`,
-`/openapi.json`: nothing secret, and Swagger UI cannot send a key to fetch it) and the search
-page with its static files (`/`, `/ui/*`: it asks the user for a key and sends it itself).
+index and delete. What a request needs is the scope of its route in the policy table
+(`app/api/policy.py`): anything that is not a known read is a write, so a new mutating route is
+protected by default. Open without a key: `/health/live` and `/health/ready` (orchestrator
+probes carry no credentials and learn only alive/ready), the API description (`/docs`,
+`/redoc`, `/openapi.json`: nothing secret, and Swagger UI cannot send a key to fetch it) and
+the search page with its static files (`/`, `/ui/*`: it asks the user for a key and sends it).
 
 With no keys configured there is no authentication, and only loopback clients are served
 unless `allow_unauthenticated` is set: a second line behind the launcher's refusal to bind a
@@ -31,38 +31,14 @@ from fastapi import Depends, Security, params
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.policy import required_scope
 from app.config import ApiKey, Settings
 from app.config import Scope as KeyScope
 
 logger = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset(
-    {
-        "/health/live",
-        "/health/ready",
-        "/docs",
-        "/docs/oauth2-redirect",
-        "/redoc",
-        "/openapi.json",
-        "/",
-    }
-)
-# Static files of the search page and the API docs (the page asks for a key itself).
-OPEN_PREFIXES = ("/ui/", "/docs-static/")
-# POST routes that only read.
-READ_POSTS = frozenset({"/search", "/search/vector", "/search/by-id"})
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REALM = 'Bearer realm="simsearch"'
 HOW_TO_SEND = "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-
-
-def required_scope(method: str, path: str) -> KeyScope | None:
-    """The scope a request needs; None for the open paths."""
-    if path in OPEN_PATHS or (method in SAFE_METHODS and path.startswith(OPEN_PREFIXES)):
-        return None
-    if method in SAFE_METHODS or (method == "POST" and path in READ_POSTS):
-        return "read"
-    return "write"
 
 
 def _digest(secret: bytes) -> bytes:

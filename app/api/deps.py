@@ -13,15 +13,20 @@ from app.runtime import Runtime
 from app.search.service import SearchService
 
 
-def get_runtime(request: Request) -> Runtime:
+def get_optional_runtime(request: Request) -> Runtime | None:
+    """The runtime once the lifespan has started it; None while the model and store load
+    (the health routes report that instead of failing)."""
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    return runtime
+
+
+def get_runtime(runtime: Annotated[Runtime | None, Depends(get_optional_runtime)]) -> Runtime:
     if runtime is None:
         raise NotReady("the service is starting: model and store are not loaded yet; retry shortly")
     return runtime
 
 
-def get_ready_runtime(request: Request) -> Runtime:
-    runtime = get_runtime(request)
+def get_ready_runtime(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Runtime:
     reason = runtime.not_ready_reason()
     if reason is not None:
         raise NotReady(f"not ready: {reason}; retry shortly")
@@ -42,6 +47,7 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+OptionalRuntimeDep = Annotated[Runtime | None, Depends(get_optional_runtime)]
 ServiceDep = Annotated[SearchService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -1,14 +1,15 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware: it would buffer bodies and add a task per call):
 request metrics by route template, admission control and body-size limits.
 
-- Each path has a body limit (the upload routes: their files at the limit; /index/vectors:
-  its vectors; everything else, /search/vector included, 1 MiB). A body declared
+- Each path has a body limit (the route policy table, app/api/policy.py: the upload routes
+  their files at the limit; /index/vectors its vectors; everything else, /search/vector
+  included, 1 MiB). A body declared
   (Content-Length) larger is refused with 413 before it is read; a body streamed without a
   length (chunked) is cut off with 413 as soon as it passes the limit, so no request can make
   the server buffer more (a JSON body costs many times its size once parsed).
 - At most `max_in_flight` requests are admitted at once; beyond that the server answers 503
-  with Retry-After at once instead of queueing without bound. Probes and metrics are exempt,
-  so an overloaded server still says it is alive.
+  with Retry-After at once instead of queueing without bound. Probes and metrics are exempt
+  (`admitted=False` in the policy table), so an overloaded server still says it is alive.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import time
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.policy import RouteLimits
 from app.metrics import Metrics
 
 RETRY_AFTER_S = "2"
-# Never refused for load: orchestrators must see an overloaded server as alive.
-UNLIMITED_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/metrics"})
 
 
 class RequestGuard:
@@ -31,14 +31,12 @@ class RequestGuard:
         self,
         app: ASGIApp,
         metrics: Metrics,
-        body_limits: dict[str, int],
-        default_body_limit: int,
+        route_limits: RouteLimits,
         max_in_flight: int,
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.body_limits = body_limits
-        self.default_body_limit = default_body_limit
+        self.route_limits = route_limits
         self.max_in_flight = max_in_flight
         self.in_flight = 0  # only touched on the event loop
 
@@ -47,7 +45,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        max_body = self.body_limits.get(scope.get("path", ""), self.default_body_limit)
+        path = scope.get("path", "")
+        max_body = self.route_limits.body_limit(path)
         declared = _content_length(scope)
         if declared is not None and declared > max_body:
             await _reject(
@@ -58,7 +57,7 @@ class RequestGuard:
             )
             self.metrics.requests.labels(method, "unmatched", "413").inc()
             return
-        limited = scope.get("path") not in UNLIMITED_PATHS
+        limited = self.route_limits.admitted(path)
         if limited and self.in_flight >= self.max_in_flight:
             await _reject(
                 send,

@@ -31,7 +31,7 @@ Metadata filters. The catalog selects the live rows whose metadata match (SQL fo
 more are searched through the index with a bitmap selector of the matching rows.
 
 Threads. FAISS parallelises with OpenMP, whose thread count is a per-thread setting: the
-store sets it explicitly in every thread that calls FAISS (`settings.faiss_threads`, 0 = usable
+store sets it explicitly in every thread that calls FAISS (`settings.threads`, 0 = usable
 cores, for training, rebuilds, compaction and searches of >= _PARALLEL_MIN_QUERIES queries; ONE
 thread for smaller searches). A parallel region for one query costs more than it saves, and on
 a machine whose cores are busy with onnxruntime it waits for a preempted team thread: measured
@@ -73,7 +73,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from app.config import IndexSettings
+from app.config import FaissStoreSettings
 from app.errors import ArtifactMismatch, StoreCorrupt
 from app.index.catalog import Catalog
 from app.index.durable_rows import append_rows
@@ -160,7 +160,7 @@ class FaissStore:
         self,
         directory: Path,
         dim: int,
-        settings: IndexSettings,
+        settings: FaissStoreSettings,
         model_sha256: str | None,
         catalog: Catalog,
         vectors: VectorFile,
@@ -175,7 +175,7 @@ class FaissStore:
         self._lock_fd = lock_fd
         self._ivf_threshold = ivf_min_vectors(settings)
         # OpenMP threads for training, rebuilds and large searches (set per calling thread).
-        self._threads = settings.faiss_threads or usable_cores()
+        self._threads = settings.threads or usable_cores()
 
         self._write_mutex = threading.Lock()
         self._index_lock = RWLock()
@@ -198,7 +198,7 @@ class FaissStore:
         cls,
         directory: Path,
         dim: int,
-        settings: IndexSettings,
+        settings: FaissStoreSettings,
         model_sha256: str | None = None,
     ) -> FaissStore:
         """Open or create the store in `directory`, recovering from any crash (module doc).
@@ -215,7 +215,7 @@ class FaissStore:
         vectors: VectorFile | None = None
         try:
             # Recovery may rebuild the index in this thread (OpenMP counts are per thread).
-            faiss.omp_set_num_threads(settings.faiss_threads or usable_cores())
+            faiss.omp_set_num_threads(settings.threads or usable_cores())
             remove_stale_temp_files(directory)
             catalog_path = directory / CATALOG_FILE
             vectors_path = directory / VECTORS_FILE
@@ -391,6 +391,8 @@ class FaissStore:
         vectors: np.ndarray,
         metadata: Sequence[dict[str, Any] | None] | None = None,
         thumbnails: Sequence[bytes | None] | None = None,
+        *,
+        created_at: Sequence[float] | None = None,
     ) -> list[str]:
         """Store vectors [N, D] (float32, L2-normalised by the caller) under `ids`.
 
@@ -398,6 +400,7 @@ class FaissStore:
         the items, their metadata and thumbnails. Re-adding an existing id replaces it (its
         old row becomes a tombstone, its old thumbnail is deleted). Duplicate ids within one
         batch are rejected (InvalidVectors, a ValueError). Returns the ids in input order.
+        `created_at` (one unix time per id; default now) is for copies of existing items.
         """
         ids = check_ids(ids)
         if not ids:
@@ -408,7 +411,10 @@ class FaissStore:
         x16 = to_float16(x)  # [N, D]: what is stored and what every score uses
         meta_json = metadata_json(metadata, len(ids))
         thumbs = check_thumbnails(thumbnails, len(ids))
-        self._append(ids, x16, meta_json, thumbs)
+        times = None if created_at is None else [float(t) for t in created_at]
+        if times is not None and len(times) != len(ids):
+            raise InvalidVectors(f"got {len(times)} created_at values for {len(ids)} ids")
+        self._append(ids, x16, meta_json, thumbs, times)
         return ids
 
     def _append(
@@ -479,6 +485,21 @@ class FaissStore:
             created_at=found.created_at,
             has_thumbnail=found.has_thumbnail,
         )
+
+    def get_many(self, ids: Sequence[str], with_vectors: bool = False) -> list[Item]:
+        self._check_open()
+        found = [f for f in map(self._catalog.lookup, dict.fromkeys(ids)) if f is not None]
+        vectors = self._vectors.gather([f.row for f in found]) if with_vectors else None  # [n, D]
+        return [
+            Item(
+                id=f.id,
+                metadata=f.metadata,
+                vector=None if vectors is None else vectors[i],
+                created_at=f.created_at,
+                has_thumbnail=f.has_thumbnail,
+            )
+            for i, f in enumerate(found)
+        ]
 
     def contains(self, ids: Sequence[str]) -> set[str]:
         self._check_open()
@@ -567,7 +588,7 @@ class FaissStore:
                     params = faiss.SearchParameters()
                     params.sel = sel
                 fetch = k
-            # One thread for a few queries, settings.faiss_threads for batches (module doc).
+            # One thread for a few queries, settings.threads for batches (module doc).
             faiss.omp_set_num_threads(
                 1 if q.shape[0] < _PARALLEL_MIN_QUERIES else self._threads
             )

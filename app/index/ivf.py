@@ -15,7 +15,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from app.config import IndexSettings
+from app.config import FaissStoreSettings
 from app.index.live_rows import IndexState
 from app.index.vectors import VectorFile
 
@@ -77,7 +77,7 @@ def choose_ivf_params(n: int, d: int, n_train: int | None = None) -> dict[str, A
     }
 
 
-def ivf_min_vectors(settings: IndexSettings) -> int:
+def ivf_min_vectors(settings: FaissStoreSettings) -> int:
     """Live count at which the store switches from exact search to IVF-PQ.
 
     settings.ivf_min_vectors when set; else the smallest n at which the un-capped nlist of
@@ -117,7 +117,7 @@ def add_rows(
 def build_ivfpq(
     vectors: VectorFile,
     rows: np.ndarray,
-    settings: IndexSettings,
+    settings: FaissStoreSettings,
     label: str,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
@@ -154,7 +154,7 @@ def build_from_rows(
     vectors: VectorFile,
     rows: np.ndarray,
     covered: int,
-    settings: IndexSettings,
+    settings: FaissStoreSettings,
     ivf_threshold: int,
     label: str,
 ) -> IndexState:

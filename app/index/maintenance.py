@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from app.config import IndexSettings
+from app.config import FaissStoreSettings
 from app.index.ivf import MIN_IVF_ROWS, BuildStopped
 from app.index.live_rows import IndexState
 
@@ -38,7 +38,7 @@ def due_tasks(
     live_count: int,
     state: IndexState,
     snapshot_rows: int,
-    settings: IndexSettings,
+    settings: FaissStoreSettings,
     ivf_threshold: int,
 ) -> Due:
     """What the collection needs now: IVF-PQ training once it is big enough (or has grown

@@ -1,7 +1,7 @@
 """`MilvusStore`: the `VectorStore` on a Milvus server, for collections beyond one machine and
 for stateless API replicas (any number of API processes share one collection).
 
-Collection schema (one collection per deployment, `settings.milvus_collection`):
+Collection schema (one collection per deployment, `store.milvus.collection`):
     id            VARCHAR(2048) primary key: the external id (up to 512 characters of up to
                   4 UTF-8 bytes; Milvus counts VARCHAR length in bytes)
     vector        FLOAT_VECTOR(dim): the fp16-rounded unit vector, so scores equal the FAISS
@@ -14,7 +14,7 @@ Collection schema (one collection per deployment, `settings.milvus_collection`):
 The collection description records {"simsearch": 1, "model_sha256", "dim"}: a collection
 built with another model (or dim) is refused with ArtifactMismatch, as the FAISS store does.
 
-Metric inner product; index type and search breadth from `StoreSettings` (HNSW by default;
+Metric inner product; index type and search breadth from `MilvusSettings` (HNSW by default;
 IVF_PQ candidates are re-scored exactly from the stored vectors, as the FAISS path does,
 because PQ distances alone reached recall@10 0.44 at 100k x 512).
 
@@ -29,8 +29,8 @@ the read's guarantee timestamp; the consumed position advances with the time tic
 (`proxy.timeTickInterval`, 200 ms by default), so a Strong read (guarantee = now) waits one
 to two ticks (measured on 2.3.5, 1,000 rows: query p50 199 ms at 200 ms ticks, 19.6 ms at
 10 ms, 10.3 ms at 5 ms; 2.0 ms at Bounded).
-With `milvus_consistency` Strong (default) an acknowledged add or delete is seen by every
-later read through any replica; `milvus_strong_wait` says who waits for the tick:
+With `store.milvus.consistency` Strong (default) an acknowledged add or delete is seen by every
+later read through any replica; `store.milvus.strong_wait` says who waits for the tick:
   "write" (default): after the upsert/delete returns, one Strong read (of no rows) waits
       until the query nodes have consumed the write, and only then is it acknowledged.
       Reads use Bounded: they are served at the query nodes' consumed position, which is
@@ -44,7 +44,7 @@ later read through any replica; `milvus_strong_wait` says who waits for the tick
 Bounded/Session/Eventually are passed to Milvus as they are, and writes do not wait.
 
 Availability. When the server is unreachable, calls raise StoreUnavailable (-> 503 with
-Retry-After) after `milvus_timeout_s`; `availability()` reports why for /health/ready. The
+Retry-After) after `store.milvus.timeout_s`; `availability()` reports why for /health/ready. The
 client reconnects by itself when the server is back; a store opened while the server was
 down finishes its setup (and the model check) on the first call that reaches it.
 """
@@ -64,7 +64,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from app.config import IndexSettings, StoreSettings
+from app.config import IndexSettings, MilvusSettings
 from app.errors import ArtifactMismatch, StoreUnavailable
 from app.index import milvus_expr
 from app.index.filters import MetadataFilter
@@ -113,6 +113,38 @@ def _milvus_errors() -> tuple[type[BaseException], ...]:
         return (MilvusException, ConnectionError)
 
 
+def recorded_identity(settings: MilvusSettings) -> tuple[int, str | None] | None:
+    """(dim, model sha256) recorded by the collection of `settings`; None when there is no
+    such collection. ArtifactMismatch when the collection was not created by this service."""
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(
+        uri=settings.uri,
+        token=settings.token.get_secret_value(),
+        db_name=settings.database,
+        timeout=settings.timeout_s,
+        dedicated=True,
+    )
+    try:
+        if not client.has_collection(settings.collection, timeout=settings.timeout_s):
+            return None
+        info = client.describe_collection(settings.collection, timeout=settings.timeout_s)
+    finally:
+        client.close()
+    try:
+        identity = json.loads(info.get("description") or "")
+    except ValueError:
+        identity = None
+    if not isinstance(identity, dict) or identity.get(_IDENTITY_KEY) != 1:
+        raise ArtifactMismatch(
+            f"milvus collection {settings.collection} was not created by this service (no "
+            "model record in its description)"
+        )
+    dims = [f.get("params", {}).get("dim") for f in info["fields"] if f.get("name") == "vector"]
+    dim = int(dims[0]) if dims and dims[0] is not None else int(identity["dim"])
+    return dim, identity.get("model_sha256")
+
+
 class MilvusStore:
     """`VectorStore` over one Milvus collection; see the module doc. Open with `open`."""
 
@@ -120,7 +152,7 @@ class MilvusStore:
 
     def __init__(
         self,
-        settings: StoreSettings,
+        settings: MilvusSettings,
         dim: int,
         index_settings: IndexSettings,
         model_sha256: str | None,
@@ -129,14 +161,12 @@ class MilvusStore:
         self.index_settings = index_settings
         self._dim = dim
         self.model_sha256 = model_sha256
-        self._collection = settings.milvus_collection
-        self._timeout = settings.milvus_timeout_s
-        self._consistency = settings.milvus_consistency
+        self._collection = settings.collection
+        self._timeout = settings.timeout_s
+        self._consistency = settings.consistency
         # Writes wait for visibility and reads do not (see the module doc), or the reverse.
-        self._confirm_writes = (
-            settings.milvus_consistency == "Strong" and settings.milvus_strong_wait == "write"
-        )
-        self._read_level = "Bounded" if self._confirm_writes else settings.milvus_consistency
+        self._confirm_writes = settings.consistency == "Strong" and settings.strong_wait == "write"
+        self._read_level = "Bounded" if self._confirm_writes else settings.consistency
         self._errors = _milvus_errors()
         self._client: Any = None
         self._setup_lock = threading.Lock()
@@ -153,7 +183,7 @@ class MilvusStore:
     @classmethod
     def open(
         cls,
-        settings: StoreSettings,
+        settings: MilvusSettings,
         dim: int,
         index_settings: IndexSettings,
         model_sha256: str | None = None,
@@ -169,7 +199,7 @@ class MilvusStore:
         try:
             # At startup, wait for the collection to load (after a Milvus restart with data
             # that takes tens of seconds); later re-checks wait one call deadline at most.
-            store._ensure_ready(load_timeout=max(settings.milvus_timeout_s, 120.0))
+            store._ensure_ready(load_timeout=max(settings.timeout_s, 120.0))
         except StoreUnavailable as exc:
             logger.warning("%s; serving 503 until it is reachable", exc)
         return store
@@ -179,9 +209,9 @@ class MilvusStore:
 
         if self._client is None:
             self._client = MilvusClient(
-                uri=self.settings.milvus_uri,
-                token=self.settings.milvus_token.get_secret_value(),
-                db_name=self.settings.milvus_database,
+                uri=self.settings.uri,
+                token=self.settings.token.get_secret_value(),
+                db_name=self.settings.database,
                 timeout=self._timeout,
                 # Our own channel: several stores in one process (tests, tools) stay apart.
                 dedicated=True,
@@ -211,9 +241,9 @@ class MilvusStore:
             self._ready = True
             logger.info(
                 "milvus %s collection %s ready (%s, consistency %s, reads %s%s)",
-                self.settings.milvus_uri,
+                self.settings.uri,
                 self._collection,
-                self.settings.milvus_index_type,
+                self.settings.index_type,
                 self._consistency,
                 self._read_level,
                 ", writes acknowledged once visible" if self._confirm_writes else "",
@@ -242,7 +272,7 @@ class MilvusStore:
         index_params = client.prepare_index_params()
         index_params.add_index(
             field_name="vector",
-            index_type=self.settings.milvus_index_type,
+            index_type=self.settings.index_type,
             metric_type="IP",
             params=self.build_params(),
         )
@@ -257,19 +287,19 @@ class MilvusStore:
             "created milvus collection %s (%d-d, %s %s)",
             self._collection,
             self._dim,
-            self.settings.milvus_index_type,
+            self.settings.index_type,
             self.build_params(),
         )
 
     def build_params(self) -> dict[str, Any]:
         s = self.settings
-        kind = s.milvus_index_type
+        kind = s.index_type
         if kind == "HNSW":
-            return {"M": s.milvus_hnsw_m, "efConstruction": s.milvus_hnsw_ef_construction}
+            return {"M": s.hnsw_m, "efConstruction": s.hnsw_ef_construction}
         if kind in ("IVF_FLAT", "IVF_SQ8"):
-            return {"nlist": s.milvus_nlist}
+            return {"nlist": s.nlist}
         if kind == "IVF_PQ":
-            return {"nlist": s.milvus_nlist, "m": s.milvus_pq_m or self._pq_m(), "nbits": 8}
+            return {"nlist": s.nlist, "m": s.pq_m or self._pq_m(), "nbits": 8}
         return {}
 
     def _pq_m(self) -> int:
@@ -289,7 +319,7 @@ class MilvusStore:
         if not isinstance(identity, dict) or identity.get(_IDENTITY_KEY) != 1:
             raise ArtifactMismatch(
                 f"{name} was not created by this service (no model record in its "
-                "description); choose another SIMSEARCH_STORE__MILVUS_COLLECTION"
+                "description); choose another SIMSEARCH_STORE__MILVUS__COLLECTION"
             )
         dims = [f.get("params", {}).get("dim") for f in info["fields"] if f.get("name") == "vector"]
         stored_dim = int(dims[0]) if dims and dims[0] is not None else identity.get("dim")
@@ -320,7 +350,7 @@ class MilvusStore:
     # ------------------------------------------------------------------ calls
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         text = getattr(exc, "message", None) or str(exc)
-        reason = f"milvus at {self.settings.milvus_uri} is unavailable: {text.splitlines()[0]}"
+        reason = f"milvus at {self.settings.uri} is unavailable: {text.splitlines()[0]}"
         self._availability = (time.monotonic(), reason)
         return StoreUnavailable(reason)
 
@@ -503,6 +533,11 @@ class MilvusStore:
         row = self._rows_by_id([id], fields).get(id)
         return None if row is None else self._item(row, with_vector)
 
+    def get_many(self, ids: Sequence[str], with_vectors: bool = False) -> list[Item]:
+        fields = _ITEM_FIELDS + (["vector"] if with_vectors else [])
+        rows = self._rows_by_id(ids, fields)
+        return [self._item(rows[i], with_vectors) for i in dict.fromkeys(ids) if i in rows]
+
     def contains(self, ids: Sequence[str]) -> set[str]:
         return set(self._rows_by_id(list(ids), ["id"]))
 
@@ -580,22 +615,22 @@ class MilvusStore:
     ) -> list[list[Hit]]:
         """Top-k per query [Q, D], best first, scores = inner products with the stored
         vectors. IVF_PQ fetches max(k x candidate_factor, min_candidates) candidates and
-        re-scores them exactly; HNSW searches with ef = max(milvus_ef, nprobe, k); IVF_*
+        re-scores them exactly; HNSW searches with ef = max(store.milvus.ef, nprobe, k); IVF_*
         probe `nprobe` lists. `filter` is applied by Milvus inside the search."""
         q = as_matrix(queries, self._dim, "queries")
         idx = self.index_settings
         factor = idx.candidate_factor if candidate_factor is None else candidate_factor
         check_search_args(k, nprobe, factor)
-        kind = self.settings.milvus_index_type
+        kind = self.settings.index_type
         rescore = kind in ("IVF_PQ", "IVF_SQ8")
         fetch = max(k * factor, idx.min_candidates) if rescore else k
         fetch = min(fetch, _MAX_RESULT_WINDOW)
         params: dict[str, Any] = {}
         if kind == "HNSW":
-            params["ef"] = min(max(self.settings.milvus_ef, nprobe or 0, fetch), 32768)
+            params["ef"] = min(max(self.settings.ef, nprobe or 0, fetch), 32768)
         elif kind.startswith("IVF"):
             probes = nprobe if nprobe is not None else idx.nprobe
-            params["nprobe"] = max(1, min(probes, idx.max_nprobe, self.settings.milvus_nlist))
+            params["nprobe"] = max(1, min(probes, idx.max_nprobe, self.settings.nlist))
         fields = ["metadata", "has_metadata"]
         if rescore or with_vectors:
             fields.append("vector")
@@ -654,20 +689,18 @@ class MilvusStore:
         count = self._count('id > ""', consistency="Bounded")
         info = self._index_progress()
         params: dict[str, Any] = {
-            "uri": self.settings.milvus_uri,
+            "uri": self.settings.uri,
             "collection": self._collection,
             "consistency": self._consistency,
             "reads": self._read_level,
-            "strong_wait": self.settings.milvus_strong_wait
-            if self._consistency == "Strong"
-            else None,
+            "strong_wait": self.settings.strong_wait if self._consistency == "Strong" else None,
             "build_params": self.build_params(),
         }
         for key in ("indexed_rows", "total_rows", "pending_index_rows", "state"):
             if key in info:
                 params[key] = info[key]
         return StoreStats(
-            index_type=self.settings.milvus_index_type,
+            index_type=self.settings.index_type,
             ntotal=count,
             rows=count,
             tombstones=0,

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.config import IndexSettings
+from app.config import FaissStoreSettings
 from app.errors import StoreCorrupt
 from app.index.catalog import Catalog
 from app.index.faiss_store import FaissStore, check_identity
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def open_store(
-    directory: Path, dim: int, settings: IndexSettings, model_sha256: str | None = None
+    directory: Path, dim: int, settings: FaissStoreSettings, model_sha256: str | None = None
 ) -> Iterator[FaissStore]:
     """`with open_store(...) as store:` for scripts; closes (final snapshot) on exit."""
     store = FaissStore.open(directory, dim, settings, model_sha256)
@@ -37,7 +37,7 @@ def rebuild_store(
     source: Path,
     target: Path,
     dim: int,
-    settings: IndexSettings,
+    settings: FaissStoreSettings,
     model_sha256: str | None = None,
 ) -> int:
     """Offline: copy the live items of `source` into a new store at `target`; return how many.

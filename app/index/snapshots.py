@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from app.artifacts import StoreManifest, fsync_dir, write_json_atomic
-from app.config import IndexSettings
+from app.config import FaissStoreSettings
 from app.errors import SimSearchError
 from app.index.catalog import Catalog
 from app.index.ivf import add_rows, build_from_rows
@@ -312,7 +312,7 @@ def recover(
     snapshots: Snapshots,
     catalog: Catalog,
     vectors: VectorFile,
-    settings: IndexSettings,
+    settings: FaissStoreSettings,
     ivf_threshold: int,
 ) -> Recovered:
     """Load the last good snapshot and replay the catalog beyond it, or rebuild."""

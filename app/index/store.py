@@ -110,11 +110,20 @@ class VectorStore(Protocol):
         vectors: np.ndarray,
         metadata: Sequence[dict[str, Any] | None] | None = None,
         thumbnails: Sequence[bytes | None] | None = None,
-    ) -> list[str]: ...
+        *,
+        created_at: Sequence[float] | None = None,
+    ) -> list[str]:
+        """`created_at`: one unix time per id (default now), for copies of existing items."""
+        ...
 
     def delete(self, id: str) -> bool: ...
 
     def get(self, id: str, with_vector: bool = False) -> Item | None: ...
+
+    def get_many(self, ids: Sequence[str], with_vectors: bool = False) -> list[Item]:
+        """The live items among `ids`, in the order of `ids` (unknown ids left out); one
+        round trip where the backend has a server (copies, bulk reads)."""
+        ...
 
     def contains(self, ids: Sequence[str]) -> set[str]: ...
 

@@ -298,7 +298,7 @@ def _report(load: Load) -> None:
 @pytest.mark.timeout(400)
 def test_16_clients_across_the_ivfpq_switch(make_server: MakeServer) -> None:
     server = make_server(
-        index__ivf_min_vectors=IVF_THRESHOLD,
+        store__faiss__ivf_min_vectors=IVF_THRESHOLD,
         index__min_candidates=5000,
         inference__max_wait_ms=2,
     )
@@ -316,10 +316,10 @@ def test_16_clients_across_the_ivfpq_switch(make_server: MakeServer) -> None:
 @pytest.mark.timeout(900)
 def test_16_clients_for_a_minute_with_retraining(make_server: MakeServer) -> None:
     server = make_server(
-        index__ivf_min_vectors=IVF_THRESHOLD,
+        store__faiss__ivf_min_vectors=IVF_THRESHOLD,
         index__min_candidates=8000,
-        index__retrain_growth=1.2,
-        index__snapshot_every=500,
+        store__faiss__retrain_growth=1.2,
+        store__faiss__snapshot_every=500,
         inference__max_wait_ms=2,
     )
     server.start()

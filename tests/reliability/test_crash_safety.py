@@ -295,7 +295,7 @@ def run_kill_cycles(
 @pytest.mark.timeout(300)
 def test_sigkill_while_indexing_loses_nothing_acknowledged(make_server: MakeServer) -> None:
     # Snapshots every 20 rows, so kills also land in the middle of snapshot writes.
-    server = make_server(index__snapshot_every=20)
+    server = make_server(store__faiss__snapshot_every=20)
     ledger, stats = run_kill_cycles(server, cycles=3, seed=7)
     assert stats.cycles == 3 and stats.lost == 0 and stats.resurrected == 0
     assert ledger.acked_adds > 20 and ledger.acked_deletes > 0
@@ -308,8 +308,8 @@ def test_sigkill_25_cycles_across_the_ivfpq_switch(make_server: MakeServer) -> N
     """25 kills (some during startup recovery); the collection passes the IVF-PQ threshold
     part-way, so kills also hit background training and IVF-PQ snapshots."""
     server = make_server(
-        index__snapshot_every=50,
-        index__ivf_min_vectors=700,
+        store__faiss__snapshot_every=50,
+        store__faiss__ivf_min_vectors=700,
         # Re-score every candidate exactly: "found as the top hit" must not depend on PQ.
         index__min_candidates=5000,
     )

@@ -28,10 +28,10 @@ _collections = itertools.count()
 def milvus_settings(server: LocalMilvus) -> dict[str, object]:
     return {
         "store__backend": "milvus",
-        "store__milvus_uri": server.uri,
-        "store__milvus_collection": f"replicas_{os.getpid()}_{next(_collections)}",
+        "store__milvus__uri": server.uri,
+        "store__milvus__collection": f"replicas_{os.getpid()}_{next(_collections)}",
         # Short per-call deadline: requests fail fast (503) while Milvus is down.
-        "store__milvus_timeout_s": 3,
+        "store__milvus__timeout_s": 3,
     }
 
 
@@ -67,7 +67,7 @@ def test_two_replicas_share_one_collection(
         assert hit is not None and hit["id"] != ids[7]
         health = cb.get("/health").json()
         assert health["status"] == "ok" and health["index"]["type"] == "HNSW"
-        assert health["index"]["params"]["collection"] == settings["store__milvus_collection"]
+        assert health["index"]["params"]["collection"] == settings["store__milvus__collection"]
 
 
 def _adder(
@@ -206,8 +206,8 @@ def test_api_started_while_milvus_is_unreachable_says_why(make_server: MakeServe
 
     api = make_server(
         store__backend="milvus",
-        store__milvus_uri=f"http://127.0.0.1:{free_port()}",
-        store__milvus_timeout_s=1,
+        store__milvus__uri=f"http://127.0.0.1:{free_port()}",
+        store__milvus__timeout_s=1,
     )
     api.spawn()
     deadline = time.monotonic() + 90

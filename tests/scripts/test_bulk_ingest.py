@@ -156,16 +156,16 @@ def test_rows_are_the_services_embeddings_and_thumbnails(ingest: dict) -> None:
 
 @needs_photos
 def test_faiss_store_built_from_shards_is_searchable_and_reload_skips(ingest: dict) -> None:
-    from app.config import IndexSettings
+    from app.config import FaissStoreSettings
     from app.index.faiss_store import FaissStore
 
     parts = find_parts([ingest["out"]])
     store_dir = ingest["tmp"] / "store"
-    report = load_faiss(parts, store_dir, IndexSettings(faiss_threads=1))
+    report = load_faiss(parts, store_dir, FaissStoreSettings(threads=1))
     assert (report.rows, report.ntotal, report.parts_skipped) == (6, 6, 0)
-    again = load_faiss(parts, store_dir, IndexSettings(faiss_threads=1))
+    again = load_faiss(parts, store_dir, FaissStoreSettings(threads=1))
     assert (again.rows, again.ntotal, again.parts_skipped) == (0, 6, 4)
-    store = FaissStore.open(store_dir, check_parts(parts, None), IndexSettings(faiss_threads=1))
+    store = FaissStore.open(store_dir, check_parts(parts, None), FaissStoreSettings(threads=1))
     try:
         for name in NAMES:
             item = store.get(name, with_vector=True)

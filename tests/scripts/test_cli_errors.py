@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.config import IndexSettings
+from app.config import FaissStoreSettings
 from app.index.faiss_store import FaissStore
 from tests.app.onnx_models import write_tiny_model
 
@@ -43,7 +43,7 @@ def test_build_index_on_a_store_another_process_holds(tmp_path: Path) -> None:
 
     meta = load_model_meta(data / "model")
     store = FaissStore.open(
-        data / "store", meta.embedding_dim, IndexSettings(), model_sha256=meta.onnx_sha256
+        data / "store", meta.embedding_dim, FaissStoreSettings(), model_sha256=meta.onnx_sha256
     )
     try:
         line = _error_line(_run("scripts/build_index.py", str(tmp_path), "--data-dir", str(data)))

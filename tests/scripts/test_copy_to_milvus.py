@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.config import IndexSettings
+from app.config import FaissStoreSettings, IndexSettings, Settings, StoreSettings
 from app.errors import ArtifactMismatch
 from app.index.faiss_store import FaissStore
-from app.index.migrate import copy_faiss_to_milvus
+from app.index.migrate import copy_store
 from app.index.milvus_store import MilvusStore
 from scripts import copy_to_milvus
 from scripts.milvus_server import LocalMilvus
@@ -38,7 +38,7 @@ def test_copy_is_exact_and_resumable(
     ids = [f"copy/{i:04d}" for i in range(300)]
     metas = [{"i": i, "even": i % 2 == 0} if i % 3 else None for i in range(300)]
     thumbs = [bytes([i % 256]) * 50 if i % 4 == 0 else None for i in range(300)]
-    with FaissStore.open(data_dir / "store", DIM, IndexSettings(), model_sha256=SHA) as src:
+    with FaissStore.open(data_dir / "store", DIM, FaissStoreSettings(), model_sha256=SHA) as src:
         src.add(ids, base[:300], metas, thumbs)
         src.add([ids[5]], base[300:301], [{"replaced": True}], [b"new"])
         assert src.delete(ids[7])
@@ -55,9 +55,11 @@ def test_copy_is_exact_and_resumable(
         if len(copied_batches) == 2:
             raise Interrupted
 
+    source = Settings(data_dir=data_dir, store=StoreSettings(backend="faiss"))
+    target = Settings(store=StoreSettings(backend="milvus", milvus=settings))
     with pytest.raises(Interrupted):
-        copy_faiss_to_milvus(data_dir / "store", settings, state, batch=64, progress=stop_after_two)
-    assert json.loads(state.read_text())["collection"] == collection
+        copy_store(source, target, state, batch=64, progress=stop_after_two)
+    assert collection in json.loads(state.read_text())["target"]
 
     code = copy_to_milvus.main(
         [

@@ -5,9 +5,10 @@ is always open: probes carry no credentials and learn nothing but alive/ready.""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from app.api.deps import OptionalRuntimeDep
 from app.api.errors import error_responses
 from app.api.schemas import (
     HealthResponse,
@@ -26,17 +27,12 @@ router = APIRouter(tags=["health"])
 status_router = APIRouter(tags=["health"])
 
 
-def _runtime(request: Request) -> Runtime | None:
-    return getattr(request.app.state, "runtime", None)
-
-
 @status_router.get("/health", response_model=HealthResponse, summary="What runs")
-def health(request: Request) -> HealthResponse:
+def health(runtime: OptionalRuntimeDep) -> HealthResponse:
     """The model (name, version, the execution providers the live session reports), the index
     (type, live items, snapshot generation), how the copy verdict (`match`) is made with its
     measured error rates, and whether the service is ready. A read key is
     needed when API keys are configured."""
-    runtime = _runtime(request)
     if runtime is None:
         return HealthResponse(status="starting", ready=False, detail="loading model and store")
     meta, store_error = runtime.meta, None
@@ -100,9 +96,8 @@ def live() -> LiveResponse:
     summary="Readiness probe",
     responses=error_responses(503),
 )
-def ready(request: Request) -> JSONResponse:
+def ready(runtime: OptionalRuntimeDep) -> JSONResponse:
     """200 once the model is loaded and warmed up; 503 with Retry-After before. Open (no key)."""
-    runtime = _runtime(request)
     reason = runtime.not_ready_reason() if runtime is not None else "loading model and store"
     if reason is not None:
         raise NotReady(f"not ready: {reason}")

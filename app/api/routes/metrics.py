@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import MetricsDep
+from app.api.deps import MetricsDep, OptionalRuntimeDep
 
 router = APIRouter(tags=["metrics"])
 
@@ -17,10 +17,9 @@ router = APIRouter(tags=["metrics"])
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                      "description": "Prometheus text format"}},
 )
-def metrics(request: Request, registry: MetricsDep) -> Response:
+def metrics(runtime: OptionalRuntimeDep, registry: MetricsDep) -> Response:
     """Request counts and latencies by route, per-stage timings (embed, ANN + re-score,
     re-rank), inference batch sizes and queue depth, items stored."""
-    runtime = getattr(request.app.state, "runtime", None)
     if runtime is not None:
         runtime.refresh_gauges()
     return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import IndexSettings, InferenceSettings, LimitSettings, Settings
+from app.config import (
+    FaissSettings,
+    IndexSettings,
+    InferenceSettings,
+    LimitSettings,
+    Settings,
+    StoreSettings,
+)
 from app.main import create_app
 from tests.app.onnx_models import write_tiny_model
 
@@ -20,8 +27,13 @@ def photo_bytes(name: str) -> bytes:
 
 
 def make_client(
-    data_dir: Path, model_dir: Path, max_upload_bytes: int | None = None, **index: object
+    data_dir: Path, model_dir: Path, max_upload_bytes: int | None = None, **knobs: object
 ) -> TestClient:
+    """`knobs`: fields of IndexSettings (index.*) or FaissSettings (store.faiss.*)."""
+    index = {k: v for k, v in knobs.items() if k in IndexSettings.model_fields}
+    faiss = {k: v for k, v in knobs.items() if k in FaissSettings.model_fields}
+    unknown = set(knobs) - set(index) - set(faiss)
+    assert not unknown, f"not an index or FAISS setting: {sorted(unknown)}"
     limits = (
         LimitSettings()
         if max_upload_bytes is None
@@ -32,6 +44,7 @@ def make_client(
         model_dir=model_dir,
         inference=InferenceSettings(intra_op_threads=1, decode_threads=2),
         index=IndexSettings(**index),
+        store=StoreSettings(faiss=FaissSettings(**faiss)),
         limits=limits,
     )
     return TestClient(create_app(settings))

@@ -287,4 +287,4 @@ def test_images_and_compose_serve_through_the_launcher() -> None:
         assert env["SIMSEARCH_ALLOW_UNAUTHENTICATED"].endswith(":-true}")
         assert all(p.startswith("127.0.0.1:") for p in service["ports"])
     makefile = (REPO / "Makefile").read_text()
-    assert "-m uvicorn" not in makefile and "$(PY) -m app" in makefile
+    assert "-m uvicorn" not in makefile and "$(SERVE_PY) -m app" in makefile

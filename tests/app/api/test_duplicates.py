@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import InferenceSettings, Settings
+from app.config import InferenceSettings, Settings, StoreSettings
 from app.main import create_app
 from scripts.milvus_server import LocalMilvus
 from tests.app.api.conftest import PHOTOS, make_client, photo_bytes, wait_ready
@@ -187,7 +187,10 @@ def test_groups_on_the_milvus_backend(
         data_dir=tmp_path,
         model_dir=default_model_dir,
         inference=InferenceSettings(intra_op_threads=1, decode_threads=2),
-        store=milvus_store_settings(milvus_server.uri, f"duplicates_{os.getpid()}"),
+        store=StoreSettings(
+            backend="milvus",
+            milvus=milvus_store_settings(milvus_server.uri, f"duplicates_{os.getpid()}"),
+        ),
     )
     with TestClient(create_app(settings)) as client:
         wait_ready(client, timeout=120)

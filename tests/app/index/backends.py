@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from app.config import IndexSettings, StoreSettings
+from app.config import FaissStoreSettings, IndexSettings, MilvusSettings
 from app.index.faiss_store import FaissStore
 from app.index.store import VectorStore
 
@@ -33,7 +33,7 @@ class FaissHarness:
 
     def open(self, dim: int, model_sha256: str | None) -> VectorStore:
         # Exact search throughout: the suite checks the contract, not IVF-PQ recall.
-        settings = IndexSettings(ivf_min_vectors=1_000_000, faiss_threads=1)
+        settings = FaissStoreSettings(ivf_min_vectors=1_000_000, threads=1)
         return FaissStore.open(self.directory, dim, settings, model_sha256=model_sha256)
 
     def cleanup(self) -> None:
@@ -43,12 +43,11 @@ class FaissHarness:
 _collection_numbers = itertools.count()
 
 
-def milvus_store_settings(uri: str, collection: str, **overrides: object) -> StoreSettings:
-    return StoreSettings(
-        backend="milvus",
-        milvus_uri=uri,
-        milvus_collection=collection,
-        milvus_timeout_s=30.0,
+def milvus_store_settings(uri: str, collection: str, **overrides: object) -> MilvusSettings:
+    return MilvusSettings(
+        uri=uri,
+        collection=collection,
+        timeout_s=30.0,
         **overrides,  # type: ignore[arg-type]
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.config import IndexSettings
+from app.config import FaissStoreSettings
 from app.errors import ArtifactMismatch
 from app.index.bulk import BulkWriter
 from app.index.faiss_store import MANIFEST_FILE, FaissStore, StoreLocked
@@ -20,8 +20,8 @@ def unit_rows(n: int, seed: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def settings(**kw: object) -> IndexSettings:
-    return IndexSettings(faiss_threads=1, training_sample=1000, **kw)  # type: ignore[arg-type]
+def settings(**kw: object) -> FaissStoreSettings:
+    return FaissStoreSettings(threads=1, training_sample=1000, **kw)  # type: ignore[arg-type]
 
 
 def test_bulk_rows_open_as_ivfpq_with_exact_scores_and_replacements(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 import pytest
 
-from app.config import IndexSettings
+from app.config import FaissStoreSettings
 from app.errors import ArtifactMismatch, StoreCorrupt
 from app.index import faiss_store
 from app.index.faiss_store import (
@@ -33,21 +33,21 @@ SHA_B = "b" * 64
 LOGGER = "app.index"
 
 
-def flat_settings(**overrides: object) -> IndexSettings:
+def flat_settings(**overrides: object) -> FaissStoreSettings:
     # Threshold far away: these stores stay exact.
-    return IndexSettings(**{"ivf_min_vectors": 1_000_000, "faiss_threads": 1, **overrides})
+    return FaissStoreSettings(**{"ivf_min_vectors": 1_000_000, "threads": 1, **overrides})
 
 
-def ivf_settings(**overrides: object) -> IndexSettings:
+def ivf_settings(**overrides: object) -> FaissStoreSettings:
     # Test-sized IVF-PQ: switch at 1500 live vectors; 2000 x 32-d -> IVF32,PQ4x5np.
-    return IndexSettings(
+    return FaissStoreSettings(
         **{
             "ivf_min_vectors": 1500,
             "training_sample": 2000,
             "nprobe": 8,
             "candidate_factor": 8,
             "retrain_growth": 100.0,
-            "faiss_threads": 1,
+            "threads": 1,
             **overrides,
         }
     )
@@ -115,11 +115,11 @@ def test_choose_ivf_params_formula() -> None:
 
 
 def test_default_switch_threshold_meets_the_training_floor() -> None:
-    n = ivf_min_vectors(IndexSettings())
+    n = ivf_min_vectors(FaissStoreSettings())
     assert n == 19_968
     # At the threshold the un-capped 4 sqrt(n) rule already satisfies n >= 39 nlist ...
     assert choose_ivf_params(n, 512)["nlist"] == 512 == 39 * 512 // 39
-    assert ivf_min_vectors(IndexSettings(ivf_min_vectors=1234)) == 1234
+    assert ivf_min_vectors(FaissStoreSettings(ivf_min_vectors=1234)) == 1234
 
 
 # ---------------------------------------------------------------------- add / get / delete

@@ -1,6 +1,6 @@
 """`MilvusStore` consistency on a real Milvus server: two stores on one collection stand for two
 API replicas. Under Strong (the default) an add or delete acknowledged through one is seen
-through the other at once, whichever side pays Milvus's time-tick wait (`milvus_strong_wait`);
+through the other at once, whichever side pays Milvus's time-tick wait (`store.milvus.strong_wait`);
 with "write", reads do not wait for a tick and acknowledgements do.
 """
 
@@ -26,7 +26,7 @@ DIM = 32
 def replicas(
     request: pytest.FixtureRequest, milvus_server: LocalMilvus
 ) -> Iterator[tuple[MilvusStore, MilvusStore]]:
-    harness = MilvusHarness(milvus_server.uri, milvus_strong_wait=request.param)
+    harness = MilvusHarness(milvus_server.uri, strong_wait=request.param)
     a, b = harness.open(DIM, None), harness.open(DIM, None)
     try:
         assert isinstance(a, MilvusStore) and isinstance(b, MilvusStore)
@@ -83,7 +83,7 @@ def test_reads_wait_for_the_time_tick_only_when_writes_do_not(
     tick = milvus_server.time_tick_ms
     search = median_ms(lambda: b.search(vecs[:1], 5))
     get = median_ms(lambda: b.get("t3"))
-    if a.settings.milvus_strong_wait == "write":
+    if a.settings.strong_wait == "write":
         assert search < tick and get < tick, (search, get)
         ack = median_ms(lambda: a.add(["t0"], vecs[:1]), repeats=5)
         assert ack > 0.75 * tick, ack

@@ -48,9 +48,9 @@ def ids() -> list[str]:
 @pytest.fixture(
     scope="module",
     params=[
-        pytest.param({"milvus_index_type": "IVF_PQ", "milvus_pq_m": 8}, id="IVF_PQ"),
+        pytest.param({"index_type": "IVF_PQ", "pq_m": 8}, id="IVF_PQ"),
         # ~20 s more (build + handover): outside the default run.
-        pytest.param({"milvus_index_type": "IVF_SQ8"}, id="IVF_SQ8", marks=pytest.mark.slow),
+        pytest.param({"index_type": "IVF_SQ8"}, id="IVF_SQ8", marks=pytest.mark.slow),
     ],
 )
 def ivf_store(
@@ -59,7 +59,7 @@ def ivf_store(
     """A collection of the index type with the N rows ({"group": i % GROUPS} metadata),
     searched only once the query nodes serve the indexed segment."""
     server = request.getfixturevalue("milvus_server")
-    harness = MilvusHarness(server.uri, milvus_nlist=NLIST, **request.param)
+    harness = MilvusHarness(server.uri, nlist=NLIST, **request.param)
     store = harness.open(DIM, None)
     try:
         assert isinstance(store, MilvusStore)
@@ -83,10 +83,10 @@ def raw_search(store: MilvusStore, queries: np.ndarray) -> list[list[str]]:
     """pymilvus search on the store's collection: the index's own top-K, no re-scoring."""
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri=store.settings.milvus_uri, timeout=30)
+    client = MilvusClient(uri=store.settings.uri, timeout=30)
     try:
         results = client.search(
-            store.settings.milvus_collection,
+            store.settings.collection,
             data=queries.tolist(),
             limit=K,
             search_params={"metric_type": "IP", "params": {"nprobe": NLIST}},
@@ -99,7 +99,7 @@ def raw_search(store: MilvusStore, queries: np.ndarray) -> list[list[str]]:
 
 def test_index_is_built_with_the_configured_type(ivf_store: MilvusStore) -> None:
     stats = ivf_store.stats()
-    assert stats.index_type == ivf_store.settings.milvus_index_type and stats.ntotal == N
+    assert stats.index_type == ivf_store.settings.index_type and stats.ntotal == N
     assert stats.index_params["build_params"]["nlist"] == NLIST
     assert stats.index_params.get("indexed_rows") == N
 
@@ -115,7 +115,7 @@ def test_rescored_recall_beats_the_raw_index_and_scores_are_exact(
     ours = recall([[h.id for h in hits] for hits in results], truth)
     raw = recall(raw_search(ivf_store, queries), truth)
     assert ours >= MIN_RECALL, (ours, raw)
-    if ivf_store.settings.milvus_index_type == "IVF_PQ":
+    if ivf_store.settings.index_type == "IVF_PQ":
         # PQ distances alone miss about half of the true top-10 here.
         assert ours - raw >= 0.2, (ours, raw)
     else:
@@ -147,7 +147,7 @@ def test_filtered_search_matches_brute_force_over_matching_items(
         assert len(hits) == K and all(h.metadata == {"group": 1} for h in hits)
         exact = [float(stored[int(h.id[4:])] @ q) for h in hits]
         np.testing.assert_allclose([h.score for h in hits], exact, atol=1e-5)
-        if ivf_store.settings.milvus_index_type == "IVF_SQ8":
+        if ivf_store.settings.index_type == "IVF_SQ8":
             assert [h.id for h in hits] == [names[j] for j in want]
     got = recall([[h.id for h in hits] for hits in results], truth)
-    assert got >= MIN_FILTERED_RECALL[ivf_store.settings.milvus_index_type], got
+    assert got >= MIN_FILTERED_RECALL[ivf_store.settings.index_type], got

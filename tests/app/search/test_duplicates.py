@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.config import DuplicateSettings, IndexSettings, Settings
+from app.config import DuplicateSettings, FaissStoreSettings, Settings
 from app.errors import DuplicateScanPending
 from app.index.faiss_store import FaissStore
 from app.search.service import SearchService
@@ -20,7 +20,7 @@ from app.search.service import SearchService
 def test_a_long_scan_answers_pending_with_progress_then_the_groups(tmp_path: Path) -> None:
     """A scan longer than duplicates.wait_s: DuplicateScanPending (-> 503 + Retry-After) says
     how far it got; the scan goes on, and a later call gets its result."""
-    store = FaissStore.open(tmp_path / "store", 16, IndexSettings())
+    store = FaissStore.open(tmp_path / "store", 16, FaissStoreSettings())
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((400, 16)).astype(np.float32)
     store.add([f"v{i}" for i in range(400)], vectors / np.linalg.norm(vectors, axis=1)[:, None])
@@ -56,7 +56,7 @@ def test_writes_during_a_background_rescan_are_carried_into_its_result(tmp_path:
     background while the kept graph answers; adds and deletes made through the service
     meanwhile are applied to the kept graph and carried into the rescan's graph."""
     # 64-d: random vectors are near orthogonal (cosine sd ~0.13), never copies of each other.
-    store = FaissStore.open(tmp_path / "store", 64, IndexSettings())
+    store = FaissStore.open(tmp_path / "store", 64, FaissStoreSettings())
     rng = np.random.default_rng(1)
     noise = rng.standard_normal((1500, 64)).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)

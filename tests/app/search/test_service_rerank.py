@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.config import IndexSettings, RerankSettings, Settings
+from app.config import FaissStoreSettings, RerankSettings, Settings
 from app.index.faiss_store import FaissStore
 from app.search.service import SearchService
 
@@ -19,7 +19,7 @@ DIM = 16
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[FaissStore]:
-    s = FaissStore.open(tmp_path / "store", DIM, IndexSettings())
+    s = FaissStore.open(tmp_path / "store", DIM, FaissStoreSettings())
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((12, DIM)).astype(np.float32)
     s.add([f"v{i}" for i in range(12)], vectors / np.linalg.norm(vectors, axis=1, keepdims=True))

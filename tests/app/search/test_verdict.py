@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from app.config import IndexSettings, ThumbnailSettings
+from app.config import FaissStoreSettings, ThumbnailSettings
 from app.index.faiss_store import FaissStore
 from app.index.store import Hit
 from app.search.verdict import CopyVerdict, VerdictRule, default_rule, describe, load_rule_file
@@ -41,7 +41,7 @@ def _thumb(name: str) -> bytes:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[FaissStore]:
-    s = FaissStore.open(tmp_path / "store", DIM, IndexSettings())
+    s = FaissStore.open(tmp_path / "store", DIM, FaissStoreSettings())
     vecs = np.eye(DIM, dtype=np.float32)[: len(NAMES)]
     s.add(NAMES, vecs, [None] * len(NAMES), [_thumb(n) for n in NAMES])
     s.add(["no-thumb"], np.eye(DIM, dtype=np.float32)[7:8])
