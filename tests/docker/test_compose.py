@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.docker_stack import REPO, ComposeProject, free_loopback_port
+from workbench.servers.docker_stack import REPO, ComposeProject, free_loopback_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(3600)]
 

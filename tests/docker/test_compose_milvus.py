@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from scripts.docker_stack import (
+from workbench.servers.docker_stack import (
     REPO,
     ComposeProject,
     free_loopback_port,
