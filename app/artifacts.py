@@ -183,7 +183,7 @@ def load_model_meta(directory: Path, verify_sha: bool = True) -> ModelMeta:
     path = directory / META_FILE
     if not path.is_file():
         raise ArtifactMismatch(
-            f"{path}: model meta not found (export a model with workbench/export.py)"
+            f"{path}: model meta not found (export a model with `python -m workbench.export`)"
         )
     try:
         meta = ModelMeta.model_validate_json(path.read_text(encoding="utf-8"))

@@ -1,7 +1,10 @@
 """One-line errors instead of tracebacks for the mistakes a user makes with the tools.
 
+    def main(argv: list[str] | None = None) -> int:
+        return run_cli(lambda: _run(argv))   # _run parses argv, works, prints JSON
+
     if __name__ == "__main__":
-        raise SystemExit(run_cli(main))
+        raise SystemExit(main())
 
 Expected mistakes (no model, a store another process holds, a missing dataset or file) print
 `error: <what happened>` and, where we know it, what to do, then exit 1. Anything else is a

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 r"""Train DOLG (models.dolg) or CFCD (models.cfcd) with a margin head on labelled images.
 
     # one process (GPU if there is one, else the CPU)
@@ -186,7 +185,8 @@ def _setup_logging(ctx: DistContext, out_dir: str) -> None:
                         format=f"%(asctime)s %(levelname)s [rank {ctx.rank}] %(name)s %(message)s")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse the flags and train (or only evaluate); the summary `main` prints."""
     args = parse_args(argv)
     cfg = config_from_args(args)
     resume = _resume_path(args)
@@ -203,9 +203,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutdown(ctx)
 
 
-if __name__ == "__main__":
-    summary = main()
+def main(argv: list[str] | None = None) -> int:
+    summary = run(argv)
     if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
         if "history" in summary:
             summary["history"] = summary["history"][-3:]  # the whole history is in epochs.csv
         print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

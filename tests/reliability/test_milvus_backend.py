@@ -202,7 +202,7 @@ def test_a_collection_of_another_model_is_refused(
 def test_api_started_while_milvus_is_unreachable_says_why(make_server: MakeServer) -> None:
     """No Milvus at the URI: the process starts (it cannot know when Milvus will come), is
     alive, not ready with the reason, and answers 503 + Retry-After instead of 500."""
-    from workbench.bench.common import free_port
+    from workbench.servers.ports import free_port
 
     api = make_server(
         store__backend="milvus",

@@ -50,8 +50,8 @@ def test_photo_recipe_is_deterministic_and_complete(tmp_path: Path) -> None:
     photos = write_photos(tmp_path / "photos", 5)
     args = ["--photos", str(photos), "--holdout", "2", "--views", "3", "--view-side", "40",
             "--workers", "1", "--transforms", "crop_center_70,jpeg_q20"]
-    summary = recipe.main([*args, "--out", str(tmp_path / "a")])
-    recipe.main([*args, "--out", str(tmp_path / "b")])
+    summary = recipe.run([*args, "--out", str(tmp_path / "a")])
+    recipe.run([*args, "--out", str(tmp_path / "b")])
     a, b = tmp_path / "a", tmp_path / "b"
     assert (summary["classes"], summary["train_images"], summary["queries"]) == (3, 9, 4)
     assert summary["gallery"] == 5 and summary["distractors"] == 3
@@ -64,7 +64,7 @@ def test_photo_recipe_is_deterministic_and_complete(tmp_path: Path) -> None:
     assert set(summary["heldout_photos"]).isdisjoint(summary["train_photos"])
     assert str(tmp_path) not in (a / "recipe.json").read_text()
     # --views 0: the originals, listed --repeats times.
-    flat = recipe.main([*args, "--out", str(tmp_path / "c"), "--views", "0", "--repeats", "5",
+    flat = recipe.run([*args, "--out", str(tmp_path / "c"), "--views", "0", "--repeats", "5",
                         "--no-distractors"])
     assert flat["train_images"] == 15 and flat["gallery"] == 2
 
@@ -72,13 +72,13 @@ def test_photo_recipe_is_deterministic_and_complete(tmp_path: Path) -> None:
 def test_train_resume_export_and_service_meta(tmp_path: Path) -> None:
     recipe, train, export = _load("make_photo_recipe"), _load("train"), _load("export")
     data = tmp_path / "recipe"
-    recipe.main(["--photos", str(write_photos(tmp_path / "photos", 5)), "--out", str(data),
+    recipe.run(["--photos", str(write_photos(tmp_path / "photos", 5)), "--out", str(data),
                  "--holdout", "2", "--views", "4", "--view-side", "48", "--workers", "1",
                  "--transforms", "crop_center_70,jpeg_q20"])
     run = tmp_path / "run"
     common = ["--out-dir", str(run), "--image-size", "32", "--batch-size", "4",
               "--num-workers", "0", "--log-every", "1"]
-    summary = train.main([
+    summary = train.run([
         *common, "--train-list", str(data / "train_list.txt"),
         "--retrieval-list", str(data / "retrieval_list.txt"), "--retrieval-max-side", "40",
         "--val-fraction", "0.25", "--epochs", "1", "--lr", "0.01",
@@ -96,7 +96,7 @@ def test_train_resume_export_and_service_meta(tmp_path: Path) -> None:
     assert {p.name for p in run.glob("*.pth")} == {"epoch_0001.pth", "last.pth", "best.pth"}
 
     # Same command line, one more epoch: --resume auto picks up last.pth (stopped after 1 step).
-    resumed = train.main([*common, "--resume", "auto", "--epochs", "2", "--max-steps", "3"])
+    resumed = train.run([*common, "--resume", "auto", "--epochs", "2", "--max-steps", "3"])
     assert resumed["global_step"] == 3
     state = load_training_checkpoint(run / "last.pth")["training"]
     assert (state["epoch_index"], state["step_in_epoch"], state["train_config"]["epochs"]) == (

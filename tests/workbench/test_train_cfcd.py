@@ -39,7 +39,7 @@ def test_stage_one_scores_and_ddp_stage_two(tmp_path: Path) -> None:
                   "--batch-size", "8", "--epochs", "2", "--num-workers", "0",
                   "--val-fraction", "0", "--no-eval-before-train", "--warmup-epochs", "0"]
         s1 = tmp_path / "s1"
-        summary = _load("train").main([*common, "--imagenet", "--max-steps", "1",
+        summary = _load("train").run([*common, "--imagenet", "--max-steps", "1",
                                        "--out-dir", str(s1)])
         assert summary["global_step"] == 1
         scores = s1 / "scores.txt"

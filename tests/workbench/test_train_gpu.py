@@ -46,7 +46,7 @@ def _load(name: str) -> ModuleType:
 def test_train_on_cuda_then_fp16_matches_fp32_on_cuda(tmp_path: Path) -> None:
     recipe, train, export = _load("make_photo_recipe"), _load("train"), _load("export")
     data = tmp_path / "recipe"
-    recipe.main(
+    recipe.run(
         [
             "--photos",
             str(write_photos(tmp_path / "photos", 5)),
@@ -65,7 +65,7 @@ def test_train_on_cuda_then_fp16_matches_fp32_on_cuda(tmp_path: Path) -> None:
         ]
     )
     run = tmp_path / "run"
-    summary = train.main(
+    summary = train.run(
         [
             "--train-list",
             str(data / "train_list.txt"),

@@ -24,14 +24,9 @@ from typing import Any
 import numpy as np
 
 from workbench.bench.common import loadavg, log
-from workbench.bench.embed import (
-    RawOrt,
-    default_photos_dir,
-    load_photos,
-    parse_sets,
-    prepare_tensors,
-    settings_for,
-)
+from workbench.bench.inputs import default_photos_dir, load_photos, prepare_tensors
+from workbench.bench.raw_ort import RawOrt
+from workbench.servers.service import parse_sets, settings_for
 
 
 def descriptors(

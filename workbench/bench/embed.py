@@ -27,165 +27,25 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workbench.bench.common import (
-    REPO,
-    cpu_seconds,
-    free_port,
-    loadavg,
-    log,
-    rss,
-    summarize_s,
+from workbench.bench.common import REPO, cpu_seconds, loadavg, log, summarize_s
+from workbench.bench.inputs import (
+    artifact_with_scales,
+    default_photos_dir,
+    load_photos,
+    prepare_tensors,
 )
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg"}
-DEFAULT_PHOTOS = ("../shared/data/photos", "index_data/samples")
-
-
-def default_photos_dir() -> Path:
-    for candidate in DEFAULT_PHOTOS:
-        path = (REPO / candidate).resolve()
-        if path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
-            return path
-    raise SystemExit(f"no photos found in {DEFAULT_PHOTOS}; pass --photos DIR")
+from workbench.bench.raw_ort import RawOrt, raw_measure
+from workbench.servers.service import Server, parse_sets, server_env, settings_for
 
 
-def load_photos(folder: Path, limit: int) -> list[tuple[str, bytes]]:
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if limit > 0:
-        paths = paths[:limit]
-    if not paths:
-        raise SystemExit(f"no JPEGs in {folder}")
-    return [(p.name, p.read_bytes()) for p in paths]
-
-
-def artifact_with_scales(model_dir: Path, scales: Sequence[float], workdir: Path) -> Path:
-    """A copy of the artifact whose meta asks for other scales (the graph is the same file)."""
-    from app.artifacts import MODEL_FILE, load_model_meta, save_model_meta
-
-    meta = load_model_meta(model_dir)
-    out = workdir / ("model-scales-" + "_".join(f"{s:g}" for s in scales))
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / MODEL_FILE
-    if not target.exists():
-        try:
-            os.link(model_dir / meta.onnx_file, target)
-        except OSError:
-            shutil.copyfile(model_dir / meta.onnx_file, target)
-    prep = meta.preprocessing.model_copy(update={"scales": tuple(scales)})
-    save_model_meta(meta.model_copy(update={"preprocessing": prep}), out)
-    return out
-
-
-def parse_sets(items: Sequence[str]) -> dict[str, str]:
-    """--set inference.max_wait_ms=2 -> {"inference.max_wait_ms": "2"}."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise SystemExit(f"--set expects group.field=value, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def settings_for(data_dir: Path, model_dir: Path, sets: dict[str, str]) -> Any:
-    """Settings as the service would build them from SIMSEARCH_ env variables."""
-    from app.config import Settings
-
-    groups: dict[str, dict[str, str]] = {}
-    for key, value in sets.items():
-        group, field = key.split(".", 1)
-        groups.setdefault(group, {})[field] = value
-    base = Settings(data_dir=data_dir, model_dir=model_dir)
-    update: dict[str, Any] = {}
-    for group, fields in groups.items():
-        current = getattr(base, group)
-        update[group] = type(current).model_validate({**current.model_dump(), **fields})
-    return base.model_copy(update=update)
-
-
-def server_env(data_dir: Path, model_dir: Path, sets: dict[str, str]) -> dict[str, str]:
-    env = {"SIMSEARCH_DATA_DIR": str(data_dir), "SIMSEARCH_MODEL_DIR": str(model_dir),
-           "SIMSEARCH_LOG_LEVEL": "WARNING"}
-    for key, value in sets.items():
-        group, field = key.split(".", 1)
-        env[f"SIMSEARCH_{group.upper()}__{field.upper()}"] = value
-    return env
-
-
-# ---------------------------------------------------------------------------- raw
-class RawOrt:
-    """onnxruntime with the service's session options, fed prepared tensors."""
-
-    def __init__(self, model_path: Path, settings: Any) -> None:
-        import onnxruntime as ort
-
-        from app.inference.session import choose_providers
-
-        inf = settings.inference
-        options = ort.SessionOptions()
-        self.threads = settings.resolved_intra_op_threads()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = inf.inter_op_threads
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if inf.allow_spinning else "0"
-        )
-        providers = choose_providers(inf.providers, ort.get_available_providers(), inf)
-        self.session = ort.InferenceSession(str(model_path), options, providers=providers)
-        self.providers = self.session.get_providers()
-        self.input_name = self.session.get_inputs()[0].name
-        self.max_batch = inf.max_batch
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
-
-    def per_image(self, images: list[list[np.ndarray]]) -> tuple[float, list[float]]:
-        """Batch 1, one image's scales back to back: (images/s, per-image seconds)."""
-        lat = []
-        t0 = time.perf_counter()
-        for tensors in images:
-            t = time.perf_counter()
-            for x in tensors:
-                self.run(x[None])
-            lat.append(time.perf_counter() - t)
-        return len(images) / (time.perf_counter() - t0), lat
-
-    def batched(self, images: list[list[np.ndarray]]) -> float:
-        """Same-shaped tensors of all images stacked into batches of <= max_batch: images/s."""
-        groups: dict[tuple[int, ...], list[np.ndarray]] = {}
-        for tensors in images:
-            for x in tensors:
-                groups.setdefault(x.shape, []).append(x)
-        batches = [np.stack(g[i : i + self.max_batch])
-                   for g in groups.values() for i in range(0, len(g), self.max_batch)]
-        t0 = time.perf_counter()
-        for b in batches:
-            self.run(b)
-        return len(images) / (time.perf_counter() - t0)
-
-
-def prepare_tensors(blobs: list[bytes], settings: Any, prep: Any) -> list[list[np.ndarray]]:
-    """The service's exact model inputs: its pixel chain (app/inference/working.py)."""
-    from app.inference.working import decode_working_image, model_inputs
-
-    chain = settings.inference.pixel_chain
-    chain = prep.pixel_chain if chain == "auto" else chain
-    return [model_inputs(decode_working_image(data, prep, settings.limits.max_pixels, chain,
-                                              settings.inference.jpeg_draft), prep)
-            for data in blobs]
-
-
+# ---------------------------------------------------------------------------- preprocessing
 def preprocess_cost(blobs: list[bytes], settings: Any, prep: Any, reps: int = 3) -> dict:
     """CPU ms per image of decode, long-side cap and multi-scale tensors: exact decode vs JPEG
     draft decode (libjpeg DCT scaling), every photo, best of `reps` passes."""
@@ -213,16 +73,6 @@ def preprocess_cost(blobs: list[bytes], settings: Any, prep: Any, reps: int = 3)
             "decode_ms": round(best[0], 2), "cap_ms": round(best[1], 2),
             "multiscale_ms": round(best[2], 2), "total_ms": round(sum(best), 2)}
     return out
-
-
-def raw_measure(raw: RawOrt, tensors: list[list[np.ndarray]]) -> dict[str, Any]:
-    c0 = cpu_seconds()
-    ips1, lat = raw.per_image(tensors)
-    cpu = (cpu_seconds() - c0) / len(tensors)
-    ipsb = raw.batched(tensors) if raw.max_batch > 1 else ips1
-    return {"images_per_s_batch1": round(ips1, 3), "images_per_s_batched": round(ipsb, 3),
-            "images_per_s": round(max(ips1, ipsb), 3), "latency": summarize_s(lat),
-            "cpu_s_per_image": round(cpu, 4), "loadavg": loadavg()}
 
 
 # ---------------------------------------------------------------------------- embedder
@@ -262,51 +112,6 @@ def embedder_measure(runtime: Any, blobs: list[bytes], n: int, concurrency: int)
 
 
 # ---------------------------------------------------------------------------- http
-class Server:
-    """uvicorn app.main:app on 127.0.0.1:<free port> in a subprocess."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._log = log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1", "--log-level", "warning",
-             "--no-access-log"],
-            cwd=REPO, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float) -> float:
-        import httpx
-
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode}; see {self._log.name}"
-                )
-            try:
-                if httpx.get(f"{self.base}/health/ready", timeout=2.0).status_code == 200:
-                    return time.perf_counter() - t0
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not ready after {timeout}s; see {self._log.name}")
-
-    def rss(self) -> dict[str, float]:
-        return rss(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
 async def _http_block(
     base: str, endpoint: str, photos: list[tuple[str, bytes]], n: int, concurrency: int,
     tag: str,

@@ -43,15 +43,9 @@ from typing import Any
 import numpy as np
 
 from workbench.bench.common import cpu_seconds, loadavg, log, rss, summarize_s
-from workbench.bench.embed import (
-    RawOrt,
-    Server,
-    default_photos_dir,
-    load_photos,
-    raw_measure,
-    server_env,
-    settings_for,
-)
+from workbench.bench.inputs import default_photos_dir, load_photos
+from workbench.bench.raw_ort import RawOrt, raw_measure
+from workbench.servers.service import Server, server_env, settings_for
 
 PHONE_SIZE = (4032, 3024)
 CAMERA_SIZE = (7360, 4912)

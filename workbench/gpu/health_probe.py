@@ -4,7 +4,7 @@
     python -m workbench.gpu.health_probe --model-dir DIR [--require-gpu] [--set GROUP.FIELD=VALUE]
 
 uvicorn app.main:app on 127.0.0.1 (a free port, an empty data directory), as
-workbench/bench/embed.py starts it. With --require-gpu the service is started with
+workbench/servers/service.py starts it. With --require-gpu the service is started with
 SIMSEARCH_REQUIRE_GPU=true, so it refuses to start unless a GPU execution provider is active,
 and this script exits 1 unless /health reports one. Prints one JSON object: the /health body,
 seconds to ready, and `gpu_active` (a GPU provider among the providers /health reports).
@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from workbench.bench.embed import Server, parse_sets, server_env
+from workbench.servers.service import Server, parse_sets, server_env
 
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 

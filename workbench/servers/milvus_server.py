@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 # Run as a script, the repository's packages are not on the path yet.
-from workbench.bench.common import free_port
+from workbench.servers.ports import free_port
 
 logger = logging.getLogger("milvus_server")
 
