@@ -49,8 +49,9 @@ def _index(argv: list[str] | None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    summary = asyncio.run(index_folder(args.root, args.data_dir, args.batch, args.id_mode,
-                                       args.wait_training))
+    summary = asyncio.run(
+        index_folder(args.root, args.data_dir, args.batch, args.id_mode, args.wait_training)
+    )
     print(json.dumps(summary, indent=2))
 
 

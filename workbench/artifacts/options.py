@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from models.export import DEFAULT_OPSET
 
@@ -31,7 +31,7 @@ class ExportOptions:
     fp16: bool = False
     int8: bool = False
     int8_calibration: Path | None = None  # photos for activation ranges (default: calibrate_bn)
-    int8_scope: str = "backbone"
+    int8_scope: Literal["backbone", "all"] = "backbone"
     int8_limit: int = 32
     int8_full_range: bool = False
     opset: int = DEFAULT_OPSET

@@ -17,10 +17,16 @@ from workbench.artifacts.options import ExportOptions
 
 
 def model_config(options: ExportOptions) -> ModelConfig:
-    flags = ModelFlags(backbone=options.backbone, depth=options.depth, with_ma=options.with_ma,
-                       pooling=options.pooling, gem_p=options.gem_p, feature=options.feature,
-                       reduction_dim=options.reduction_dim,
-                       zero_init_final_gamma=options.zero_init_final_gamma)
+    flags = ModelFlags(
+        backbone=options.backbone,
+        depth=options.depth,
+        with_ma=options.with_ma,
+        pooling=options.pooling,
+        gem_p=options.gem_p,
+        feature=options.feature,
+        reduction_dim=options.reduction_dim,
+        zero_init_final_gamma=options.zero_init_final_gamma,
+    )
     return config_from_flags(options.architecture, flags)
 
 
@@ -31,8 +37,13 @@ def load_network(
     the backbone's ImageNet weights)."""
     if options.checkpoint:
         model, info = build_model_from_checkpoint(options.checkpoint, trusted=options.trusted)
-        source = SourceInfo(kind=info.kind, checkpoint=info.file_name, epoch=info.epoch,
-                            checkpoint_sha256=info.sha256, config=info.config.to_dict())
+        source = SourceInfo(
+            kind=info.kind,
+            checkpoint=info.file_name,
+            epoch=info.epoch,
+            checkpoint_sha256=info.sha256,
+            config=info.config.to_dict(),
+        )
         prep = dict(info.preprocessing or {})
         if not prep and info.config.backbone:
             prep = dict(get_backbone_spec(info.config.backbone_name).preprocessing)
@@ -43,8 +54,12 @@ def load_network(
     spec = get_backbone_spec(config.backbone_name)
     if options.imagenet:
         load_imagenet_backbone_(model, config.backbone_name)
-        source = SourceInfo(kind="imagenet-init", seed=options.seed, config=config.to_dict(),
-                            description=spec.description)
+        source = SourceInfo(
+            kind="imagenet-init",
+            seed=options.seed,
+            config=config.to_dict(),
+            description=spec.description,
+        )
     else:
         source = SourceInfo(kind="random-init", seed=options.seed, config=config.to_dict())
     return model, config, source, dict(spec.preprocessing)

@@ -58,6 +58,12 @@ def prepare_tensors(blobs: list[bytes], settings: Any, prep: Any) -> list[list[n
 
     chain = settings.inference.pixel_chain
     chain = prep.pixel_chain if chain == "auto" else chain
-    return [model_inputs(decode_working_image(data, prep, settings.limits.max_pixels, chain,
-                                              settings.inference.jpeg_draft), prep)
-            for data in blobs]
+    return [
+        model_inputs(
+            decode_working_image(
+                data, prep, settings.limits.max_pixels, chain, settings.inference.jpeg_draft
+            ),
+            prep,
+        )
+        for data in blobs
+    ]

@@ -56,8 +56,11 @@ class RawOrt:
         for tensors in images:
             for x in tensors:
                 groups.setdefault(x.shape, []).append(x)
-        batches = [np.stack(g[i : i + self.max_batch])
-                   for g in groups.values() for i in range(0, len(g), self.max_batch)]
+        batches = [
+            np.stack(g[i : i + self.max_batch])
+            for g in groups.values()
+            for i in range(0, len(g), self.max_batch)
+        ]
         t0 = time.perf_counter()
         for b in batches:
             self.run(b)
@@ -69,6 +72,11 @@ def raw_measure(raw: RawOrt, tensors: list[list[np.ndarray]]) -> dict[str, Any]:
     ips1, lat = raw.per_image(tensors)
     cpu = (cpu_seconds() - c0) / len(tensors)
     ipsb = raw.batched(tensors) if raw.max_batch > 1 else ips1
-    return {"images_per_s_batch1": round(ips1, 3), "images_per_s_batched": round(ipsb, 3),
-            "images_per_s": round(max(ips1, ipsb), 3), "latency": summarize_s(lat),
-            "cpu_s_per_image": round(cpu, 4), "loadavg": loadavg()}
+    return {
+        "images_per_s_batch1": round(ips1, 3),
+        "images_per_s_batched": round(ipsb, 3),
+        "images_per_s": round(max(ips1, ipsb), 3),
+        "latency": summarize_s(lat),
+        "cpu_s_per_image": round(cpu, 4),
+        "loadavg": loadavg(),
+    }

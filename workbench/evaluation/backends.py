@@ -24,7 +24,7 @@ class Backend:
 
     run: RunFn  # [B,3,H,W] float32 -> [B,D] float32 unit rows
     prep: Preprocessing
-    dim: int
+    dim: int | None  # None: a checkpoint whose config does not say
     identity: dict[str, Any]  # what determines the descriptors (feature-cache key)
     info: dict[str, Any] = field(default_factory=dict)  # what the JSON reports
 
@@ -43,27 +43,45 @@ class SuperGlobalModules:
         return self.gem_p is not None or self.rgem or self.relup
 
 
-def onnx_backend(model_dir: Path, providers: str = "auto", threads: int = 0,
-                 prep_overrides: dict[str, Any] | None = None) -> Backend:
+def onnx_backend(
+    model_dir: Path,
+    providers: str = "auto",
+    threads: int = 0,
+    prep_overrides: dict[str, Any] | None = None,
+) -> Backend:
     from app.inference.session import OnnxSession
 
     meta = load_model_meta(model_dir)  # checks the graph's sha256 against the meta
-    settings = InferenceSettings(providers=providers,  # type: ignore[arg-type]
-                                 intra_op_threads=max(threads, 0))
+    settings = InferenceSettings(
+        providers=providers,  # type: ignore[arg-type]
+        intra_op_threads=max(threads, 0),
+    )
     session = OnnxSession(model_dir / meta.onnx_file, meta, settings)
     prep = meta.preprocessing.model_copy(update=prep_overrides or {})
     identity = {"backend": "onnx", "onnx_sha256": meta.onnx_sha256}
-    info = {"backend": "onnx", "name": meta.name, "version": meta.version,
-            "architecture": meta.architecture, "depth": meta.depth,
-            "precision": meta.precision, "onnx_sha256": meta.onnx_sha256,
-            "source": meta.source.model_dump(mode="json"),
-            "providers": list(session.active_providers), "device": session.device}
+    info = {
+        "backend": "onnx",
+        "name": meta.name,
+        "version": meta.version,
+        "architecture": meta.architecture,
+        "depth": meta.depth,
+        "precision": meta.precision,
+        "onnx_sha256": meta.onnx_sha256,
+        "source": meta.source.model_dump(mode="json"),
+        "providers": list(session.active_providers),
+        "device": session.device,
+    }
     return Backend(session.run, prep, meta.embedding_dim, identity, info)
 
 
-def torch_backend(checkpoint: Path, trusted: bool = False, device: str = "auto",
-                  threads: int = 0, superglobal: SuperGlobalModules = SuperGlobalModules(),
-                  prep_overrides: dict[str, Any] | None = None) -> Backend:
+def torch_backend(
+    checkpoint: Path,
+    trusted: bool = False,
+    device: str = "auto",
+    threads: int = 0,
+    superglobal: SuperGlobalModules = SuperGlobalModules(),
+    prep_overrides: dict[str, Any] | None = None,
+) -> Backend:
     import torch
 
     from models.checkpoint import build_model_from_checkpoint
@@ -75,14 +93,25 @@ def torch_backend(checkpoint: Path, trusted: bool = False, device: str = "auto",
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = build_model_from_checkpoint(checkpoint, trusted=trusted)
-    options = SuperGlobalOptions(gem_p=superglobal.gem_p, rgem=superglobal.rgem,
-                                 relup=superglobal.relup)
+    options = SuperGlobalOptions(
+        gem_p=superglobal.gem_p, rgem=superglobal.rgem, relup=superglobal.relup
+    )
     apply_superglobal_(model, options)
     prep = Preprocessing(**{**(ckpt.preprocessing or {}), **(prep_overrides or {})})
-    identity = {"backend": "torch", "checkpoint_sha256": ckpt.sha256,
-                "superglobal": options.to_dict()}
-    info = {"backend": "torch", "checkpoint": ckpt.file_name, "kind": ckpt.kind,
-            "checkpoint_sha256": ckpt.sha256, "epoch": ckpt.epoch,
-            "config": ckpt.config.to_dict(), "superglobal": options.describe(),
-            "device": str(device), "torch": torch.__version__}
+    identity = {
+        "backend": "torch",
+        "checkpoint_sha256": ckpt.sha256,
+        "superglobal": options.to_dict(),
+    }
+    info = {
+        "backend": "torch",
+        "checkpoint": ckpt.file_name,
+        "kind": ckpt.kind,
+        "checkpoint_sha256": ckpt.sha256,
+        "epoch": ckpt.epoch,
+        "config": ckpt.config.to_dict(),
+        "superglobal": options.describe(),
+        "device": str(device),
+        "torch": torch.__version__,
+    }
     return Backend(TorchRunner(model, device), prep, ckpt.config.reduction_dim, identity, info)

@@ -75,35 +75,59 @@ def extract_all(
     cache = FeatureCache(cache_dir)
     prepare = make_prepare(backend.prep, cap=cap)
     embed = make_embed(backend.run, backend.prep)
-    common = {"model": backend.identity, "preprocessing": backend.prep.model_dump(mode="json"),
-              "long_side_cap": cap}
+    common = {
+        "model": backend.identity,
+        "preprocessing": backend.prep.model_dump(mode="json"),
+        "long_side_cap": cap,
+    }
     crop = "int-truncation" if query_crop else "none"
     parts: dict[str, tuple[dict[str, Any], list[Path], list[BBox | None] | None]] = {
-        "db": ({**common, "dataset": dataset.name, "part": "db",
-                "images": {"count": dataset.n_db, "sha256": list_digest(dataset.imlist)}},
-               dataset.db_paths()[: dataset.n_db], None),
-        "queries": ({**common, "dataset": dataset.name, "part": "queries", "query_crop": crop,
-                     "images": {"count": dataset.n_queries,
-                                "sha256": list_digest(dataset.qimlist)},
-                     "gnd_sha256": _file_sha256(dataset.gnd_path)},
-                    dataset.query_paths(),
-                    list(dataset.query_bboxes()) if query_crop else None),
+        "db": (
+            {
+                **common,
+                "dataset": dataset.name,
+                "part": "db",
+                "images": {"count": dataset.n_db, "sha256": list_digest(dataset.imlist)},
+            },
+            dataset.db_paths()[: dataset.n_db],
+            None,
+        ),
+        "queries": (
+            {
+                **common,
+                "dataset": dataset.name,
+                "part": "queries",
+                "query_crop": crop,
+                "images": {"count": dataset.n_queries, "sha256": list_digest(dataset.qimlist)},
+                "gnd_sha256": _file_sha256(dataset.gnd_path),
+            },
+            dataset.query_paths(),
+            list(dataset.query_bboxes()) if query_crop else None,
+        ),
     }
     if dataset.n_distractors:
         # Keyed without the dataset: ROxf and RPar share the same +1M descriptors.
         parts["distractors"] = (
-            {**common, "part": "distractors",
-             "images": {"count": dataset.n_distractors,
-                        "sha256": list_digest(dataset.distractor_list)}},
-            dataset.db_paths()[dataset.n_db :], None)
+            {
+                **common,
+                "part": "distractors",
+                "images": {
+                    "count": dataset.n_distractors,
+                    "sha256": list_digest(dataset.distractor_list),
+                },
+            },
+            dataset.db_paths()[dataset.n_db :],
+            None,
+        )
     features: dict[str, np.ndarray] = {}
     info: dict[str, Any] = {"cached": {}, "seconds": {}, "cache_keys": {}}
     for part, (description, paths, boxes) in parts.items():
         name = f"{dataset.name}-{part}" if part != "distractors" else "revisitop1m"
         t0 = time.perf_counter()
 
-        def compute(paths: list[Path] = paths, boxes: list[BBox | None] | None = boxes,
-                    part: str = part) -> np.ndarray:
+        def compute(
+            paths: list[Path] = paths, boxes: list[BBox | None] | None = boxes, part: str = part
+        ) -> np.ndarray:
             return extract_features(paths, prepare, embed, boxes, workers=workers, what=part)
 
         features[part], cached = cache.get_or_compute(name, description, len(paths), compute)
@@ -113,6 +137,12 @@ def extract_all(
     db = features["db"]
     if "distractors" in features:
         db = np.concatenate([db, features["distractors"]])
-    info.update({"preprocessing": backend.prep.model_dump(mode="json"), "long_side_cap": cap,
-                 "query_crop": crop, "dim": int(db.shape[1])})
+    info.update(
+        {
+            "preprocessing": backend.prep.model_dump(mode="json"),
+            "long_side_cap": cap,
+            "query_crop": crop,
+            "dim": int(db.shape[1]),
+        }
+    )
     return db, features["queries"], info

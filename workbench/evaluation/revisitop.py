@@ -32,7 +32,8 @@ def format_table(name: str, results: dict[str, Any], title: str) -> str:
         lines.append(row)
     maps = ", ".join(f"{s[0].upper()}: {cell(results['mAP'][s]).strip()}" for s in SETUPS)
     prs = ", ".join(
-        f"{s[0].upper()}: {[results['mP@k'][s][str(k)] for k in kappas]}" for s in SETUPS)
+        f"{s[0].upper()}: {[results['mP@k'][s][str(k)] for k in kappas]}" for s in SETUPS
+    )
     lines.append(f">> {name}: mAP {maps}")
     lines.append(f">> {name}: mP@k{kappas} {prs}")
     return "\n".join(lines)
@@ -49,22 +50,32 @@ def evaluate_features(
     """Search (+ re-rank) and score descriptors: db [N, D] (database, then any distractors),
     queries [Q, D], gnd the raw per-query dicts. Returns the JSON-ready result part."""
     rerank = options.rerank == "superglobal"
-    ranking = (search_exact(db, queries) if options.search == "exact"
-               else search_ivfpq(db, queries, options, with_vectors=rerank))
+    ranking = (
+        search_exact(db, queries)
+        if options.search == "exact"
+        else search_ivfpq(db, queries, options, with_vectors=rerank)
+    )
     results_global = evaluate_revisitop(ranking.ranks, gnd, options.kappas)
     title = f"{title}; {ranking.info['type']} search" if title else f"{ranking.info['type']} search"
     tables = [format_table(name, results_global, title + "; global ranking")]
-    result: dict[str, Any] = {"search": ranking.info, "rerank": {"method": "none"},
-                              "results": results_global}
+    result: dict[str, Any] = {
+        "search": ranking.info,
+        "rerank": {"method": "none"},
+        "results": results_global,
+    }
     if rerank:
         ranks, rerank_info = superglobal(ranking, queries, options)
         result["rerank"] = rerank_info
         result["results_global"] = results_global
         result["results"] = evaluate_revisitop(ranks, gnd, options.kappas)
-        tables.append(format_table(
-            name, result["results"],
-            title + f"; SuperGlobal re-ranking (M={rerank_info['M']}, "
-                    f"K={options.superglobal_k}, beta={options.superglobal_beta:g})"))
+        tables.append(
+            format_table(
+                name,
+                result["results"],
+                title + f"; SuperGlobal re-ranking (M={rerank_info['M']}, "
+                f"K={options.superglobal_k}, beta={options.superglobal_beta:g})",
+            )
+        )
     if ranking.info["type"] == "ivfpq":
         tables.append(f"note: {TRUNCATION_NOTE}")
     result["table"] = "\n\n".join(tables)

@@ -60,8 +60,11 @@ class Ranking:
 def search_exact(db: np.ndarray, queries: np.ndarray) -> Ranking:
     t0 = time.perf_counter()
     ranks = exact_ranks(db, queries)
-    info = {"type": "exact", "ranking_length": int(ranks.shape[0]),
-            "seconds": round(time.perf_counter() - t0, 3)}
+    info = {
+        "type": "exact",
+        "ranking_length": int(ranks.shape[0]),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     return Ranking(ranks, lambda q, m: db[ranks[:m, q]], int(ranks.shape[0]), info)
 
 
@@ -74,9 +77,12 @@ def search_ivfpq(
     store's own minimum (39 x 16 vectors) it stays exact, which the JSON reports.
     """
     n = db.shape[0]
-    overrides: dict[str, Any] = {"ivf_min_vectors": n, "training_sample": max(1000, min(n,
-                                 200_000)), "snapshot_every": max(n, 1),
-                                 "faiss_threads": max(options.threads, 0)}
+    overrides: dict[str, Any] = {
+        "ivf_min_vectors": n,
+        "training_sample": max(1000, min(n, 200_000)),
+        "snapshot_every": max(n, 1),
+        "faiss_threads": max(options.threads, 0),
+    }
     if options.nprobe is not None:
         overrides["nprobe"] = options.nprobe
     if options.candidate_factor is not None:
@@ -93,34 +99,52 @@ def search_ivfpq(
             build_s = time.perf_counter() - t0
             stats = store.stats()
             if stats.index_type != "ivfpq":
-                logger.warning("%d vectors are too few to train IVF-PQ; the store searched "
-                               "exactly (index type %s)", n, stats.index_type)
+                logger.warning(
+                    "%d vectors are too few to train IVF-PQ; the store searched "
+                    "exactly (index type %s)",
+                    n,
+                    stats.index_type,
+                )
             t1 = time.perf_counter()
             k = min(options.top_k, n)
-            hits = store.search(queries, k, nprobe=options.nprobe,
-                                candidate_factor=options.candidate_factor,
-                                with_vectors=with_vectors)
+            hits = store.search(
+                queries,
+                k,
+                nprobe=options.nprobe,
+                candidate_factor=options.candidate_factor,
+                with_vectors=with_vectors,
+            )
             search_s = time.perf_counter() - t1
         finally:
             store.close()
     lists = [[int(h.id) for h in per_query] for per_query in hits]
     ranks = pad_ranks(lists, k)
     # [n_hits, D] fp16-rounded stored vectors per query (what the service re-ranks)
-    vectors = [np.stack([np.asarray(h.vector, np.float32) for h in per_query])
-               if with_vectors and per_query else np.zeros((0, db.shape[1]), np.float32)
-               for per_query in hits]
-    info = {"type": "ivfpq", "index_type": stats.index_type, "index_params": stats.index_params,
-            "top_k": k,
-            "nprobe": options.nprobe if options.nprobe is not None else settings.nprobe,
-            "candidate_factor": settings.candidate_factor,
-            "min_candidates": settings.min_candidates, "ranking_length": k,
-            "note": TRUNCATION_NOTE, "build_seconds": round(build_s, 3),
-            "seconds": round(search_s, 3)}
+    vectors = [
+        np.stack([np.asarray(h.vector, np.float32) for h in per_query])
+        if with_vectors and per_query
+        else np.zeros((0, db.shape[1]), np.float32)
+        for per_query in hits
+    ]
+    info = {
+        "type": "ivfpq",
+        "index_type": stats.index_type,
+        "index_params": stats.index_params,
+        "top_k": k,
+        "nprobe": options.nprobe if options.nprobe is not None else settings.nprobe,
+        "candidate_factor": settings.candidate_factor,
+        "min_candidates": settings.min_candidates,
+        "ranking_length": k,
+        "note": TRUNCATION_NOTE,
+        "build_seconds": round(build_s, 3),
+        "seconds": round(search_s, 3),
+    }
     return Ranking(ranks, lambda q, m: vectors[q][:m], min(len(x) for x in lists), info)
 
 
-def superglobal(ranking: Ranking, queries: np.ndarray, options: SearchOptions
-                ) -> tuple[np.ndarray, dict[str, Any]]:
+def superglobal(
+    ranking: Ranking, queries: np.ndarray, options: SearchOptions
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Re-rank each query's top-M with SuperGlobal (the service's implementation)."""
     m = min(options.superglobal_m, ranking.available)
     t0 = time.perf_counter()
@@ -128,13 +152,19 @@ def superglobal(ranking: Ranking, queries: np.ndarray, options: SearchOptions
         logger.warning("SuperGlobal needs at least 2 candidates per query; skipped")
         return ranking.ranks, {"method": "superglobal", "skipped": True, "M": m}
     cands = np.stack([ranking.vectors(q, m) for q in range(queries.shape[0])])  # [Q,M,D]
-    orders, _ = superglobal_rerank_batch(queries, cands, k=options.superglobal_k,
-                                         beta=options.superglobal_beta)
+    orders, _ = superglobal_rerank_batch(
+        queries, cands, k=options.superglobal_k, beta=options.superglobal_beta
+    )
     ranks = rerank_head(ranking.ranks, orders)
     seconds = time.perf_counter() - t0
-    info = {"method": "superglobal", "M": m, "K": options.superglobal_k,
-            "beta": options.superglobal_beta, "seconds": round(seconds, 3),
-            "ms_per_query": round(1e3 * seconds / max(queries.shape[0], 1), 3)}
+    info = {
+        "method": "superglobal",
+        "M": m,
+        "K": options.superglobal_k,
+        "beta": options.superglobal_beta,
+        "seconds": round(seconds, 3),
+        "ms_per_query": round(1e3 * seconds / max(queries.shape[0], 1), 3),
+    }
     if m < options.superglobal_m:
         info["note"] = f"M clamped from {options.superglobal_m} to the {m} available candidates"
     return ranks, info

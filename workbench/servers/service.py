@@ -45,8 +45,11 @@ def settings_for(data_dir: Path, model_dir: Path, sets: dict[str, str]) -> Any:
 
 
 def server_env(data_dir: Path, model_dir: Path, sets: dict[str, str]) -> dict[str, str]:
-    env = {"SIMSEARCH_DATA_DIR": str(data_dir), "SIMSEARCH_MODEL_DIR": str(model_dir),
-           "SIMSEARCH_LOG_LEVEL": "WARNING"}
+    env = {
+        "SIMSEARCH_DATA_DIR": str(data_dir),
+        "SIMSEARCH_MODEL_DIR": str(model_dir),
+        "SIMSEARCH_LOG_LEVEL": "WARNING",
+    }
     for key, value in sets.items():
         group, field = key.split(".", 1)
         env[f"SIMSEARCH_{group.upper()}__{field.upper()}"] = value
@@ -61,10 +64,25 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1", "--log-level", "warning",
-             "--no-access-log"],
-            cwd=REPO, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, timeout: float) -> float:

@@ -61,8 +61,9 @@ def random_view(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image
         out = out.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.5, 2.0)))
     if rng.uniform() < 0.2:
         f = rng.uniform(0.3, 0.7)
-        small = out.resize((max(1, round(out.width * f)), max(1, round(out.height * f))),
-                           Image.Resampling.BILINEAR)
+        small = out.resize(
+            (max(1, round(out.width * f)), max(1, round(out.height * f))), Image.Resampling.BILINEAR
+        )
         out = small.resize(out.size, Image.Resampling.BILINEAR)
     if rng.uniform() < 0.15:
         ow, oh = out.size
