@@ -22,10 +22,10 @@ from typing import Any
 
 from workbench.servers.docker_stack import (
     ComposeProject,
-    free_loopback_port,
     image_size_bytes,
     wait_http_ok,
 )
+from workbench.servers.ports import free_port
 
 IMAGE = "dolg-simsearch:cpu"  # docker-compose.yml, service `api`
 TIMEOUT_S = 600.0
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default="simsearch-bench")
     args = parser.parse_args(argv)
 
-    port = free_loopback_port()
+    port = free_port()
     project = ComposeProject(
         args.project,
         {"SIMSEARCH_BASE_IMAGE": args.base_image, "SIMSEARCH_PUBLISH_PORT": str(port)},

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -194,11 +193,6 @@ def wait_http_ok(url: str, timeout_s: float, interval_s: float = 0.2) -> float:
         time.sleep(interval_s)
     raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f}s")
 
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def published_port(cid: str, container_port: str = "8000/tcp") -> str:
