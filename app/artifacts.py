@@ -2,7 +2,7 @@
 
 `model_meta.json` sits beside `model.onnx` and describes everything the service needs to run the
 graph exactly like the official extraction (docs/ALGORITHMS.md 1.7): the service hard-codes no
-preprocessing numbers. `scripts/export.py` writes it through `ModelMeta`; the service reads it
+preprocessing numbers. `workbench/export.py` writes it through `ModelMeta`; the service reads it
 through `load_model_meta`. The store's `manifest.json` is described by `StoreManifest`.
 """
 
@@ -183,7 +183,7 @@ def load_model_meta(directory: Path, verify_sha: bool = True) -> ModelMeta:
     path = directory / META_FILE
     if not path.is_file():
         raise ArtifactMismatch(
-            f"{path}: model meta not found (export a model with scripts/export.py)"
+            f"{path}: model meta not found (export a model with `python -m workbench.export`)"
         )
     try:
         meta = ModelMeta.model_validate_json(path.read_text(encoding="utf-8"))

@@ -10,6 +10,6 @@ if [ -z "${SIMSEARCH_MODEL_DIR:-}" ] && [ ! -f "$DATA/model/model_meta.json" ]; 
   cp /opt/simsearch/default-model/model.onnx /opt/simsearch/default-model/model_meta.json "$DATA/model/"
 fi
 if [ "${SIMSEARCH_INDEX_SAMPLES:-1}" = "1" ] && [ ! -d "$DATA/store" ]; then
-  python scripts/build_index.py samples --data-dir "$DATA"
+  python -m workbench.build_index samples --data-dir "$DATA"
 fi
 exec "$@"

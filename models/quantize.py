@@ -13,7 +13,7 @@
   Gemms and the final L2 norm) stays float32, where 8-bit steps would move the small orthogonal
   component and GeM's x^p most. Scope "all" quantises every Conv/Gemm/MatMul.
 - Calibration inputs are [3,H,W] float32 tensors made by the service's own preprocessing
-  (scripts/export.py feeds them from a folder of photos at the artifact's scales), one run
+  (workbench/export.py feeds them from a folder of photos at the artifact's scales), one run
   each, so activation ranges match what the service will feed.
 
 The result is checked against the fp32 graph on the calibration inputs (cosine per input).

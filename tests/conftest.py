@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.milvus_server import LocalMilvus
+from workbench.servers.milvus_server import LocalMilvus
 
 
 @pytest.fixture(scope="session")

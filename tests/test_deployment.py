@@ -162,7 +162,7 @@ def test_installs_are_sized_to_their_job() -> None:
         assert "$(SERVE_PY)" in recipe and "$(PY) " not in recipe, target
     assert make_vars["SERVE_VENV"] != make_vars["VENV"]
     model = makefile.split("$(MODEL_DIR)/model_meta.json:", 1)[1].split("\n\n", 1)[0]
-    assert "'.[train]'" in model and "$(EXPORT_PY) scripts/export.py" in model
+    assert "'.[train]'" in model and "$(EXPORT_PY) -m workbench.export" in model
     assert "rm -rf $(TOOLS_VENV)" in model
 
 
@@ -176,10 +176,11 @@ def test_dockerfiles_run_non_root_with_core_install(name: str) -> None:
 
 
 def _export_args(text: str) -> list[str]:
-    """The arguments of the `scripts/export.py` command in a Makefile or Dockerfile, minus --out."""
+    """The arguments of the `python -m workbench.export` command in a Makefile or Dockerfile,
+    minus --out."""
     joined = re.sub(r"\\\n\s*", " ", text)
-    command = re.search(r"scripts/export\.py( --[^\n&]*)", joined)
-    assert command is not None, "no scripts/export.py command"
+    command = re.search(r"-m workbench\.export( --[^\n&]*)", joined)
+    assert command is not None, "no `-m workbench.export` command"
     args = shlex.split(command.group(1))
     if "--out" in args:
         at = args.index("--out")
@@ -278,7 +279,7 @@ def test_base_image_script_checks_the_engine_before_debootstrap(tmp_path: Path) 
     }
     t0 = time.monotonic()
     proc = subprocess.run(
-        [str(REPO / "scripts" / "docker_base_image.sh"), "simsearch-test-base:never"],
+        [str(REPO / "docker" / "base_image.sh"), "simsearch-test-base:never"],
         env=env,
         capture_output=True,
         text=True,
@@ -320,7 +321,7 @@ def test_build_inputs_script_runs_on_a_fresh_clone(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "CA_BUNDLE")}
     env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path / "wheels"), TORCH_VERSION="2.13.0")
     proc = subprocess.run(
-        [str(clone / "scripts" / "docker_build_inputs.sh")],
+        [str(clone / "docker" / "build_inputs.sh")],
         env=env,
         capture_output=True,
         text=True,
@@ -340,7 +341,7 @@ def test_build_inputs_script_fetches_torch_on_a_fresh_clone(tmp_path: Path) -> N
     clone = _fresh_clone(tmp_path / "clone")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "CA_BUNDLE")}
     proc = subprocess.run(
-        [str(clone / "scripts" / "docker_build_inputs.sh")],
+        [str(clone / "docker" / "build_inputs.sh")],
         env=env,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TREES = ("app", "models", "scripts", "simsearch_client", "tests", "docs", "docker")
+TREES = ("app", "models", "workbench", "simsearch_client", "tests", "docs", "docker")
 # "docs/ALGORITHMS.md 1.7", "docs/ALGORITHMS.md 3.1-3.3", "docs/ARCHITECTURE.md 5",
 # "`docs/ALGORITHMS.md` 1.5, 1.6, 2, 4.2 and 7.3", "docs/ALGORITHMS.md section 5".
 CITATION = re.compile(
@@ -77,5 +77,48 @@ def test_no_reference_leaves_the_repository() -> None:
         if path.is_file() and path != Path(__file__).resolve():
             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                 if outside.search(line):
+                    hits.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+# "python -m workbench.bench.store", "-m workbench.export", "`workbench/ingest/bulk.py`".
+TOOL_MODULE = re.compile(r"-m (workbench(?:\.\w+)*)")
+TOOL_FILE = re.compile(r"(?<![\w/.])(workbench/[\w/]+\.(?:py|sh))")
+
+
+def _module_exists(dotted: str) -> bool:
+    path = REPO / Path(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def test_every_named_tool_exists() -> None:
+    """Commands (`python -m workbench.X`) and files (`workbench/X.py`) named in the code, the
+    docs, the Makefile and the Docker files name modules that exist."""
+    missing = []
+    named = 0
+    for path in [*_sources(), REPO / "docker" / "Dockerfile", REPO / "docker" / "Dockerfile.gpu"]:
+        if not path.is_file() or path == Path(__file__).resolve():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for module in TOOL_MODULE.findall(text):
+            named += 1
+            if not _module_exists(module):
+                missing.append(f"{path.relative_to(REPO)}: python -m {module}")
+        for name in TOOL_FILE.findall(text):
+            named += 1
+            if not (REPO / name).is_file():
+                missing.append(f"{path.relative_to(REPO)}: {name}")
+    assert named > 50, f"only {named} tool names found: is the pattern still right?"
+    assert not missing, "\n".join(missing)
+
+
+def test_no_reference_to_the_old_scripts_folder() -> None:
+    """The tools moved from scripts/ to the workbench package; nothing names the old paths."""
+    old = re.compile(r"(?<![\w/.-])scripts/\w+\.(?:py|sh)|\bfrom scripts\b|\bscripts\.\w+ import")
+    hits = []
+    for path in [*_sources(), REPO / "docker" / "Dockerfile", REPO / "docker" / "Dockerfile.gpu"]:
+        if path.is_file() and path != Path(__file__).resolve():
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if old.search(line):
                     hits.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert not hits, "\n".join(hits)

@@ -1,6 +1,6 @@
 """Pure preprocessing functions: upload bytes -> RGB pixels -> per-scale network inputs.
 
-Used by the service, `scripts/build_index.py`, evaluation and BN calibration, so database and
+Used by the service, `workbench/build_index.py`, evaluation and BN calibration, so database and
 query images go through exactly the same code. Every number comes from the model meta
 (`app.artifacts.Preprocessing`); nothing here is specific to one checkpoint.
 

@@ -2,9 +2,9 @@
 similar.
 
 The rule fuses the global cosine (the hit's score) with geometric verification
-(`app.search.verify`), with thresholds fitted by `scripts/eval_copy_verdict.py` and stored, with
-the error rates that script measured on held-out photos, in `copy_verdict.json` beside this
-file (GET /health reports both):
+(`app.search.verify`), with thresholds fitted by `workbench/evaluation/copy_verdict.py`
+and stored, with the error rates that script measured on held-out photos, in
+`copy_verdict.json` beside this file (GET /health reports both):
 
     cosine >= cosine_alone                                  -> match (no geometry needed)
     cosine_floor <= cosine < cosine_alone, inliers >= min_inliers  -> match

@@ -1,6 +1,6 @@
 """Descriptor extraction for retrieval evaluation: the loop, a torch runner and a feature cache.
 
-No image decoding and no preprocessing numbers live here: `scripts/evaluate.py` injects the
+No image decoding and no preprocessing numbers live here: `workbench/evaluate.py` injects the
 service's own preprocessing (`app.inference.preprocess`) and runner (onnxruntime or torch), so
 what is evaluated is what is served, while `models` stays free of `app` imports
 (docs/ARCHITECTURE.md 1).

@@ -1,7 +1,7 @@
 """Near-duplicate (copy-detection) benchmark made from real photos: each photo is transformed
 (crop, rotation, re-encoding, colour changes, occlusion...) and must find its source.
 
-Pillow + numpy only: used by scripts/eval_near_duplicates.py and the service tests.
+Pillow + numpy only: used by workbench/evaluation/near_duplicates.py and the service tests.
 """
 
 from __future__ import annotations

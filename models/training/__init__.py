@@ -1,4 +1,4 @@
-"""Training DOLG end to end (scripts/train.py): data, augmentation, loop, checkpoints, validation.
+"""Training DOLG end to end (workbench/train.py): data, augmentation, loop, checkpoints, validation.
 
 Modules, one concept each:
 - `transforms`: the official pycls/DOLG augmentation (docs/ALGORITHMS.md 1.6) in torch/numpy/Pillow.

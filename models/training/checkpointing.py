@@ -1,7 +1,7 @@
 """Resumable training checkpoints in the project's self-describing format.
 
 The file is `models.checkpoint`'s container (`format`, `family`, `config`, `preprocessing`,
-`epoch`, `model_state`, `optimizer_state`, `scaler_state`, `head_state`), so `scripts/export.py
+`epoch`, `model_state`, `optimizer_state`, `scaler_state`, `head_state`), so `workbench/export.py
 --checkpoint` and `build_model_from_checkpoint` read it as they read any of ours, plus:
 - `cfg`: the training settings as JSON text (the pycls container's `cfg` slot);
 - `training`: what `--resume` needs to continue exactly: the settings as a dict, the position

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.docker_stack import REPO, EngineUnavailable, docker_engine
+from workbench.servers.docker_stack import REPO, EngineUnavailable, docker_engine
 
-# The local Debian-built stand-in for python:3.11-slim (scripts/docker_base_image.sh).
+# The local Debian-built stand-in for python:3.11-slim (docker/base_image.sh).
 LOCAL_BASE_IMAGE = "simsearch-base:py311-bookworm"
 
 
@@ -34,7 +34,7 @@ def base_image(engine: None) -> str:
     if given and given != LOCAL_BASE_IMAGE:
         return given
     subprocess.run(
-        [str(REPO / "scripts" / "docker_base_image.sh"), LOCAL_BASE_IMAGE],
+        [str(REPO / "docker" / "base_image.sh"), LOCAL_BASE_IMAGE],
         check=True, timeout=1800,
     )
     return LOCAL_BASE_IMAGE
@@ -43,5 +43,5 @@ def base_image(engine: None) -> str:
 @pytest.fixture(scope="session")
 def build_inputs() -> None:
     """docker/build-inputs/: the torch wheel (and CA_BUNDLE when set) from pip's config."""
-    subprocess.run([str(REPO / "scripts" / "docker_build_inputs.sh")], check=True, timeout=900)
+    subprocess.run([str(REPO / "docker" / "build_inputs.sh")], check=True, timeout=900)
 

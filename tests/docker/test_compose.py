@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.docker_stack import REPO, ComposeProject, free_loopback_port
+from workbench.servers.docker_stack import REPO, ComposeProject
+from workbench.servers.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(3600)]
 
@@ -44,7 +45,7 @@ def _photos() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def cpu_stack(base_image: str, build_inputs: None) -> Iterator[Stack]:
-    port = free_loopback_port()
+    port = free_port()
     project = ComposeProject(
         "simsearch-dockertest",
         {"SIMSEARCH_BASE_IMAGE": base_image, "SIMSEARCH_PUBLISH_PORT": str(port)},

@@ -20,14 +20,14 @@ import httpx
 import pytest
 import yaml
 
-from scripts.docker_stack import (
+from workbench.servers.docker_stack import (
     REPO,
     ComposeProject,
-    free_loopback_port,
     image_exists,
     published_port,
     wait_http_ok,
 )
+from workbench.servers.ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(3600)]
 
@@ -59,7 +59,7 @@ def _official_images_present() -> bool:
 def _two_free_ports() -> tuple[int, int]:
     """A free loopback port p with p + 1 free too (the replicas' host port range)."""
     for _ in range(50):
-        port = free_loopback_port()
+        port = free_port()
         try:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", port + 1))
@@ -80,10 +80,10 @@ def milvus_stack(base_image: str, build_inputs: None) -> Iterator[MilvusStack]:
         "simsearch-dockertest-milvus",
         {
             "SIMSEARCH_BASE_IMAGE": base_image,
-            "SIMSEARCH_MILVUS_PUBLISH_PORT": str(free_loopback_port()),
+            "SIMSEARCH_MILVUS_PUBLISH_PORT": str(free_port()),
             "SIMSEARCH_MILVUS_API_PORTS": f"{first}-{last}",
             "SIMSEARCH_API_REPLICAS": "2",
-            "SIMSEARCH_MILVUS_LB_PORT": str(free_loopback_port()),
+            "SIMSEARCH_MILVUS_LB_PORT": str(free_port()),
         },
         profiles=["milvus"],
         files=() if official else [LOCAL_MILVUS_OVERRIDE],

@@ -167,10 +167,10 @@ def test_apply_superglobal_to_resnet_pool() -> None:
 
 
 def test_export_superglobal_option(tmp_path: Path) -> None:
-    """scripts/export.py --superglobal: the graph carries GeM+/R-GeM/ReLU+, the meta says
+    """python -m workbench.export --superglobal: the graph carries GeM+/R-GeM/ReLU+, the meta says
     scale_pooling "max", and the graph runs on inputs whose f4 is smaller than the padding."""
     out = tmp_path / "sg"
-    summary = load_script("export").main(["--random-init", "--superglobal", "--out", str(out)])
+    summary = load_script("export").run(["--random-init", "--superglobal", "--out", str(out)])
     assert min(summary["cosines"].values()) >= 0.9999
     assert summary["superglobal"] == {"gem_p": 4.6, "rgem": True, "relup": True, "rgem_p": 2.5,
                                       "rgem_kernel": 5, "relu_alpha": 0.014,

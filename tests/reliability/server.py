@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from scripts.bench_common import free_port
+from workbench.servers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

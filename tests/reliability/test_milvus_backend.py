@@ -16,9 +16,9 @@ import httpx
 import numpy as np
 import pytest
 
-from scripts.milvus_server import LocalMilvus
 from tests.reliability.clients import item_url, top_hit, unit_vectors
 from tests.reliability.server import MakeServer, ServerProcess
+from workbench.servers.milvus_server import LocalMilvus
 
 pytestmark = pytest.mark.milvus
 
@@ -202,7 +202,7 @@ def test_a_collection_of_another_model_is_refused(
 def test_api_started_while_milvus_is_unreachable_says_why(make_server: MakeServer) -> None:
     """No Milvus at the URI: the process starts (it cannot know when Milvus will come), is
     alive, not ready with the reason, and answers 503 + Retry-After instead of 500."""
-    from scripts.bench_common import free_port
+    from workbench.servers.ports import free_port
 
     api = make_server(
         store__backend="milvus",

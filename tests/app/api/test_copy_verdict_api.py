@@ -141,4 +141,4 @@ def test_health_says_how_the_verdict_is_made(client: TestClient) -> None:
     assert "RANSAC" in verdict["method"] and str(rule.cosine_alone) in verdict["method"]
     measured = verdict["measured"]
     assert measured["image_search"]["plain"]["never_stored_match_rate"] <= 0.05
-    assert "eval_copy_verdict.py" in measured["command"]
+    assert "-m workbench.evaluation.copy_verdict" in measured["command"]

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 
 from app.config import InferenceSettings, Settings, StoreSettings
 from app.main import create_app
-from scripts.milvus_server import LocalMilvus
 from tests.app.api.conftest import PHOTOS, make_client, photo_bytes, wait_ready
 from tests.app.copies import edited_copy
 from tests.app.index.backends import milvus_store_settings
+from workbench.servers.milvus_server import LocalMilvus
 
 pytestmark = [
     pytest.mark.torch,
@@ -34,7 +34,7 @@ SINGLES = ["skimage_rocket.jpg", "imgaug_quokka.jpg", "mate_ladybird.jpg", "skim
 @pytest.fixture(scope="module")
 def default_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
-    from scripts.export import main as export_main
+    from workbench.export import run as export_main
 
     out = tmp_path_factory.mktemp("default") / "model"
     export_main(["--default", "--out", str(out)])

@@ -24,7 +24,7 @@ TRANSFORMS = ["crop_center_70", "crop_offset", "rotate_8", "jpeg_q20", "downscal
 @pytest.fixture(scope="module")
 def dolg_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
-    from scripts.export import main as export_main
+    from workbench.export import run as export_main
 
     out = tmp_path_factory.mktemp("dolg") / "model"
     export_main([

@@ -2,7 +2,7 @@
 
 A harness opens a store for (dim, model sha), reopens it (restart persistence), and cleans up.
 The FAISS harness uses a temporary directory; the Milvus harness a fresh collection on the
-session's real Milvus server (tests/milvus_server.py).
+session's real Milvus server (workbench/servers/milvus_server.py).
 """
 
 from __future__ import annotations

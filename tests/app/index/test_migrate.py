@@ -2,7 +2,7 @@
 exact (vectors, metadata, thumbnails, created_at; replaced and deleted items as the source
 has them), resumes where an interrupted run stopped, and carries the source's model guard.
 FAISS -> FAISS here; Milvus -> FAISS on the test run's real Milvus server (marker `milvus`);
-FAISS -> Milvus in tests/scripts/test_copy_to_milvus.py."""
+FAISS -> Milvus in tests/workbench/test_copy_to_milvus.py."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from app.index.milvus_store import MilvusStore
-from scripts.milvus_server import LocalMilvus
 from tests.app.index.backends import MilvusHarness
 from tests.app.index.data import sphere_blobs
+from workbench.servers.milvus_server import LocalMilvus
 
 pytestmark = pytest.mark.milvus
 

@@ -2,7 +2,7 @@
 buffers reused per shape) returns what the plain run returns, and the service reports CUDA.
 
 Marked `gpu`: skipped where onnxruntime offers no CUDA execution provider (onnxruntime-gpu and
-the CUDA libraries are needed). `scripts/gpu_proof.sh` runs them on a GPU machine.
+the CUDA libraries are needed). `workbench/gpu/proof.sh` runs them on a GPU machine.
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def test_the_shipped_rule_and_its_measurement() -> None:
     assert data["rule"] == rule.as_dict()
     assert 0 < rule.cosine_floor < rule.cosine_alone <= 1 and rule.min_inliers >= 4
     measured = data["measured"]
-    assert measured is not None and "eval_copy_verdict.py" in measured["command"]
+    assert measured is not None and "-m workbench.evaluation.copy_verdict" in measured["command"]
     for mode in ("plain", "superglobal"):
         rates = measured["image_search"][mode]
         assert 0 <= rates["never_stored_match_rate"] <= 1

@@ -331,7 +331,7 @@ def test_page_asks_for_a_key_and_keeps_it_for_the_tab(
 @pytest.fixture(scope="module")
 def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
-    from scripts.export import main as export_main
+    from workbench.export import run as export_main
 
     out = tmp_path_factory.mktemp("web_default") / "model"
     export_main(["--default", "--out", str(out)])

@@ -11,7 +11,7 @@ import pytest
 from models.evaluation.extract import FeatureCache, clip_box, extract_features, list_digest
 from models.evaluation.metrics import evaluate_revisitop
 from models.evaluation.ranking import MISSING, exact_ranks, pad_ranks, rerank_head
-from tests.models.evaluation.tiny_revisitop import PHOTOS, build_tiny_revisitop, load_script
+from tests.models.evaluation.tiny_revisitop import PHOTOS, build_tiny_revisitop
 
 # ------------------------------------------------------------------------------ extraction loop
 
@@ -154,8 +154,8 @@ def test_extraction_equals_official_cv2_chain(tmp_path: Path) -> None:
     from models.dolg import DOLG, DOLGConfig
     from models.evaluation.extract import TorchRunner
     from models.layers.functional import l2n
+    from workbench.evaluation.extraction import make_embed, make_prepare
 
-    evaluate = load_script("evaluate")
     ds = build_tiny_revisitop(tmp_path, n_groups=1, n_negatives=0)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -167,8 +167,8 @@ def test_extraction_equals_official_cv2_chain(tmp_path: Path) -> None:
         from app.artifacts import Preprocessing
 
         prep = Preprocessing()  # the official 5 scales, BGR mean/std, mean pooling
-        prepare = evaluate.make_prepare(prep)
-        embed = evaluate.make_embed(TorchRunner(model), prep)
+        prepare = make_prepare(prep)
+        embed = make_embed(TorchRunner(model), prep)
         mean = np.array([0.406, 0.456, 0.485], np.float32)
         std = np.array([0.225, 0.224, 0.229], np.float32)
 

@@ -10,7 +10,6 @@ is downscaled to a small long side so that R50 runs fast on two CPU cores.
 from __future__ import annotations
 
 import pickle
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,22 +97,16 @@ def build_tiny_revisitop(
     return TinyDataset(root, name, gnd, n_groups)
 
 
-# ----------------------------------------------------------------------------- models / scripts
+# --------------------------------------------------------------------------- models / workbench
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def load_script(name: str):  # -> ModuleType
-    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
-    import importlib.util
+    """The tool module workbench/<name>.py (export, evaluate)."""
+    import importlib
 
-    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it: dataclasses look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"workbench.{name}")
 
 
 def save_tiny_checkpoint(path: Path, photos: list[Path], architecture: str = "dolg",

@@ -1,0 +1,1 @@
+"""Benchmarks that print JSON (`python -m workbench.bench` runs the suite) and their helpers."""

@@ -1,0 +1,1 @@
+"""The GPU proof: its driver (proof.sh), the wheel installer, the health probe and the report."""

@@ -1,0 +1,1 @@
+"""Bulk ingest: shard jobs embed photos into Parquet parts; loaders write them to a store."""

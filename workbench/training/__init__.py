@@ -1,0 +1,1 @@
+"""Training helpers: the photo recipe (a training set from photos) and scoring a training set."""
