@@ -62,6 +62,19 @@ def thumbnail_jpeg(pixels: np.ndarray, settings: ThumbnailSettings) -> bytes:
     return out.getvalue()
 
 
+def working_thumbnail(
+    pixels: np.ndarray, settings: ThumbnailSettings, upload_size: tuple[int, int]
+) -> bytes | None:
+    """`thumbnail_jpeg` of an upload's working image, or None when it fails (logged with the
+    upload's (W, H); the item is still indexed without one). What POST /index and the bulk
+    embedder store, as a view of their one decode per image."""
+    try:
+        return thumbnail_jpeg(pixels, settings)
+    except (OSError, ValueError) as exc:
+        logger.warning("no thumbnail for a %dx%d image: %s", *upload_size, exc)
+        return None
+
+
 def _flatten(img: Image.Image) -> Image.Image:
     """Any mode -> RGB; alpha composited onto white (JPEG has no transparency)."""
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):

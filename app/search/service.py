@@ -28,7 +28,7 @@ from app.search.duplicates import DuplicateFinder
 from app.search.rerank import superglobal_rerank
 from app.search.verdict import CopyVerdict, VerdictRule, default_rule
 from app.search.verify import QueryImage, query_image_from_jpeg, query_view
-from app.thumbnails import make_thumbnail, thumbnail_jpeg
+from app.thumbnails import make_thumbnail, working_thumbnail
 
 logger = logging.getLogger(__name__)
 
@@ -362,11 +362,7 @@ class SearchService:
             return await self.embedder.embed_many(list(images), timings, labels), None
 
         def thumbnail(decoded: DecodedImage) -> bytes | None:
-            try:
-                return thumbnail_jpeg(decoded.pixels, settings)
-            except (OSError, ValueError) as exc:  # the item is still indexed without one
-                logger.warning("no thumbnail for a %dx%d image: %s", *decoded.upload_size, exc)
-                return None
+            return working_thumbnail(decoded.pixels, settings, decoded.upload_size)
 
         vectors, views = await self.embedder.embed_uploads(
             list(images), timings, views={"thumbnail": thumbnail}, labels=labels)
