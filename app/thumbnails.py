@@ -52,13 +52,16 @@ def thumbnail_jpeg(pixels: np.ndarray, settings: ThumbnailSettings) -> bytes:
 
     reducing_gap 1.0: an integer factor is a box `reduce` (the whole of 512 -> 256 px, the
     common case: 0.8 ms with the JPEG encode here, where LANCZOS took 3.8 ms), the rest LANCZOS.
+    Default Huffman tables (no `optimize` pass): the encode of a 384 px thumbnail took 0.8 ms
+    instead of 2.2 for files ~3 % larger, and the decoded pixels, which the copy verdict's
+    keypoints come from, are the same either way.
     """
     img = Image.fromarray(pixels)
     img.thumbnail(
         (settings.long_side, settings.long_side), Image.Resampling.LANCZOS, reducing_gap=1.0
     )
     out = io.BytesIO()
-    img.save(out, format="JPEG", quality=settings.quality, optimize=True)
+    img.save(out, format="JPEG", quality=settings.quality)
     return out.getvalue()
 
 
