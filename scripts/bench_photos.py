@@ -16,6 +16,9 @@ every run (deterministic: seeded) and deleted after; never commit them.
    model (onnxruntime on the exact tensors, batch 1, wall ms) and, for comparison in the
    same run, the chain before the one-decode path (full decode, numpy LANCZOS cap, cv2-style
    float resize, thumbnail decoded again from the bytes).
+   duplicate_check: CPU ms per image of POST /index's duplicate check (a by-id search of each
+   new item, with the copy verdict's SIFT geometry), in process over the web photos, for
+   distinct uploads and for re-uploads (see `duplicate_check_cost`).
 2. http: uvicorn app.main:app, --clients clients each sending POST /index with
    --files-per-request files: images/s against raw onnxruntime measured on the same photos'
    model inputs right before and after each block (the ratio); the server's own per-stage
