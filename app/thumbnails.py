@@ -52,14 +52,30 @@ def thumbnail_jpeg(pixels: np.ndarray, settings: ThumbnailSettings) -> bytes:
 
     reducing_gap 1.0: an integer factor is a box `reduce` (the whole of 512 -> 256 px, the
     common case: 0.8 ms with the JPEG encode here, where LANCZOS took 3.8 ms), the rest LANCZOS.
+    Default Huffman tables (no `optimize` pass): the encode of a 384 px thumbnail took 0.8 ms
+    instead of 2.2 for files ~3 % larger, and the decoded pixels, which the copy verdict's
+    keypoints come from, are the same either way.
     """
     img = Image.fromarray(pixels)
     img.thumbnail(
         (settings.long_side, settings.long_side), Image.Resampling.LANCZOS, reducing_gap=1.0
     )
     out = io.BytesIO()
-    img.save(out, format="JPEG", quality=settings.quality, optimize=True)
+    img.save(out, format="JPEG", quality=settings.quality)
     return out.getvalue()
+
+
+def working_thumbnail(
+    pixels: np.ndarray, settings: ThumbnailSettings, upload_size: tuple[int, int]
+) -> bytes | None:
+    """`thumbnail_jpeg` of an upload's working image, or None when it fails (logged with the
+    upload's (W, H); the item is still indexed without one). What POST /index and the bulk
+    embedder store, as a view of their one decode per image."""
+    try:
+        return thumbnail_jpeg(pixels, settings)
+    except (OSError, ValueError) as exc:
+        logger.warning("no thumbnail for a %dx%d image: %s", *upload_size, exc)
+        return None
 
 
 def _flatten(img: Image.Image) -> Image.Image:

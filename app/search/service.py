@@ -28,7 +28,7 @@ from app.search.duplicates import DuplicateFinder
 from app.search.rerank import superglobal_rerank
 from app.search.verdict import CopyVerdict, VerdictRule, default_rule
 from app.search.verify import QueryImage, query_image_from_jpeg, query_view
-from app.thumbnails import make_thumbnail, thumbnail_jpeg
+from app.thumbnails import make_thumbnail, working_thumbnail
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +215,8 @@ class SearchService:
         image = (None if thumb is None
                  else query_image_from_jpeg(thumb, self.verdict.rule.working_side))
         outcome = await run_in_threadpool(
-            self.search_vector_sync, query, exclude_id=exclude, query_image=image, **kwargs
+            self.search_vector_sync, query, exclude_id=exclude, query_image=image,
+            query_item_id=item_id, **kwargs
         )
         outcome.timings_ms["total"] = (time.perf_counter() - t0) * 1e3
         return outcome
@@ -232,11 +233,13 @@ class SearchService:
         filter: MetadataFilter | None = None,
         exclude_id: str | None = None,
         query_image: QueryImage | None = None,
+        query_item_id: str | None = None,
     ) -> SearchOutcome:
         """query: unit float32 [D]. Blocking; call from a worker thread. `filter` is applied
         inside the store (all hits match it); `exclude_id` is dropped from the hits (one
         extra candidate is fetched for it). `query_image` is the query's picture for the copy
-        verdict (None: the verdict rests on the cosine alone).
+        verdict (None: the verdict rests on the cosine alone); `query_item_id` says it is the
+        thumbnail of that stored item (a by-id search), whose features the verdict caches.
 
         Every hit's `score` is its cosine with the query (so `score_threshold` filters on the
         score the caller sees) and `match` is the copy verdict, decided on the candidates in
@@ -262,6 +265,10 @@ class SearchService:
             with_vectors=rerank == "superglobal",
             **search_kwargs,
         )[0]
+        if query_image is not None and query_item_id is not None:
+            own = next((h for h in hits if h.id == query_item_id), None)
+            if own is not None:  # its row names the version whose thumbnail is the query
+                self.verdict.share_item_features(query_image, own.id, own.row)
         if exclude_id is not None:
             hits = [h for h in hits if h.id != exclude_id][: fetch - 1]
         ann_s = time.perf_counter() - t0
@@ -355,11 +362,7 @@ class SearchService:
             return await self.embedder.embed_many(list(images), timings, labels), None
 
         def thumbnail(decoded: DecodedImage) -> bytes | None:
-            try:
-                return thumbnail_jpeg(decoded.pixels, settings)
-            except (OSError, ValueError) as exc:  # the item is still indexed without one
-                logger.warning("no thumbnail for a %dx%d image: %s", *decoded.upload_size, exc)
-                return None
+            return working_thumbnail(decoded.pixels, settings, decoded.upload_size)
 
         vectors, views = await self.embedder.embed_uploads(
             list(images), timings, views={"thumbnail": thumbnail}, labels=labels)

@@ -25,8 +25,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.index.store import Hit, VectorStore
-from app.search.verify import FeatureCache, LocalFeatures, QueryImage, features_from_jpeg
+from app.search.verify import (
+    FeatureCache,
+    LocalFeatures,
+    QueryImage,
+    extract,
+    features_from_jpeg,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +119,21 @@ class CopyVerdict:
         features = None if data is None else features_from_jpeg(data, self.rule.working_side)
         self.cache.put(key, features)
         return features
+
+    def share_item_features(self, query: QueryImage, item_id: str, row: int) -> None:
+        """`query` is the thumbnail of the stored item (item_id, row) (a by-id search): its
+        straight features are that item's stored features, so they come from (and go into) the
+        cache instead of being extracted twice, once as the query and once as a hit."""
+
+        def cached_or_extract(grey: np.ndarray) -> LocalFeatures:
+            found, features = self.cache.get((item_id, row))
+            if found and features is not None:
+                return features
+            features = extract(grey)  # what features_from_jpeg computes from the same JPEG
+            self.cache.put((item_id, row), features)
+            return features
+
+        query.share_straight(cached_or_extract)
 
     def inliers(self, query: QueryImage, hit: Hit) -> int | None:
         """Geometric inliers between the query and the hit's thumbnail; None without one."""

@@ -23,6 +23,7 @@ import io
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -175,6 +176,14 @@ class QueryImage:
         self.original_size = original_size  # (width, height) before the working resize
         self._straight: LocalFeatures | None = None
         self._mirrored: LocalFeatures | None = None
+        # Where the straight features come from when not extracted here (see `share_straight`).
+        self._straight_source: Callable[[np.ndarray], LocalFeatures] | None = None
+
+    def share_straight(self, source: Callable[[np.ndarray], LocalFeatures]) -> None:
+        """Take the straight features from `source(grey)` instead of extracting them here: a
+        stored item used as the query ("more like this", the duplicate check of POST /index)
+        has the very features the verdict's cache keeps for it, from the same thumbnail."""
+        self._straight_source = source
 
     @property
     def too_small(self) -> bool:
@@ -184,7 +193,8 @@ class QueryImage:
 
     def straight(self) -> LocalFeatures:
         if self._straight is None:
-            self._straight = extract(self.grey)
+            source = self._straight_source or extract
+            self._straight = source(self.grey)
         return self._straight
 
     def mirrored(self) -> LocalFeatures:

@@ -79,3 +79,26 @@ def test_undecodable_or_too_large_gives_none() -> None:
     assert make_thumbnail(b"not an image", ThumbnailSettings(), MAX_PIXELS) is None
     img = Image.new("RGB", (100, 100))
     assert make_thumbnail(_encode(img, "PNG"), ThumbnailSettings(), max_pixels=9999) is None
+
+
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not available")
+def test_working_thumbnail_decodes_to_the_pixels_an_optimised_encode_gives() -> None:
+    # The copy verdict extracts keypoints from the decoded thumbnail: skipping the Huffman
+    # optimisation pass must change the file, never the picture.
+    from app.thumbnails import thumbnail_jpeg, working_thumbnail
+
+    with Image.open(PHOTOS / "plasma_kite.jpg") as img:
+        img.thumbnail((512, 512))
+        pixels = np.asarray(img.convert("RGB"))
+    settings = ThumbnailSettings()
+    data = thumbnail_jpeg(pixels, settings)
+    assert working_thumbnail(pixels, settings, (1, 1)) == data
+    small = Image.fromarray(pixels)
+    small.thumbnail((settings.long_side,) * 2, Image.Resampling.LANCZOS, reducing_gap=1.0)
+    optimised = io.BytesIO()
+    small.save(optimised, format="JPEG", quality=settings.quality, optimize=True)
+    assert optimised.getvalue() != data
+    with Image.open(io.BytesIO(data)) as a, Image.open(io.BytesIO(optimised.getvalue())) as b:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # A failing encode gives None (the item is indexed without a thumbnail), not an error.
+    assert working_thumbnail(np.zeros((0, 4, 3), np.uint8), settings, (0, 4)) is None

@@ -255,3 +255,47 @@ def test_sha256_ids_keep_one_item_per_content(tmp_path: Path) -> None:
     report = embed_shard(photos, tmp_path / "out", (0, 1), settings, id_mode="sha256")
     ids = [i for p in find_parts([tmp_path / "out"]) for b in read_part(p) for i in b.ids]
     assert report.embedded == 2 and len(ids) == 2 and all(len(i) == 64 for i in ids)
+
+
+@needs_photos
+def test_each_image_is_decoded_once_for_its_vector_and_its_thumbnail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.inference.embedder as embedder_module
+    import app.thumbnails as thumbnails_module
+    from app.config import Settings
+    from app.metrics import Metrics
+    from app.runtime import Inference
+    from app.thumbnails import working_thumbnail
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in NAMES[:3]:
+        shutil.copy(PHOTOS / name, photos / name)
+    decodes: list[int] = []
+    real_decode = embedder_module.decode_working_image
+
+    def counting_decode(data: bytes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        decodes.append(len(data))
+        return real_decode(data, *args, **kwargs)
+
+    def no_second_decode(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a thumbnail was decoded again from the file")
+
+    monkeypatch.setattr(embedder_module, "decode_working_image", counting_decode)
+    monkeypatch.setattr(thumbnails_module, "make_thumbnail", no_second_decode)
+    settings = Settings(data_dir=tmp_path / "data", model_dir=write_tiny_model(tmp_path / "m"))
+    report = embed_shard(photos, tmp_path / "shards", (0, 1), settings, part_size=8)
+    assert report.embedded == 3
+    assert sorted(decodes) == sorted((photos / n).stat().st_size for n in NAMES[:3])
+    # The thumbnails are the service's: its working image's, made the same way.
+    (part,) = find_parts([tmp_path / "shards"])
+    inference = Inference.start(settings, Metrics())
+    try:
+        for batch in read_part(part):
+            for item_id, thumb in zip(batch.ids, batch.thumbnails, strict=True):
+                decoded = inference.embedder.decode((photos / item_id).read_bytes())
+                want = working_thumbnail(decoded.pixels, settings.thumbnails, decoded.upload_size)
+                assert thumb == want
+    finally:
+        inference.close()

@@ -480,6 +480,16 @@ def markdown_photos(ph: dict[str, Any]) -> list[str]:
                      f"{b['decode_ms']} / {b['resize_ms']} / {b['thumbnail_ms']} = "
                      f"{b['total_ms']} | {st['raw_inference_ms_per_image']} |")
     lines.append("")
+    dc = ph.get("duplicate_check")
+    if dc:
+        lines += ["POST /index's duplicate check (a by-id search of each new item: neighbours, "
+                  "then SIFT geometry for hits in the verdict's cosine band), CPU ms per image in "
+                  "process over the web photos: "
+                  + "; ".join(f"{d['uploads']} uploads {d['cpu_ms_per_image']} ms "
+                              f"({d['sift_passes_per_image']} SIFT passes, "
+                              f"{d['hits_in_geometry_band_per_image']} hits in the band, "
+                              f"{d['copies_reported_per_image']} copies reported)" for d in dc)
+                  + ".", ""]
     ro = ph.get("resize_options_cpu_ms")
     if ro:
         lines += [f"Resizers, CPU ms for one phone photo's draft decode {ro['from']} -> {ro['to']}"
@@ -492,7 +502,8 @@ def markdown_photos(ph: dict[str, Any]) -> list[str]:
     if ph.get("http"):
         lines += ["| POST /index | images/s | raw images/s | ratio (per block) | server CPU "
                   "s/image (raw) | server ms per image: decode / resize / thumbnail / "
-                  "inference (queued) / store | load |", "|---|---|---|---|---|---|---|"]
+                  "inference (queued) / store / duplicates | load |",
+                  "|---|---|---|---|---|---|---|"]
         for r in ph["http"]:
             t = r["server_ms_per_image"]
             lines.append(
@@ -500,7 +511,8 @@ def markdown_photos(ph: dict[str, Any]) -> list[str]:
                 f"{r['images_per_s']} | {r['raw_images_per_s']} | **{r['ratio_to_raw']}** "
                 f"({r['ratio_per_block']}) | {r['server_cpu_s_per_image']} "
                 f"({r['raw_cpu_s_per_image']}) | {t.get('decode')} / {t.get('resize')} / "
-                f"{t.get('thumbnail')} / {t.get('inference')} / {t.get('store')} | "
+                f"{t.get('thumbnail')} / {t.get('inference')} / {t.get('store')} / "
+                f"{t.get('duplicates')} | "
                 f"{r['loadavg']} |")
         lines.append("")
     if ph.get("memory_36mp"):

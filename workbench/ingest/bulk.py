@@ -180,9 +180,13 @@ def _read(root: Path, rel: str) -> bytes:
 async def _embed_part(
     inference: Any, settings: Any, root: Path, entries: list[str], id_mode: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Embed one part's entries; a failing image is skipped alone (retried one by one)."""
+    """Embed one part's entries; a failing image is skipped alone (retried one by one).
+
+    One decode per image serves its descriptor and its thumbnail (a view of the embedder's
+    working image, as POST /index makes it), made in the decode pool while other images infer.
+    """
     from app.errors import SimSearchError
-    from app.thumbnails import make_thumbnail
+    from app.thumbnails import working_thumbnail
 
     embedder = inference.embedder
     blobs: list[bytes | None] = []
@@ -194,39 +198,28 @@ async def _embed_part(
             blobs.append(None)
             failures.append({"path": rel, "error": f"{type(exc).__name__}: {exc}"})
     ok = [(rel, b) for rel, b in zip(entries, blobs, strict=True) if b is not None]
-    vectors: list[np.ndarray | None]
+    thumb_settings = settings.thumbnails
+    views = None
+    if thumb_settings.enabled:
+        views = {"thumbnail": lambda d: working_thumbnail(d.pixels, thumb_settings, d.upload_size)}
+    results: list[tuple[np.ndarray, bytes | None] | None]
     try:
-        vectors = list(await embedder.embed_many([b for _, b in ok]))
+        vectors, per_image = await embedder.embed_uploads([b for _, b in ok], views=views)
+        results = [(v, p.get("thumbnail")) for v, p in zip(vectors, per_image, strict=True)]
     except SimSearchError:
-        vectors = []
+        results = []
         for rel, blob in ok:
             try:
-                vectors.append((await embedder.embed_many([blob]))[0])
+                one, per = await embedder.embed_uploads([blob], views=views)
+                results.append((one[0], per[0].get("thumbnail")))
             except SimSearchError as exc:
-                vectors.append(None)
+                results.append(None)
                 failures.append({"path": rel, "error": str(exc)})
                 logger.warning("skipped %s: %s", rel, exc)
     kept = [
-        (rel, blob, vec) for (rel, blob), vec in zip(ok, vectors, strict=True) if vec is not None
+        (rel, blob, res[0]) for (rel, blob), res in zip(ok, results, strict=True) if res is not None
     ]
-    thumbs: list[bytes | None] = [None] * len(kept)
-    if settings.thumbnails.enabled:
-        # The decode pool makes them in parallel, as the service does for an upload batch.
-        loop = asyncio.get_running_loop()
-        thumbs = list(
-            await asyncio.gather(
-                *(
-                    loop.run_in_executor(
-                        inference.executor,
-                        make_thumbnail,
-                        blob,
-                        settings.thumbnails,
-                        settings.limits.max_pixels,
-                    )
-                    for _, blob, _ in kept
-                )
-            )
-        )
+    thumbs: list[bytes | None] = [res[1] for res in results if res is not None]
     rows = []
     seen: set[str] = set()
     now = time.time()

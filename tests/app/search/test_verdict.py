@@ -16,7 +16,7 @@ from app.config import FaissStoreSettings, ThumbnailSettings
 from app.index.faiss_store import FaissStore
 from app.index.store import Hit
 from app.search.verdict import CopyVerdict, VerdictRule, default_rule, describe, load_rule_file
-from app.search.verify import QueryImage, query_image
+from app.search.verify import QueryImage, features_from_jpeg, query_image, query_image_from_jpeg
 from app.thumbnails import make_thumbnail
 
 PHOTOS = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "photos"
@@ -128,6 +128,39 @@ def test_stored_features_are_cached_per_item_version(store: FaissStore) -> None:
     assert new.row != hit.row
     again = verdict.stored_features(new)
     assert again is not None and again is not first
+
+
+def test_a_stored_item_as_the_query_shares_its_cached_features(store: FaissStore) -> None:
+    # A by-id search: the query is the item's own thumbnail, so its straight features are the
+    # item's stored features; extracted once, then served to both sides from the cache.
+    verdict = CopyVerdict(store, RULE, 1 << 24)
+    own = _hits(store, {"plasma_kite.jpg": 1.0})[0]
+    thumb = store.thumbnail("plasma_kite.jpg")
+    assert thumb is not None
+    query = query_image_from_jpeg(thumb, RULE.working_side)
+    assert query is not None
+    verdict.share_item_features(query, own.id, own.row)
+    straight = query.straight()
+    reference = features_from_jpeg(thumb, RULE.working_side)  # what the stored side computes
+    assert reference is not None and len(reference.points) > 0
+    np.testing.assert_array_equal(straight.points, reference.points)
+    np.testing.assert_array_equal(straight.descriptors, reference.descriptors)
+    assert verdict.stored_features(own) is straight  # cached, not extracted again
+    # Already cached (the item was a hit before): the query takes the cached features.
+    other = _hits(store, {"mate_garden.jpg": 1.0})[0]
+    cached = verdict.stored_features(other)
+    mate = query_image_from_jpeg(_thumb("mate_garden.jpg"), RULE.working_side)
+    assert mate is not None
+    verdict.share_item_features(mate, other.id, other.row)
+    assert mate.straight() is cached
+    # The verdict is the one an unshared query gets.
+    hits = _hits(store, {"mate_garden.jpg": 0.6, "lomiri_seeding.jpg": 0.5})
+    plain = query_image_from_jpeg(thumb, RULE.working_side)
+    fresh = CopyVerdict(store, RULE, 1 << 24)
+    shared_hits = _hits(store, {"mate_garden.jpg": 0.6, "lomiri_seeding.jpg": 0.5})
+    assert fresh.judge(hits, plain) == verdict.judge(shared_hits, query) == 2
+    assert [h.match for h in hits] == [h.match for h in shared_hits]
+    assert [fresh.inliers(plain, h) for h in hits] == [verdict.inliers(query, h) for h in hits]
 
 
 def test_tiny_queries_are_never_a_match(store: FaissStore) -> None:
