@@ -73,6 +73,9 @@ def _send(
                 [p for p, _ in batch],
                 ids=[i for _, i in batch],
                 metadata=[metadata] * len(batch) if metadata else None,
+                # The folder loader never reads the per-file duplicate report: skip its cost
+                # (GET /duplicates finds the copies afterwards).
+                check_duplicates=False,
             )
             return result.ids, result.replaced, []
         except ApiError as exc:

@@ -71,7 +71,7 @@ class IndexResult:
     # (upload file name, id) per image upload; empty for vectors.
     files: list[tuple[str | None, str]] = field(default_factory=list)
     # Image uploads: stored id -> the stored items that upload is a copy of, best first (an id
-    # is missing when the server could not check it after the add).
+    # is missing when the server did not check it: check_duplicates=False, or a store failure).
     duplicates: dict[str, list[Duplicate]] = field(default_factory=dict)
 
 
@@ -324,10 +324,14 @@ class SimSearchClient:
         ids: Sequence[str] | None = None,
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
         keep_filenames: bool = True,
+        check_duplicates: bool = True,
     ) -> IndexResult:
-        """POST /index: one request with every image (the server caps files per request)."""
+        """POST /index: one request with every image (the server caps files per request).
+        `check_duplicates=False` skips the per-file duplicate report (cheaper bulk loads)."""
         files = [_image_part(img, "files") for img in images]
         form: dict[str, str] = {"keep_filenames": "true" if keep_filenames else "false"}
+        if not check_duplicates:
+            form["check_duplicates"] = "false"
         if ids is not None:
             form["ids"] = json.dumps(list(ids))
         if metadata is not None:

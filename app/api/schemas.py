@@ -123,8 +123,8 @@ class IndexedFile(BaseModel):
     duplicates: list[DuplicateOf] | None = Field(
         default_factory=list,
         description="Stored items this upload is a copy of (the `match` verdict of search), "
-        "best first; other uploads of the same request included. null: not checked (the "
-        "store failed after the durable add)",
+        "best first; other uploads of the same request included. null: not checked "
+        "(check_duplicates=false, or the store failed after the durable add)",
     )
 
 

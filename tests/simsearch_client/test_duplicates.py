@@ -35,6 +35,11 @@ def test_client_and_cli_report_the_servers_groups(
     assert photos[0].name in [d.id for d in report.duplicates["copies/a"]]
     assert photos[3].name in [d.id for d in report.duplicates["copies/b"]]
     assert all(d.score > 0.99 for d in report.duplicates["copies/a"][:1])
+    # Opting out: stored all the same, no report for that upload (the folder loader does this).
+    unchecked = client.index_images(
+        [("copy-c.jpg", photos[1].read_bytes())], ids=["copies/c"], check_duplicates=False
+    )
+    assert unchecked.ids == ["copies/c"] and "copies/c" not in unchecked.duplicates
 
     raw = _raw_groups(server.url)
     groups = list(client.iter_duplicates(page_size=1))
@@ -43,7 +48,8 @@ def test_client_and_cli_report_the_servers_groups(
     assert any({photos[3].name, "copies/b"} <= set(g.ids) for g in groups)
     page = client.duplicates(limit=1)
     assert page.groups == groups[:1] and page.total_groups == len(groups)
-    assert page.items_checked == 7
+    assert any({photos[1].name, "copies/c"} <= set(g.ids) for g in groups)
+    assert page.items_checked == 8
     assert (page.next_cursor is None) == (len(groups) == 1)
 
     assert cli_main(["--url", server.url, "duplicates"]) == 0

@@ -207,3 +207,24 @@ def test_groups_on_the_milvus_backend(
         assert sorted(groups) == sorted(
             [[ASTRONAUT, "copies/astronaut-small.jpg"], [CHINA, "copies/china.jpg"]]
         )
+
+
+def test_check_duplicates_false_skips_the_report_and_stores_the_same(
+    client: TestClient,
+) -> None:
+    """A bulk load that does not read the report opts out: `duplicates` is null (not
+    checked), the items are stored all the same, and GET /duplicates still finds the copy."""
+    _upload(client, {COFFEE: photo_bytes(COFFEE)})
+    copy = edited_copy(photo_bytes(COFFEE))
+    files = [("files", ("coffee-copy.jpg", copy, "image/jpeg"))]
+    resp = client.post(
+        "/index", files=files, data={"ids": ["copies/coffee.jpg"], "check_duplicates": "false"}
+    )
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert body["files"][0]["duplicates"] is None
+    assert "duplicates" not in body["timings_ms"]
+    groups = client.get("/duplicates").json()["groups"]
+    assert [g["ids"] for g in groups] == [[COFFEE, "copies/coffee.jpg"]]
+    bad = client.post("/index", files=files, data={"check_duplicates": "maybe"})
+    assert bad.status_code == 422 and "check_duplicates" in bad.text
