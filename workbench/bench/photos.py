@@ -343,6 +343,7 @@ async def _index_block(
     files_per_request: int,
     clients: int,
     tag: str,
+    check_duplicates: bool = True,
 ) -> tuple[float, list[float], list[dict]]:
     import httpx
 
@@ -361,7 +362,10 @@ async def _index_block(
                 files = [("files", (n, b, "image/jpeg")) for n, b in picks]
                 ids = json.dumps([f"{tag}-{r}-{k}" for k in range(files_per_request)])
                 t = time.perf_counter()
-                resp = await client.post("/index", files=files, data={"ids": ids})
+                form = {"ids": ids}
+                if not check_duplicates:
+                    form["check_duplicates"] = "false"
+                resp = await client.post("/index", files=files, data=form)
                 if resp.status_code != 201:
                     raise RuntimeError(f"/index: {resp.status_code} {resp.text[:300]}")
                 lat.append(time.perf_counter() - t)
@@ -379,8 +383,11 @@ def http_index(
     tensors: list[list[np.ndarray]],
     raw: RawOrt,
     args: argparse.Namespace,
+    check_duplicates: bool = True,
 ) -> dict[str, Any]:
-    """`--repeats` blocks, each between two raw measurements on the same photos' inputs."""
+    """`--repeats` blocks, each between two raw measurements on the same photos' inputs.
+    `check_duplicates=False`: the uploads opt out of the per-file duplicate report, as the
+    client's folder loader does."""
     n_images = args.requests * args.files_per_request
     blocks: list[dict[str, float]] = []
     stages: dict[str, list[float]] = {}
@@ -395,6 +402,7 @@ def http_index(
                 args.files_per_request,
                 args.clients,
                 f"{name}-{b}-{time.monotonic_ns()}",
+                check_duplicates,
             )
         )
         cpu = (cpu_seconds(server.proc.pid) - c0) / n_images
@@ -422,6 +430,7 @@ def http_index(
     return {
         "set": name,
         "endpoint": "POST /index",
+        "check_duplicates": check_duplicates,
         "clients": args.clients,
         "files_per_request": args.files_per_request,
         "images": n_images * args.repeats,
@@ -596,12 +605,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     _index_block(server.base, sets["web"], 2, args.files_per_request, 1, "warm")
                 )
                 rows = []
+                checks = {"on": [True], "off": [False], "both": [True, False]}
                 for name in ("web", "phone"):
-                    rows.append(http_index(server, name, sets[name], tensors[name], raw, args))
-                    log(
-                        f"photos: http {name}: {rows[-1]['images_per_s']} img/s, "
-                        f"{rows[-1]['ratio_to_raw']} x raw {rows[-1]['ratio_per_block']}"
-                    )
+                    for check in checks[args.duplicate_check]:
+                        rows.append(
+                            http_index(server, name, sets[name], tensors[name], raw, args, check)
+                        )
+                        log(
+                            f"photos: http {name} (duplicate check {check}): "
+                            f"{rows[-1]['images_per_s']} img/s, {rows[-1]['ratio_to_raw']} x raw "
+                            f"{rows[-1]['ratio_per_block']}"
+                        )
                 result["http"] = rows
             finally:
                 server.stop()
@@ -644,6 +658,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2, help="blocks per HTTP row")
     p.add_argument("--no-http", dest="http", action="store_false")
+    p.add_argument(
+        "--duplicate-check",
+        choices=("on", "off", "both"),
+        default="both",
+        help="HTTP rows with POST /index's per-file duplicate report, without it "
+        "(check_duplicates=false), or both",
+    )
     p.add_argument("--no-memory", dest="memory", action="store_false")
     p.add_argument("--memory-searches", type=int, default=12)
     p.add_argument("--memory-concurrency", type=int, default=3)
