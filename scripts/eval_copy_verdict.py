@@ -527,6 +527,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             too_small=ev.too_small,
             edit=ev.edit,
             group=ev.group,
+            # For diagnosis: which query, store and stored items each row and hit are.
+            query=np.array([q.name for q, _ in evaluated]),
+            config=np.array([c for _, c in evaluated]),
+            hit_ids=np.array(
+                [
+                    [h.id for h in q.evidence[c]["hits"]]
+                    + [""] * (ev.cos.shape[1] - len(q.evidence[c]["hits"]))
+                    for q, c in evaluated
+                ]
+            ),
         )
     # Cross-validation by picture: fit on 4/5 of the pictures, measure on the held-out fifth.
     folds = np.array([fold_of(str(g), args.folds) for g in ev.group])
