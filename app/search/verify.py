@@ -5,14 +5,15 @@ flowers score as high as a tight crop of the same photo). Geometry can: a copy s
 local features that one similarity transform (shift, rotation, uniform scale) maps onto each
 other. Both sides are described at a small working size (grey, long side `working_side`):
 
-    query:  decoded RGB H,W,3 -> grey h,w (long side <= working_side)
+    query:  decoded RGB H,W,3 -> grey h,w (long side <= working_side) -> CLAHE
             -> SIFT keypoints [N,2] + RootSIFT descriptors [N,128]
     stored: its JPEG thumbnail -> the same (cached per item version)
 
 `geometric_inliers` counts the matches one RANSAC similarity transform explains, after the
 rejections that keep unrelated photos at 0: Lowe's ratio test, one match per stored keypoint,
-a transform scale inside [1/5, 5], and inliers spread over the picture rather than bunched on
-one spot (degenerate fits between unrelated photos produced 100+ "inliers" without these).
+a transform scale inside [1/5, 5], and inliers spread over the part the two pictures share
+rather than bunched on one spot (degenerate fits between unrelated photos produced 100+
+"inliers" without these).
 A mirrored query is tried when the straight one fails. The verdict (how inliers and the cosine
 combine) lives in `app.search.verdict`.
 """
@@ -43,10 +44,18 @@ REPROJ_FRACTION = 4.0 / 320.0
 # Similarity transforms scaling by more than this (or less than its inverse) are degenerate.
 MAX_SCALE = 5.0
 # Inliers must spread: the smaller principal standard deviation of their positions, as a
-# fraction of the working long side, in both images.
+# fraction of the long side of the part the two images share (the whole query when it is a
+# crop of the stored picture, the query's footprint in the stored one), in both images.
 MIN_SPREAD = 0.03
+# Contrast-limited adaptive histogram equalisation before SIFT: dark or low-contrast photos
+# (night skies, soft gradients) otherwise give a thumbnail a handful of keypoints or none.
+CLAHE_CLIP = 2.0
+CLAHE_TILES = (8, 8)
 # SIFT keypoints kept per image (strongest first): bounds matching cost and cache memory.
 MAX_KEYPOINTS = 600
+# SIFT's contrast threshold (OpenCV's default is 0.04): half of it, after CLAHE, keeps the few
+# structures of dark, soft photos; the keypoint cap above still keeps the strongest only.
+CONTRAST_THRESHOLD = 0.02
 # Below this many pixels on the short side an image carries no verifiable detail.
 MIN_SIDE = 32
 
@@ -81,13 +90,24 @@ def grey_working_image(rgb: np.ndarray, working_side: int) -> np.ndarray:
     return np.ascontiguousarray(grey)
 
 
+def normalise_contrast(grey: np.ndarray) -> np.ndarray:
+    """h,w uint8 -> h,w uint8 after CLAHE (local contrast stretched, noise amplification
+    capped by the clip limit), so SIFT's contrast threshold finds keypoints in dark photos."""
+    clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
+    return clahe.apply(np.ascontiguousarray(grey))
+
+
 def extract(grey: np.ndarray) -> LocalFeatures:
-    """h,w uint8 grey -> its SIFT keypoints with RootSIFT descriptors (empty when flat)."""
+    """h,w uint8 grey -> its SIFT keypoints with RootSIFT descriptors (empty when flat).
+    Both sides (query and stored thumbnail) go through the same contrast normalisation."""
     h, w = grey.shape[:2]
     empty = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), w, h)
     if min(h, w) < 16:
         return empty
-    sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)  # type: ignore[attr-defined]
+    grey = normalise_contrast(grey)
+    sift = cv2.SIFT_create(  # type: ignore[attr-defined]
+        nfeatures=MAX_KEYPOINTS, contrastThreshold=CONTRAST_THRESHOLD
+    )
     keypoints, desc = sift.detectAndCompute(grey, None)
     if desc is None or len(keypoints) == 0:
         return empty
@@ -111,7 +131,7 @@ def features_from_jpeg(data: bytes, working_side: int) -> LocalFeatures | None:
     return extract(grey_working_image(grey, working_side))
 
 
-def _spread(points: np.ndarray, long_side: int) -> float:
+def _spread(points: np.ndarray, long_side: float) -> float:
     """Smaller principal std of [K,2] points over the long side (0 for < 3 points)."""
     if len(points) < 3:
         return 0.0
@@ -159,9 +179,13 @@ def geometric_inliers(query: LocalFeatures, stored: LocalFeatures) -> int:
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if not (1.0 / MAX_SCALE <= scale <= MAX_SCALE):
         return 0
+    # Spread is judged on the part the two pictures share: a half crop of a stored photo
+    # covers half of its thumbnail, so there the inliers spread over half the long side.
+    query_shared = min(query.long_side, stored.long_side / scale)
+    stored_shared = min(stored.long_side, query.long_side * scale)
     if (
-        _spread(src[inl], query.long_side) < MIN_SPREAD
-        or _spread(dst[inl], stored.long_side) < MIN_SPREAD
+        _spread(src[inl], query_shared) < MIN_SPREAD
+        or _spread(dst[inl], stored_shared) < MIN_SPREAD
     ):
         return 0
     return int(inl.sum())

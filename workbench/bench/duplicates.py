@@ -13,6 +13,10 @@ bench_store.py; cosines to a blob centre ~0.64-0.9), plus `--copies` near-copies
 `match` verdict from the search service: this bench measures what the scan costs around
 whatever verdict is in place (per item: a catalog read, one by-id search, the verdict).
 
+`--thumbnails DIR` stores every vector with the thumbnail of one of DIR's photos (cycled), so
+the verdict's geometry runs as it does on a store of uploaded images: each item's scan then
+also pays SIFT on its own thumbnail and on up to `verify_top` neighbours' thumbnails.
+
 Raw reference, same store, same run: `store.search` of single stored vectors (k + 1, what one
 by-id search asks of the store) over a sample, and of all vectors in one batched call.
 """
@@ -57,6 +61,31 @@ def _post_vectors(client: Any, ids: list[str], vectors: np.ndarray) -> None:
             raise SystemExit(f"indexing failed: {resp.status_code} {resp.text[:300]}")
 
 
+def _add_with_thumbnails(
+    service: Any, ids: list[str], vectors: np.ndarray, thumbs: list[bytes]
+) -> None:
+    """The vectors, each stored with thumbs[i % len(thumbs)] (in process: the JSON route for
+    vectors takes no thumbnails)."""
+    for lo in range(0, len(ids), BATCH):
+        part = ids[lo : lo + BATCH]
+        t = [thumbs[(lo + i) % len(thumbs)] for i in range(len(part))]
+        service.index_vectors_sync(part, vectors[lo : lo + BATCH], [None] * len(part), t)
+
+
+def _photo_thumbnails(photos: Path) -> list[bytes]:
+    from app.config import ThumbnailSettings
+    from app.thumbnails import make_thumbnail
+
+    out = []
+    for p in sorted(photos.glob("*.jpg")):
+        thumb = make_thumbnail(p.read_bytes(), ThumbnailSettings(), 1 << 30)
+        if thumb is not None:
+            out.append(thumb)
+    if not out:
+        raise SystemExit(f"{photos}: no .jpg photos to make thumbnails from")
+    return out
+
+
 def _get_page(client: Any) -> tuple[float, dict[str, Any]]:
     t0 = time.perf_counter()
     resp = client.get("/duplicates", params={"limit": 20})
@@ -66,7 +95,9 @@ def _get_page(client: Any) -> tuple[float, dict[str, Any]]:
     return elapsed, resp.json()
 
 
-def measure(n: int, copies: int, model_dir: Path, seed: int) -> dict[str, Any]:
+def measure(
+    n: int, copies: int, model_dir: Path, seed: int, thumbnails: Path | None = None
+) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
     from app.config import DuplicateSettings, InferenceSettings, Settings
@@ -89,7 +120,11 @@ def measure(n: int, copies: int, model_dir: Path, seed: int) -> dict[str, Any]:
             dup = _near_copies(base, copies, seed)
             ids = [f"v{i}" for i in range(len(base))] + [f"c{i}" for i in range(copies)]
             log(f"n={n}: indexing {n} vectors of dim {dim}")
-            _post_vectors(client, ids, np.concatenate([base, dup]))
+            thumbs = _photo_thumbnails(thumbnails) if thumbnails is not None else None
+            if thumbs is None:
+                _post_vectors(client, ids, np.concatenate([base, dup]))
+            else:
+                _add_with_thumbnails(runtime.service, ids, np.concatenate([base, dup]), thumbs)
             runtime.store.wait_for_index()
             index_type = runtime.store.stats().index_type
 
@@ -99,7 +134,10 @@ def measure(n: int, copies: int, model_dir: Path, seed: int) -> dict[str, Any]:
 
             # Incremental: 10 new near-copies, then one delete.
             extra = _near_copies(base, 10, seed + 1)
-            _post_vectors(client, [f"new{i}" for i in range(10)], extra)
+            if thumbs is None:
+                _post_vectors(client, [f"new{i}" for i in range(10)], extra)
+            else:
+                _add_with_thumbnails(runtime.service, [f"new{i}" for i in range(10)], extra, thumbs)
             add_s, _ = _get_page(client)
             client.delete("/items/c0")
             delete_s, after_delete = _get_page(client)
@@ -121,6 +159,7 @@ def measure(n: int, copies: int, model_dir: Path, seed: int) -> dict[str, Any]:
         "n": n,
         "dim": dim,
         "index_type": index_type,
+        "thumbnails": thumbnails is not None,
         "groups": body["total_groups"],
         "items_in_groups": body["total_items"],
         "first_scan_s": round(scan_s, 2),
@@ -175,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=REPO / "index_data" / "model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--thumbnails",
+        type=Path,
+        help="a folder of .jpg photos: store each vector with one's thumbnail (real verifier)",
+    )
+    parser.add_argument(
         "--graph-n", type=int, default=1_000_000, help="items for the graph memory figure"
     )
     args = parser.parse_args(argv)
@@ -183,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.n.split(",") if s.strip()]
     results = []
     for n in sizes:
-        results.append(measure(n, max(1, int(n * args.copy_fraction)), args.model_dir, args.seed))
+        copies = max(1, int(n * args.copy_fraction))
+        results.append(measure(n, copies, args.model_dir, args.seed, args.thumbnails))
         log(json.dumps(results[-1]))
     memory = graph_memory(args.graph_n, args.copy_fraction) if args.graph_n else None
     print(json.dumps({"duplicates": results, "graph_memory": memory, "loadavg": loadavg()}))

@@ -340,10 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distractors", type=Path, required=True)
     ap.add_argument("--fetch", action="store_true", help="apt-get download the packages first")
     ap.add_argument("--folds", type=int, default=5)
+    # 0 by default: the never-stored queries come in groups (one picture and its edits), so a
+    # rule allowed 0.5 % on the fitting pictures (a cosine alone of 0.80 in one fold) erred on
+    # 2.7 % of the held-out ones; geometry never needs the slack (no never-stored query
+    # reached more than 4 inliers).
     ap.add_argument(
         "--max-fpr",
         type=float,
-        default=0.005,
+        default=0.0,
         help="false-match rate allowed on the fitting negatives",
     )
     ap.add_argument("--verify-top", type=int, default=default_rule().verify_top)
@@ -526,6 +530,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             too_small=ev.too_small,
             edit=ev.edit,
             group=ev.group,
+            # For diagnosis: which query, store and stored items each row and hit are.
+            query=np.array([q.name for q, _ in evaluated]),
+            config=np.array([c for _, c in evaluated]),
+            hit_ids=np.array(
+                [
+                    [h.id for h in q.evidence[c]["hits"]]
+                    + [""] * (ev.cos.shape[1] - len(q.evidence[c]["hits"]))
+                    for q, c in evaluated
+                ]
+            ),
         )
     # Cross-validation by picture: fit on 4/5 of the pictures, measure on the held-out fifth.
     folds = np.array([fold_of(str(g), args.folds) for g in ev.group])

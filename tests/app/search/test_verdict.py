@@ -187,3 +187,29 @@ def test_the_shipped_rule_and_its_measurement() -> None:
         assert 0 <= rates["never_stored_match_rate"] <= 1
         assert 0 <= rates["copies_found_rate"] <= 1
     assert str(rule.min_inliers) in describe(rule)
+
+
+def test_the_shipped_rule_tells_a_dark_copy_from_a_dark_look_alike(tmp_path: Path) -> None:
+    """Two night photos at the same cosine (the study saw never-stored dark gradients at
+    0.80-0.92 to stored ones): the shipped rule calls the rotated half crop of one a copy of it
+    and not of the other; before contrast normalisation both had 0 inliers."""
+    rule = default_rule()
+    dark = ["mate_storm.jpg", "plasma_darkesthour.jpg"]
+    s = FaissStore.open(tmp_path / "dark", DIM, FaissStoreSettings())
+    try:
+        s.add(dark, np.eye(DIM, dtype=np.float32)[:2], [None, None], [_thumb(n) for n in dark])
+        rows = {h.id: h.row for h in s.search(np.ones((1, DIM), np.float32), DIM)[0]}
+        hits = [Hit(n, 0.85, None, rows[n]) for n in dark]
+        with Image.open(PHOTOS / "mate_storm.jpg") as im:
+            w, h = im.size
+            edited = im.convert("RGB").crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4))
+        query = query_image(
+            np.asarray(edited.transpose(Image.Transpose.ROTATE_90)), rule.working_side
+        )
+        assert CopyVerdict(s, rule, 1 << 24).judge(hits, query) == 2
+        assert {h.id: h.match for h in hits} == {
+            "mate_storm.jpg": True,
+            "plasma_darkesthour.jpg": False,
+        }
+    finally:
+        s.close()

@@ -20,6 +20,7 @@ from app.search.verify import (
     extract,
     features_from_jpeg,
     geometric_inliers,
+    normalise_contrast,
     query_image,
     query_image_from_jpeg,
 )
@@ -40,6 +41,9 @@ NAMES = [
     "imagecorruptions_frost4.jpg",
     "plasma_kite.jpg",
     "plasma_path.jpg",
+    # Dark, soft night photos: contrast normalisation must not make them copies of each other.
+    "mate_storm.jpg",
+    "plasma_darkesthour.jpg",
 ]
 
 
@@ -88,6 +92,39 @@ def test_edited_copies_keep_enough_inliers(edit: str) -> None:
     name = "mate_garden.jpg"
     query = query_image(np.asarray(EDITS[edit](_photo(name))), RULE.working_side)
     assert query.inliers(_stored(name), RULE.min_inliers) >= RULE.min_inliers
+
+
+def _corner_half(img: Image.Image) -> Image.Image:
+    """A half-size crop off the centre (upper right), as a user would cut out a detail."""
+    w, h = img.size
+    return img.crop((int(0.45 * w), int(0.05 * h), int(0.95 * w), int(0.55 * h)))
+
+
+def test_an_off_centre_half_crop_is_verified() -> None:
+    """The crop covers half the thumbnail's width: its inliers spread over half the stored
+    picture, which is the whole of what the two share (judged on the full thumbnail, this
+    copy was rejected as "bunched", 0 inliers)."""
+    for name in ("lomiri_greentock.jpg", "mate_garden.jpg"):
+        query = query_image(np.asarray(_corner_half(_photo(name))), RULE.working_side)
+        assert query.inliers(_stored(name), RULE.min_inliers) >= RULE.min_inliers, name
+
+
+def test_dark_low_contrast_photos_are_verified() -> None:
+    """A night sky's thumbnail gave SIFT one keypoint before contrast normalisation; its
+    rotated and cropped copies had 0 inliers."""
+    name = "mate_storm.jpg"
+    stored = _stored(name)
+    assert len(stored.points) >= 60
+    for edit in ("rotate_90", "crop_50", "width_200"):
+        query = query_image(np.asarray(EDITS[edit](_photo(name))), RULE.working_side)
+        assert query.inliers(stored, RULE.min_inliers) >= RULE.min_inliers, edit
+
+
+def test_contrast_normalisation_keeps_the_image_shape() -> None:
+    dark = (np.random.default_rng(2).random((90, 120)) * 40).astype(np.uint8)
+    out = normalise_contrast(dark)
+    assert out.shape == dark.shape and out.dtype == np.uint8
+    assert int(out.max()) - int(out.min()) > int(dark.max()) - int(dark.min())
 
 
 def test_different_photos_and_look_alikes_do_not() -> None:
