@@ -35,8 +35,10 @@ other jobs of a shared machine load both alike:
              re-scored exactly on both sides, plus raw pymilvus's plain top-10 for reference),
              for each level in --consistency; FAISS backend with its defaults
 
-With `--milvus-uri` and `--resume` an existing backend collection holding n rows is kept (its
-adds are not redone), so a run cut short can be taken up again on the same server.
+With `--milvus-uri` and `--resume` an existing bench collection holding n rows is kept (its
+adds are not redone), so a run cut short can be taken up again on the same server. On the
+2.3.5 wheel's server this fails for an IVF_SQ8/IVF_PQ collection that was already indexed and
+loaded once: reloading it needs the vector binlogs that its first build deleted.
 """
 
 from __future__ import annotations
@@ -429,6 +431,8 @@ def _row_count(client: Any, name: str) -> int:
     if not client.has_collection(name):
         return 0
     with contextlib.suppress(Exception):
+        # After a server restart the collection may be released; counting needs it loaded.
+        client.load_collection(name, timeout=1800)
         rows = client.query(
             name, filter='id > ""', output_fields=["count(*)"], consistency_level="Strong"
         )
