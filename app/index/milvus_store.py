@@ -649,22 +649,31 @@ class MilvusStore:
         )
         out: list[list[Hit]] = []
         for query, found in zip(q, results, strict=True):
-            hits = []
-            for r in found:
-                entity = r["entity"]
-                vector = (
-                    np.asarray(entity["vector"], dtype=np.float32) if "vector" in entity else None
+            found = list(found)
+            # [C, D] candidate vectors in one conversion, scored with one product (not one
+            # array and one dot product per candidate).
+            vectors = (
+                np.asarray([r["entity"]["vector"] for r in found], dtype=np.float32).reshape(
+                    len(found), self._dim
                 )
-                score = float(vector @ query) if rescore and vector is not None else r["distance"]
-                hits.append(
-                    Hit(
-                        r["id"],
-                        float(score),
-                        self._metadata(entity),
-                        -1,  # Milvus has no row numbers
-                        vector if with_vectors else None,
-                    )
+                if "vector" in fields
+                else None
+            )
+            scores = (
+                vectors @ query
+                if rescore and vectors is not None
+                else [r["distance"] for r in found]
+            )
+            hits = [
+                Hit(
+                    r["id"],
+                    float(score),
+                    self._metadata(r["entity"]),
+                    -1,  # Milvus has no row numbers
+                    vectors[i] if with_vectors and vectors is not None else None,
                 )
+                for i, (r, score) in enumerate(zip(found, scores, strict=True))
+            ]
             if rescore:
                 hits.sort(key=lambda h: -h.score)
             hits = hits[:k]

@@ -13,18 +13,32 @@ stops it at the end.
 Data as in workbench/bench/store.py: n clustered `--dim`-d unit vectors (fp16), perturbed
 database vectors as queries, exact inner-product top-10 over the fp16 rows as ground truth.
 
-Measured, each side with the same index and search parameters:
-  add        durable adds in batches (`--batch`): MilvusStore.add (upsert, acknowledged by
-             Milvus) vs raw `MilvusClient.insert` of the same rows into a twin collection
-             (first `--raw-add-n` rows) vs FaissStore.add (fp16 rows fsync'd + sqlite commit)
-  build      Milvus, per index type in --index-types (each in a fresh collection of the same
-             rows): flush + wait until every row is indexed, then load; FAISS: background
-             IVF-PQ training
+Measured, each side with the same index and search parameters, the backend and raw pymilvus
+interleaved (one backend call, then the raw one, alternating which goes first) so that the
+other jobs of a shared machine load both alike:
+  add        durable adds in batches (`--batch`): MilvusStore.add (upsert, acknowledged once
+             visible) interleaved batch by batch with raw `MilvusClient.insert`, `upsert`, and
+             `upsert` + one Strong read (the backend's guarantee by hand) of the same rows
+             into twin collections (first `--raw-add-n` rows), then the backend's remaining
+             rows; FaissStore.add (fp16 rows fsync'd + sqlite commit)
+  build      the first index type on the backend's collection: flush + wait until every row
+             is indexed, then load (segments sealed during the adds are indexed meanwhile);
+             each further type in a fresh collection filled by raw `insert` of all n rows
+             (the 2.3.5 wheel's server deletes a collection's vector binlogs once its first
+             index is built, so re-indexing the same collection cannot work there); the
+             indexed-row count, server memory and load are sampled every `--progress-s`
+             seconds (`progress` in the JSON) so an unfinished build can be extrapolated;
+             FAISS: background IVF-PQ training
   search     single-query p50/p99 and batched QPS (batches of `--batch-queries`), recall@10;
              Milvus backend and raw `client.search` on the same collection with the same
              request (ef / nprobe, candidates, output fields; IVF_PQ/IVF_SQ8 candidates
              re-scored exactly on both sides, plus raw pymilvus's plain top-10 for reference),
              for each level in --consistency; FAISS backend with its defaults
+
+With `--milvus-uri` and `--resume` an existing bench collection holding n rows is kept (its
+adds are not redone), so a run cut short can be taken up again on the same server. On the
+2.3.5 wheel's server this fails for an IVF_SQ8/IVF_PQ collection that was already indexed and
+loaded once: reloading it needs the vector binlogs that its first build deleted.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ import contextlib
 import json
 import resource
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.bench.common import log, machine_info, summarize_s
+from workbench.bench.common import loadavg, log, machine_info, ratio, summarize_s
 from workbench.bench.store import (
     K,
     clustered_unit_vectors,
@@ -71,35 +86,97 @@ def _positions(hit_ids: list[list[str]]) -> np.ndarray:
     return out
 
 
+def _available_mib() -> float:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 class ServerMemory:
-    """Resident memory of the Milvus server process (MiB), when this script started it."""
+    """Resident memory of the Milvus server process (MiB), when its pid is known."""
 
     def __init__(self, pid: int | None) -> None:
         self.pid = pid
-        self.samples: dict[str, dict[str, float]] = {}
+        self.samples: dict[str, dict[str, Any]] = {}
+
+    def now(self) -> dict[str, float]:
+        fields: dict[str, float] = {}
+        if self.pid is not None:
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "VmHWM"):
+                        fields[key] = round(int(value.split()[0]) / 1024, 1)
+        return {"rss_mib": fields.get("VmRSS", 0.0), "peak_rss_mib": fields.get("VmHWM", 0.0)}
 
     def record(self, phase: str) -> None:
-        if self.pid is None:
-            return
-        fields: dict[str, float] = {}
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    fields[key] = round(int(value.split()[0]) / 1024, 1)
         self.samples[phase] = {
-            "rss_mib": fields.get("VmRSS", 0.0),
-            "peak_rss_mib": fields.get("VmHWM", 0.0),
+            **self.now(),
+            "bench_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "available_mib": _available_mib(),
+            "loadavg": loadavg(),
         }
-        log(f"milvus server memory after {phase}: {self.samples[phase]}")
+        log(f"memory after {phase}: {self.samples[phase]}")
+
+
+class Progress:
+    """Every `every_s` seconds, in a thread: the collection's indexed rows, the server's
+    memory, the machine's free memory and load. The samples show an index build's rate (to
+    extrapolate one that does not finish) and what memory a phase needed."""
+
+    def __init__(self, uri: str, memory: ServerMemory, every_s: float) -> None:
+        self.uri = uri
+        self.memory = memory
+        self.every_s = every_s
+        self.samples: list[dict[str, Any]] = []
+        self.collection: str | None = None
+        self.phase = "start"
+        self._t0 = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-progress", daemon=True)
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=self.uri, timeout=30)
+        while not self._stop.wait(self.every_s):
+            sample: dict[str, Any] = {
+                "t_s": round(time.perf_counter() - self._t0, 1),
+                "phase": self.phase,
+                "loadavg": loadavg(),
+                "available_mib": _available_mib(),
+                "server_rss_mib": self.memory.now()["rss_mib"],
+            }
+            name = self.collection
+            with contextlib.suppress(Exception):
+                if name and client.has_collection(name):
+                    names = client.list_indexes(name)
+                    if names:
+                        info = client.describe_index(name, names[0])
+                        for key in ("indexed_rows", "total_rows", "pending_index_rows"):
+                            sample[key] = int(info.get(key, 0) or 0)
+            self.samples.append(sample)
+            log(f"progress: {sample}")
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 @contextlib.contextmanager
 def _milvus(
-    uri: str | None, workdir: Path, time_tick_ms: int | None
+    uri: str | None, workdir: Path, time_tick_ms: int | None, pid: int | None
 ) -> Iterator[tuple[str, ServerMemory]]:
     if uri:
-        yield uri, ServerMemory(None)
+        yield uri, ServerMemory(pid)
         return
     from workbench.servers.milvus_server import LocalMilvus
 
@@ -113,26 +190,57 @@ def _milvus(
         server.stop()
 
 
-def _search_side(
-    search_one: Any, search_many: Any, queries: np.ndarray, single: int, batch: int
-) -> dict[str, Any]:
-    """search_one(q [D]) -> ids; search_many(q [B, D]) -> list of ids lists."""
-    search_one(queries[0])  # warm-up
-    search_many(queries[:batch])
-    lat = []
-    for q in queries[:single]:
-        t = time.perf_counter()
-        search_one(q)
-        lat.append(time.perf_counter() - t)
-    found: list[list[str]] = []
-    t = time.perf_counter()
-    for start in range(0, queries.shape[0], batch):
-        found += search_many(queries[start : start + batch])
-    elapsed = time.perf_counter() - t
+def _interleaved_latency(
+    sides: dict[str, Any], queries: np.ndarray, single: int
+) -> dict[str, list[float]]:
+    """Single-query latencies (s) per side, the sides taking turns on each query and
+    rotating which goes first, so load changes hit every side alike."""
+    names = list(sides)
+    lat: dict[str, list[float]] = {name: [] for name in names}
+    for i, q in enumerate(queries[:single]):
+        for j in range(len(names)):
+            name = names[(i + j) % len(names)]
+            t = time.perf_counter()
+            sides[name](q)
+            lat[name].append(time.perf_counter() - t)
+    return lat
+
+
+def _interleaved_batches(
+    sides: dict[str, Any], queries: np.ndarray, batch: int
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Batched QPS and found positions per side: every batch goes to each side in turn."""
+    names = list(sides)
+    spent = dict.fromkeys(names, 0.0)
+    found: dict[str, list[list[str]]] = {name: [] for name in names}
+    for b, start in enumerate(range(0, queries.shape[0], batch)):
+        qs = queries[start : start + batch]
+        for j in range(len(names)):
+            name = names[(b + j) % len(names)]
+            t = time.perf_counter()
+            found[name] += sides[name](qs)
+            spent[name] += time.perf_counter() - t
     return {
-        "single": summarize_s(lat),
-        "batch_qps": round(queries.shape[0] / elapsed, 1),
-        "found": _positions(found),
+        name: (round(queries.shape[0] / spent[name], 1), _positions(found[name])) for name in names
+    }
+
+
+def _compare_search(
+    one: dict[str, Any], many: dict[str, Any], queries: np.ndarray, single: int, batch: int
+) -> dict[str, dict[str, Any]]:
+    """one[name](q [D]) -> ids; many[name](q [B, D]) -> list of ids lists; measured in turns."""
+    for name in one:  # warm-up
+        one[name](queries[0])
+        many[name](queries[:batch])
+    lat = _interleaved_latency(one, queries, single)
+    batched = _interleaved_batches(many, queries, batch)
+    return {
+        name: {
+            "single": summarize_s(lat[name]),
+            "batch_qps": batched[name][0],
+            "found": batched[name][1],
+        }
+        for name in one
     }
 
 
@@ -166,33 +274,167 @@ def _build_index(client: Any, store: Any, timeout: float) -> dict[str, Any]:
     t = time.perf_counter()
     built = store.wait_for_index(timeout=timeout)
     build_s = time.perf_counter() - t
+    out: dict[str, Any] = {
+        "index_build_s": round(build_s, 1),
+        "index_built": built,
+        "loadavg_after_build": loadavg(),
+    }
+    if not built:
+        return out
     t = time.perf_counter()
     client.release_collection(name)
     client.load_collection(name, timeout=timeout)
+    out["load_s"] = round(time.perf_counter() - t, 1)
+    return out
+
+
+def _raw_rows(db16: np.ndarray, start: int, stop: int) -> list[dict[str, Any]]:
+    """Rows of the backend's schema for raw pymilvus, as a client would build them."""
+    return [
+        {
+            "id": f"v{i:08d}",
+            "vector": v,
+            "metadata": {"path": f"images/{i:08d}.jpg"},
+            "has_metadata": True,
+            "thumbnail": "",
+            "created_at": 0.0,
+        }
+        for i, v in zip(
+            range(start, stop), db16[start:stop].astype(np.float32).tolist(), strict=True
+        )
+    ]
+
+
+def _add_rows(store: Any, db16: np.ndarray, batch: int, client: Any, raw_n: int) -> dict[str, Any]:
+    """Every row through MilvusStore.add in calls of `batch` (one metadata object each); for
+    the first `raw_n` rows each batch also goes to raw `insert` and raw `upsert` into twin
+    collections of the same schema, the three taking turns."""
+    n, dim = db16.shape
+    twins = {
+        "insert": "bench_raw_insert",
+        "upsert": "bench_raw_upsert",
+        "upsert_visible": "bench_raw_upsert_visible",
+    }
+    for name in twins.values():
+        if client.has_collection(name):
+            client.drop_collection(name)
+        # The backend's index on each twin too, so the twins are loaded as its collection is
+        # (the Strong read needs that) and writes cost the same.
+        index_params = client.prepare_index_params()
+        index_params.add_index(
+            field_name="vector",
+            index_type=store.settings.milvus_index_type,
+            metric_type="IP",
+            params=store.build_params(),
+        )
+        client.create_collection(
+            name,
+            schema=_raw_schema(dim),
+            index_params=index_params,
+            consistency_level="Strong",
+        )
+
+    def backend(start: int, stop: int) -> None:
+        x = db16[start:stop].astype(np.float32)
+        meta = [{"path": f"images/{i:08d}.jpg"} for i in range(start, stop)]
+        store.add(_ids(start, stop), x, meta)
+
+    def raw(op: str) -> Any:
+        return lambda start, stop: getattr(client, op)(twins[op], _raw_rows(db16, start, stop))
+
+    def raw_visible(start: int, stop: int) -> None:
+        # The backend's guarantee by hand: upsert, then one Strong read, which returns once
+        # the query nodes have consumed the write.
+        client.upsert(twins["upsert_visible"], _raw_rows(db16, start, stop))
+        client.query(
+            twins["upsert_visible"],
+            filter='id == ""',
+            output_fields=["id"],
+            limit=1,
+            consistency_level="Strong",
+        )
+
+    sides = {
+        "backend": backend,
+        "insert": raw("insert"),
+        "upsert": raw("upsert"),
+        "upsert_visible": raw_visible,
+    }
+    lat: dict[str, list[float]] = {name: [] for name in sides}
+    t_add = time.perf_counter()
+    for b, start in enumerate(range(0, n, batch)):
+        stop = min(n, start + batch)
+        names = list(sides) if start < raw_n else ["backend"]
+        for j in range(len(names)):
+            name = names[(b + j) % len(names)]
+            t = time.perf_counter()
+            sides[name](start, stop)
+            lat[name].append(time.perf_counter() - t)
+        if stop % 50_000 < batch:
+            done = time.perf_counter() - t_add
+            log(f"adds: {stop} of {n} in {done:.0f}s, load {loadavg()}")
+    add_s = time.perf_counter() - t_add
+    for name in twins.values():
+        client.drop_collection(name)
+    paired = min(raw_n, n)
+    pair_batches = -(-paired // batch)
+    rates = {name: paired / sum(lat[name][:pair_batches]) for name in sides}
+    log(f"milvus backend: {n} adds in {add_s:.1f}s (first {paired}: {rates})")
     return {
-        "index_build_s": round(build_s, 1),
-        "index_built": built,
-        "load_s": round(time.perf_counter() - t, 1),
+        "batch": batch,
+        "backend_all_rows": {
+            "rows": n,
+            "vectors_per_s": round(n / sum(lat["backend"]), 1),
+            "wall_s_incl_raw_twins": round(add_s, 1),
+            "batch_latency": summarize_s(lat["backend"]),
+        },
+        "interleaved_first_rows": {
+            "rows": paired,
+            **{
+                f"{name}_vectors_per_s": round(rate, 1)
+                for name, rate in zip(
+                    ["backend", "raw_insert", "raw_upsert", "raw_upsert_then_strong_read"],
+                    rates.values(),
+                    strict=True,
+                )
+            },
+            "backend_over_raw_insert": ratio(rates["backend"], rates["insert"]),
+            "backend_over_raw_upsert": ratio(rates["backend"], rates["upsert"]),
+            "backend_over_raw_same_guarantee": ratio(rates["backend"], rates["upsert_visible"]),
+        },
+        "loadavg_after": loadavg(),
     }
 
 
-def _add_rows(store: Any, db16: np.ndarray, batch: int) -> dict[str, Any]:
-    """Every row through MilvusStore.add in calls of `batch`, with one metadata object each."""
+def _raw_fill(client: Any, name: str, db16: np.ndarray, batch: int) -> dict[str, Any]:
+    """All rows by raw `insert` (no visibility wait, no upsert), as a bulk loader would."""
     n = db16.shape[0]
-    lat = []
     t_add = time.perf_counter()
     for start in range(0, n, batch):
         stop = min(n, start + batch)
-        x = db16[start:stop].astype(np.float32)
-        meta = [{"path": f"images/{i:08d}.jpg"} for i in range(start, stop)]
-        t = time.perf_counter()
-        store.add(_ids(start, stop), x, meta)
-        lat.append(time.perf_counter() - t)
+        client.insert(name, _raw_rows(db16, start, stop))
         if stop % 100_000 < batch:
-            log(f"milvus backend: {stop} added ({stop / (time.perf_counter() - t_add):.0f}/s)")
+            log(f"raw insert: {stop} of {n} in {time.perf_counter() - t_add:.0f}s")
     add_s = time.perf_counter() - t_add
-    log(f"milvus backend: {n} adds in {add_s:.1f}s")
-    return {"batch": batch, "vectors_per_s": round(n / add_s, 1), "batch_latency": summarize_s(lat)}
+    return {
+        "rows": n,
+        "batch": batch,
+        "vectors_per_s": round(n / add_s, 1),
+        "wall_s": round(add_s, 1),
+    }
+
+
+def _row_count(client: Any, name: str) -> int:
+    if not client.has_collection(name):
+        return 0
+    with contextlib.suppress(Exception):
+        # After a server restart the collection may be released; counting needs it loaded.
+        client.load_collection(name, timeout=1800)
+        rows = client.query(
+            name, filter='id > ""', output_fields=["count(*)"], consistency_level="Strong"
+        )
+        return int(rows[0]["count(*)"])
+    return 0
 
 
 def bench_milvus(
@@ -219,80 +461,79 @@ def bench_milvus(
         timeout_s=600.0,
     )
     client = MilvusClient(uri=uri, timeout=600)
-    for name in ("bench_backend", "bench_raw"):
-        if client.has_collection(name):
-            client.drop_collection(name)
-    store = MilvusStore.open(settings, dim, IndexSettings(), model_sha256="bench")
     out: dict[str, Any] = {}
-
-    # Adds: the backend (validation, fp16 rounding, JSON metadata, upsert) ...
-    out["add_backend"] = _add_rows(store, db16, args.batch)
-    memory.record("adds")
-
-    # ... and raw inserts / upserts of the same rows (same schema) into a twin collection
-    # (an add that replaces an existing id is an upsert; insert is the cheapest write).
-    raw_n = min(n, args.raw_add_n)
-    for op in ("insert", "upsert"):
-        client.create_collection("bench_raw", schema=_raw_schema(dim), consistency_level="Strong")
-        lat = []
-        t_add = time.perf_counter()
-        for start in range(0, raw_n, args.batch):
-            stop = min(raw_n, start + args.batch)
-            rows = [
-                {
-                    "id": f"v{i:08d}",
-                    "vector": v,
-                    "metadata": {"path": f"images/{i:08d}.jpg"},
-                    "has_metadata": True,
-                    "thumbnail": "",
-                    "created_at": 0.0,
-                }
-                for i, v in zip(
-                    range(start, stop), db16[start:stop].astype(np.float32).tolist(), strict=True
-                )
-            ]
-            t = time.perf_counter()
-            getattr(client, op)("bench_raw", rows)
-            lat.append(time.perf_counter() - t)
-        raw_s = time.perf_counter() - t_add
-        out[f"add_raw_pymilvus_{op}"] = {
-            "rows": raw_n,
-            "batch": args.batch,
-            "vectors_per_s": round(raw_n / raw_s, 1),
-            "batch_latency": summarize_s(lat),
-        }
-        client.drop_collection("bench_raw")
-        log(f"raw pymilvus: {raw_n} {op}s in {raw_s:.1f}s")
-    store.close()
-
-    for position, index_type in enumerate(index_types):
-        typed = settings.model_copy(update={"index_type": index_type})
-        if position > 0:
-            # A fresh collection with this index type and the same rows: dropping the index
-            # and creating another on the same collection never built on the 2.3.5 wheel's
-            # server (its index tasks retried "binlog file not exist" for 20 minutes).
-            client.drop_collection(settings.collection)
-        store = MilvusStore.open(typed, dim, IndexSettings(), model_sha256="bench")
-        side_out: dict[str, Any] = {"build_params": store.build_params()}
-        if position > 0:
-            side_out["add_backend"] = _add_rows(store, db16, args.batch)
-        side_out.update(_build_index(client, store, args.build_timeout))
-        log(f"milvus {index_type} build: {side_out}")
-        memory.record(f"{index_type} build and load")
+    with Progress(uri, memory, args.progress_s) as progress:
+        resumed = args.resume and _row_count(client, "bench_backend") == n
+        if not resumed and client.has_collection("bench_backend"):
+            client.drop_collection("bench_backend")
+        store = MilvusStore.open(settings, dim, IndexSettings(), model_sha256="bench")
+        progress.collection = "bench_backend"
+        if resumed:
+            log(f"resuming: bench_backend already holds {n} rows; adds not redone")
+            out["add"] = {"resumed": True}
+        else:
+            # Adds: the backend (validation, fp16 rounding, JSON metadata, upsert, wait until
+            # visible) beside raw inserts / upserts of the same rows (same schema).
+            progress.phase = "adds"
+            out["add"] = _add_rows(store, db16, args.batch, client, min(n, args.raw_add_n))
+        memory.record("adds")
         store.close()
-        for level in args.consistency.split(","):
-            side_out[f"search_{level}"] = _search_level(
-                client,
-                typed.model_copy(update={"consistency": level}),
-                dim,
-                queries,
-                truth,
-                args,
-            )
-            log(f"milvus {index_type} search ({level}): {side_out[f'search_{level}']}")
-        memory.record(f"{index_type} searches")
-        out[index_type] = side_out
-    client.drop_collection("bench_backend")
+
+        previous: str | None = None
+        for position, index_type in enumerate(index_types):
+            typed = settings.model_copy(update={"milvus_index_type": index_type})
+            side_out: dict[str, Any] = {}
+            if position > 0:
+                # A fresh collection with this index type, filled by raw inserts (see the
+                # module doc); the previous one is released first to free its memory.
+                name = f"bench_{index_type.lower()}"
+                typed = typed.model_copy(update={"milvus_collection": name})
+                if previous is not None:
+                    client.release_collection(previous)
+                resumed = args.resume and _row_count(client, name) == n
+                if not resumed and client.has_collection(name):
+                    client.drop_collection(name)
+                store = MilvusStore.open(typed, dim, IndexSettings(), model_sha256="bench")
+                progress.collection = name
+                if not resumed:
+                    progress.phase = f"{index_type} raw inserts"
+                    side_out["add_raw_insert_all_rows"] = _raw_fill(client, name, db16, args.batch)
+                    log(f"{name}: {side_out['add_raw_insert_all_rows']}")
+                store.close()
+            store = MilvusStore.open(typed, dim, IndexSettings(), model_sha256="bench")
+            side_out["collection"] = typed.milvus_collection
+            side_out["build_params"] = store.build_params()
+            progress.phase = f"{index_type} build"
+            timeout = args.build_timeout
+            if args.stop_build_at:
+                timeout = max(60.0, min(timeout, args.stop_build_at - time.time()))
+            side_out.update(_build_index(client, store, timeout))
+            log(f"milvus {index_type} build: {side_out}")
+            memory.record(f"{index_type} build and load")
+            store.close()
+            if not side_out["index_built"]:
+                side_out["progress_at_timeout"] = progress.samples[-1:] or None
+                out[index_type] = side_out
+                break
+            progress.phase = f"{index_type} searches"
+            for level in args.consistency.split(","):
+                side_out[f"search_{level}"] = _search_level(
+                    client,
+                    typed.model_copy(update={"milvus_consistency": level}),
+                    dim,
+                    queries,
+                    truth,
+                    args,
+                )
+                log(f"milvus {index_type} search ({level}): {side_out[f'search_{level}']}")
+            memory.record(f"{index_type} searches")
+            out[index_type] = side_out
+            previous = typed.milvus_collection
+        out["progress"] = progress.samples
+    if not args.keep_collections:
+        for name in client.list_collections():
+            if name.startswith("bench_"):
+                client.drop_collection(name)
     client.close()
     out["server_memory"] = memory.samples
     return out
@@ -306,7 +547,7 @@ def _search_level(
     truth: np.ndarray,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """Backend vs raw pymilvus on the same collection at one consistency level."""
+    """Backend vs raw pymilvus on the same collection at one consistency level, in turns."""
     from app.config import IndexSettings
     from app.index.milvus_store import MilvusStore
 
@@ -326,33 +567,18 @@ def _search_level(
         "output_fields": fields,
         "search_params": {"metric_type": "IP", "params": params},
     }
+    collection = settings.milvus_collection
     store = MilvusStore.open(settings, dim, idx, model_sha256="bench")
     # Raw reads at the level the backend reads at (Strong with strong_wait "write": Bounded).
     level = store.read_consistency
-    try:
-        backend = _search_side(
-            lambda q: [h.id for h in store.search(q[None], K)[0]],
-            lambda qs: [[h.id for h in hits] for hits in store.search(qs, K)],
-            queries,
-            args.single,
-            args.batch_queries,
-        )
-    finally:
-        store.close()
-    raw_search = _raw_searcher(client, "bench_backend", request, rescore, level)
-    raw = _search_side(
-        lambda q: raw_search(q[None])[0], raw_search, queries, args.single, args.batch_queries
-    )
-    result: dict[str, Any] = {
-        "read_consistency": level,
-        "params": params,
-        "candidates": fetch,
-        "backend": {k: v for k, v in backend.items() if k != "found"},
-        "raw_pymilvus": {k: v for k, v in raw.items() if k != "found"},
-        "recall_at_10": {
-            "backend": recall_at_k(backend["found"], truth),
-            "raw_pymilvus": recall_at_k(raw["found"], truth),
-        },
+    raw_search = _raw_searcher(client, collection, request, rescore, level)
+    one = {
+        "backend": lambda q: [h.id for h in store.search(q[None], K)[0]],
+        "raw_pymilvus": lambda q: raw_search(q[None])[0],
+    }
+    many = {
+        "backend": lambda qs: [[h.id for h in hits] for hits in store.search(qs, K)],
+        "raw_pymilvus": raw_search,
     }
     if rescore:
         # For reference: the quantised index's own top-10, no re-scoring.
@@ -361,19 +587,61 @@ def _search_level(
             "output_fields": ["metadata", "has_metadata"],
             "search_params": request["search_params"],
         }
-        plain_search = _raw_searcher(client, "bench_backend", plain_request, False, level)
-        plain = _search_side(
-            lambda q: plain_search(q[None])[0],
-            plain_search,
-            queries,
-            args.single,
-            args.batch_queries,
-        )
-        result["raw_pymilvus_top10_no_rescoring"] = {
-            **{k: v for k, v in plain.items() if k != "found"},
-            "recall_at_10": recall_at_k(plain["found"], truth),
-        }
+        plain = _raw_searcher(client, collection, plain_request, False, level)
+        one["raw_pymilvus_top10_no_rescoring"] = lambda q: plain(q[None])[0]
+        many["raw_pymilvus_top10_no_rescoring"] = plain
+    load_before = loadavg()
+    try:
+        sides = _compare_search(one, many, queries, args.single, args.batch_queries)
+        overhead = _backend_overhead(store, queries[: args.single])
+    finally:
+        store.close()
+    backend, raw = sides["backend"], sides["raw_pymilvus"]
+    result: dict[str, Any] = {
+        "read_consistency": level,
+        "params": params,
+        "candidates": fetch,
+        "loadavg": {"before": load_before, "after": loadavg()},
+        **{name: {k: v for k, v in side.items() if k != "found"} for name, side in sides.items()},
+        "recall_at_10": {name: recall_at_k(side["found"], truth) for name, side in sides.items()},
+        "backend_outside_the_milvus_call": overhead,
+        "backend_over_raw": {
+            "p50_speed": ratio(raw["single"]["p50_ms"], backend["single"]["p50_ms"]),
+            "p99_speed": ratio(raw["single"]["p99_ms"], backend["single"]["p99_ms"]),
+            "batch_qps": ratio(backend["batch_qps"], raw["batch_qps"]),
+        },
+    }
     return result
+
+
+def _backend_overhead(store: Any, queries: np.ndarray) -> dict[str, float]:
+    """What MilvusStore.search spends outside its one `client.search` call (validation,
+    request, hits, re-scoring), per single query: times the store's client's search."""
+    client = store._call(lambda c: c)  # the store's own connected client
+    inner = [0.0]
+    search = client.search
+
+    def timed(*a: Any, **kw: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return search(*a, **kw)
+        finally:
+            inner[0] += time.perf_counter() - t
+
+    client.search = timed
+    try:
+        t = time.perf_counter()
+        for q in queries:
+            store.search(q[None], K)
+        total = time.perf_counter() - t
+    finally:
+        client.search = search
+    n = max(1, queries.shape[0])
+    return {
+        "queries": int(queries.shape[0]),
+        "mean_total_ms": round(total / n * 1e3, 3),
+        "mean_outside_ms": round((total - inner[0]) / n * 1e3, 3),
+    }
 
 
 def _raw_schema(dim: int) -> Any:
@@ -415,13 +683,13 @@ def bench_faiss(
     t = time.perf_counter()
     store.wait_for_training()
     train_s = time.perf_counter() - t
-    side = _search_side(
-        lambda q: [h.id for h in store.search(q[None], K)[0]],
-        lambda qs: [[h.id for h in hits] for hits in store.search(qs, K)],
+    side = _compare_search(
+        {"faiss": lambda q: [h.id for h in store.search(q[None], K)[0]]},
+        {"faiss": lambda qs: [[h.id for h in hits] for hits in store.search(qs, K)]},
         queries,
         args.single,
         args.batch_queries,
-    )
+    )["faiss"]
     stats = store.stats()
     store.close()
     log(f"faiss backend: adds {add_s:.1f}s, training {train_s:.1f}s")
@@ -469,6 +737,25 @@ def main(argv: list[str] | None = None) -> int:
         default=1024,
         help="IVF lists (Milvus builds one index per segment of ~1 GiB, so this is per segment)",
     )
+    parser.add_argument(
+        "--milvus-pid", type=int, default=None, help="with --milvus-uri: its pid, for memory"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep a bench collection that already holds --n rows (with --milvus-uri)",
+    )
+    parser.add_argument(
+        "--keep-collections", action="store_true", help="do not drop the bench collections"
+    )
+    parser.add_argument("--progress-s", type=float, default=30.0, help="progress sample period")
+    parser.add_argument(
+        "--stop-build-at",
+        type=float,
+        default=None,
+        help="unix time after which an index build is no longer waited for (its progress "
+        "samples are reported instead)",
+    )
     parser.add_argument("--consistency", default="Strong,Session")
     parser.add_argument("--build-timeout", type=float, default=900.0)
     parser.add_argument("--skip-faiss", action="store_true")
@@ -491,7 +778,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-milvus-") as tmp:
         work = Path(tmp)
-        with _milvus(args.milvus_uri, work, args.time_tick_ms) as (uri, memory):
+        with _milvus(args.milvus_uri, work, args.time_tick_ms, args.milvus_pid) as (
+            uri,
+            memory,
+        ):
             result["milvus"] = bench_milvus(uri, memory, db16, queries, truth, args)
         if not args.skip_faiss:
             result["faiss"] = bench_faiss(work, db16, queries, truth, args)
