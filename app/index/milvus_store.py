@@ -131,18 +131,27 @@ def recorded_identity(settings: MilvusSettings) -> tuple[int, str | None] | None
         info = client.describe_collection(settings.collection, timeout=settings.timeout_s)
     finally:
         client.close()
+    identity, dim = _identity_of(info, settings.collection)
+    return dim, identity.get("model_sha256")
+
+
+def _identity_of(info: dict[str, Any], collection: str) -> tuple[dict[str, Any], int]:
+    """(the identity record, the vector dim) of a described collection; ArtifactMismatch
+    when its description holds no record of this service (another program's collection)."""
     try:
         identity = json.loads(info.get("description") or "")
     except ValueError:
         identity = None
     if not isinstance(identity, dict) or identity.get(_IDENTITY_KEY) != 1:
         raise ArtifactMismatch(
-            f"milvus collection {settings.collection} was not created by this service (no "
-            "model record in its description)"
+            f"milvus collection {collection} was not created by this service (no model record "
+            "in its description); choose another SIMSEARCH_STORE__MILVUS__COLLECTION"
         )
     dims = [f.get("params", {}).get("dim") for f in info["fields"] if f.get("name") == "vector"]
-    dim = int(dims[0]) if dims and dims[0] is not None else int(identity["dim"])
-    return dim, identity.get("model_sha256")
+    raw_dim = dims[0] if dims and dims[0] is not None else identity.get("dim")
+    if raw_dim is None:
+        raise ArtifactMismatch(f"milvus collection {collection} records no vector dimension")
+    return identity, int(raw_dim)
 
 
 class MilvusStore:
@@ -312,17 +321,7 @@ class MilvusStore:
     def _check_identity(self, client: Any) -> None:
         info = client.describe_collection(self._collection, timeout=self._timeout)
         name = f"milvus collection {self._collection}"
-        try:
-            identity = json.loads(info.get("description") or "")
-        except ValueError:
-            identity = None
-        if not isinstance(identity, dict) or identity.get(_IDENTITY_KEY) != 1:
-            raise ArtifactMismatch(
-                f"{name} was not created by this service (no model record in its "
-                "description); choose another SIMSEARCH_STORE__MILVUS__COLLECTION"
-            )
-        dims = [f.get("params", {}).get("dim") for f in info["fields"] if f.get("name") == "vector"]
-        stored_dim = int(dims[0]) if dims and dims[0] is not None else identity.get("dim")
+        identity, stored_dim = _identity_of(info, self._collection)
         if stored_dim != self._dim:
             raise ArtifactMismatch(
                 f"{name} holds {stored_dim}-d vectors but {self._dim}-d were requested (the "
