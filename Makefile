@@ -4,8 +4,8 @@
 #               API docs at /docs)
 #   make test   set up the development venv and run the test suite (CPU; torch tests use tiny
 #               inputs)
-# Installs sized to their job: $(SERVE_VENV) holds the core install only (the service: no torch,
-# playwright or Milvus); the default model is exported once in a throw-away $(TOOLS_VENV) (the
+# Installs sized to their job: $(SERVE_VENV) holds the core install and the client extra (the
+# service and its CLI, `python -m simsearch_client`: no torch, playwright or Milvus); the default model is exported once in a throw-away $(TOOLS_VENV) (the
 # train extra: torch) unless $(VENV), the development venv with every extra, already exists.
 # Where to serve: `make run HOST=0.0.0.0 PORT=9000` (a non-loopback HOST needs
 # SIMSEARCH_API_KEYS, or SIMSEARCH_ALLOW_UNAUTHENTICATED=true behind something that
@@ -54,7 +54,7 @@ serve-env: $(SERVE_STAMP)
 $(SERVE_STAMP): pyproject.toml
 	test -x $(SERVE_PY) || $(PYTHON) -m venv $(SERVE_VENV)
 	$(SERVE_PY) -m pip install --quiet --upgrade pip
-	$(SERVE_PY) -m pip install --quiet -e .
+	$(SERVE_PY) -m pip install --quiet -e '.[client]'
 	rm -f $(SERVE_VENV)/.installed-*
 	touch $@
 

@@ -155,8 +155,9 @@ def test_installs_are_sized_to_their_job() -> None:
     makefile = (REPO / "Makefile").read_text()
     make_vars = _make_variables(makefile)
     serve_env = makefile.split("\n$(SERVE_STAMP): pyproject.toml\n", 1)[1].split("\n\n", 1)[0]
-    assert "$(SERVE_PY) -m pip install --quiet -e .\n" in serve_env + "\n"
-    assert "[" not in serve_env.replace("[ ", ""), "the serving venv installs no extras"
+    # The service and its client CLI (httpx): no other extra.
+    assert "$(SERVE_PY) -m pip install --quiet -e '.[client]'\n" in serve_env + "\n"
+    assert serve_env.replace("[ ", "").count("[") == 1, "the serving venv installs one extra"
     for target in ("run", "serve", "index", "samples"):
         recipe = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
         assert "$(SERVE_PY)" in recipe and "$(PY) " not in recipe, target
