@@ -323,7 +323,7 @@ def _add_rows(store: Any, db16: np.ndarray, batch: int, client: Any, raw_n: int)
         index_params = client.prepare_index_params()
         index_params.add_index(
             field_name="vector",
-            index_type=store.settings.milvus_index_type,
+            index_type=store.settings.index_type,
             metric_type="IP",
             params=store.build_params(),
         )
@@ -453,7 +453,6 @@ def bench_milvus(
     n, dim = db16.shape
     index_types = args.index_types.split(",")
     settings = MilvusSettings(
-        backend="milvus",
         uri=uri,
         collection="bench_backend",
         index_type=index_types[0],
@@ -481,13 +480,13 @@ def bench_milvus(
 
         previous: str | None = None
         for position, index_type in enumerate(index_types):
-            typed = settings.model_copy(update={"milvus_index_type": index_type})
+            typed = settings.model_copy(update={"index_type": index_type})
             side_out: dict[str, Any] = {}
             if position > 0:
                 # A fresh collection with this index type, filled by raw inserts (see the
                 # module doc); the previous one is released first to free its memory.
                 name = f"bench_{index_type.lower()}"
-                typed = typed.model_copy(update={"milvus_collection": name})
+                typed = typed.model_copy(update={"collection": name})
                 if previous is not None:
                     client.release_collection(previous)
                 resumed = args.resume and _row_count(client, name) == n
@@ -501,7 +500,7 @@ def bench_milvus(
                     log(f"{name}: {side_out['add_raw_insert_all_rows']}")
                 store.close()
             store = MilvusStore.open(typed, dim, IndexSettings(), model_sha256="bench")
-            side_out["collection"] = typed.milvus_collection
+            side_out["collection"] = typed.collection
             side_out["build_params"] = store.build_params()
             progress.phase = f"{index_type} build"
             timeout = args.build_timeout
@@ -519,7 +518,7 @@ def bench_milvus(
             for level in args.consistency.split(","):
                 side_out[f"search_{level}"] = _search_level(
                     client,
-                    typed.model_copy(update={"milvus_consistency": level}),
+                    typed.model_copy(update={"consistency": level}),
                     dim,
                     queries,
                     truth,
@@ -528,7 +527,7 @@ def bench_milvus(
                 log(f"milvus {index_type} search ({level}): {side_out[f'search_{level}']}")
             memory.record(f"{index_type} searches")
             out[index_type] = side_out
-            previous = typed.milvus_collection
+            previous = typed.collection
         out["progress"] = progress.samples
     if not args.keep_collections:
         for name in client.list_collections():
@@ -567,7 +566,7 @@ def _search_level(
         "output_fields": fields,
         "search_params": {"metric_type": "IP", "params": params},
     }
-    collection = settings.milvus_collection
+    collection = settings.collection
     store = MilvusStore.open(settings, dim, idx, model_sha256="bench")
     # Raw reads at the level the backend reads at (Strong with strong_wait "write": Bounded).
     level = store.read_consistency
