@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.bench.store import build, clustered_unit_vectors, recall_at_k
+from workbench.bench.store import build
 from workbench.bench.store_variants import compare_variants, factory_for, sq8_rows
+from workbench.bench.synthetic import clustered_unit_vectors, recall_at_k
 
 
 def test_factory_strings() -> None:

@@ -34,7 +34,7 @@ from workbench.bench.common import log, rss
 
 
 def write_parts(out: Path, n: int, dim: int, part_rows: int, thumb_bytes: int) -> list[Path]:
-    from workbench.bench.store import clustered_unit_vectors
+    from workbench.bench.synthetic import clustered_unit_vectors
     from workbench.ingest.bulk import _table, shard_dir, write_parquet_atomic
 
     x16 = clustered_unit_vectors(n, dim, seed=3)  # [n, D] float16

@@ -8,10 +8,11 @@ neighbour search in the same run.
 Prints one JSON object (last stdout line) with one entry per size.
 
 Data: `n` vectors of the model's dimension as gaussian blobs on the sphere (the generator of
-bench_store.py; cosines to a blob centre ~0.64-0.9), plus `--copies` near-copies of random rows
-(cosine ~0.97 to their source), added with POST /index/vectors. The grouping reads each hit's
-`match` verdict from the search service: this bench measures what the scan costs around
-whatever verdict is in place (per item: a catalog read, one by-id search, the verdict).
+workbench/bench/synthetic.py; cosines to a blob centre ~0.64-0.9), plus `--copies`
+near-copies of random rows (cosine ~0.97 to their source), added with POST /index/vectors.
+The grouping reads each hit's `match` verdict from the search service: this bench measures
+what the scan costs around whatever verdict is in place (per item: a catalog read, one by-id
+search, the verdict).
 
 `--thumbnails DIR` stores every vector with the thumbnail of one of DIR's photos (cycled), so
 the verdict's geometry runs as it does on a store of uploaded images: each item's scan then
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from workbench.bench.common import loadavg, log
-from workbench.bench.store import clustered_unit_vectors
+from workbench.bench.synthetic import clustered_unit_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 BATCH = 5000

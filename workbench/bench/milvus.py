@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from workbench.bench.common import loadavg, log, machine_info, ratio, summarize_s
-from workbench.bench.store import (
+from workbench.bench.synthetic import (
     K,
     clustered_unit_vectors,
     exact_topk,

@@ -28,7 +28,7 @@ import numpy as np
 
 from app.search.rerank import superglobal_rerank
 from workbench.bench.common import ratio, summarize_s, usable_cores
-from workbench.bench.store import clustered_unit_vectors, perturbed_queries
+from workbench.bench.synthetic import clustered_unit_vectors, perturbed_queries
 
 
 def contention(model_dir: Path, query: np.ndarray, cands: np.ndarray, seconds: float

@@ -111,7 +111,7 @@ def compare_variants(
 
     from app.config import FaissStoreSettings
     from app.index.faiss_store import VECTORS_FILE, choose_ivf_params
-    from workbench.bench.store import recall_at_k
+    from workbench.bench.synthetic import recall_at_k
 
     faiss.omp_set_num_threads(cores)
     settings = FaissStoreSettings()

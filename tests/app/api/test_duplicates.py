@@ -1,8 +1,8 @@
 """GET /duplicates and the duplicate report of POST /index, with the service's default model
-(EfficientNet-Lite0 + GeM, exported as `python -m workbench.export --default` does) on the FAISS backend: real
-photos and edited copies of them (crop, resize, JPEG re-encode), groups largest first, paging,
-adds and deletes reflected, writes the service did not see, 422 for bad paging input; the same
-on the Milvus backend (a real Milvus server, tests marked `milvus`)."""
+(EfficientNet-Lite0 + GeM, exported as `python -m workbench.export --default` does) on the
+FAISS backend: real photos and edited copies of them (crop, resize, JPEG re-encode), groups
+largest first, paging, adds and deletes reflected, writes the service did not see, 422 for bad
+paging input; the same on the Milvus backend (a real Milvus server, tests marked `milvus`)."""
 
 from __future__ import annotations
 
