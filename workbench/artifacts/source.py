@@ -3,6 +3,7 @@ family built from the options with ImageNet or fixed random weights."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -17,16 +18,8 @@ from workbench.artifacts.options import ExportOptions
 
 
 def model_config(options: ExportOptions) -> ModelConfig:
-    flags = ModelFlags(
-        backbone=options.backbone,
-        depth=options.depth,
-        with_ma=options.with_ma,
-        pooling=options.pooling,
-        gem_p=options.gem_p,
-        feature=options.feature,
-        reduction_dim=options.reduction_dim,
-        zero_init_final_gamma=options.zero_init_final_gamma,
-    )
+    # The export flags carry every model flag under the same name (one per CLI flag).
+    flags = ModelFlags(**{f.name: getattr(options, f.name) for f in fields(ModelFlags)})
     return config_from_flags(options.architecture, flags)
 
 
