@@ -40,9 +40,9 @@ def test_a_small_run_reports_every_part(tmp_path: Path) -> None:
         shutil.copy(PHOTOS / name, photos / name)
     model = write_tiny_model(tmp_path / "model", max_side=128)
     small = "--phone-count 1 --camera-count 1 --requests 1 --files-per-request 2 --repeats 1"
+    rows = "--duplicate-check off --no-memory"
     args = parse_args(
-        ["--model-dir", str(model), "--photos", str(photos), *small.split()]
-        + ["--duplicate-check", "off", "--no-memory"]
+        ["--model-dir", str(model), "--photos", str(photos), *small.split(), *rows.split()]
     )
     result = run(args)
     assert list(result) == [
