@@ -66,6 +66,7 @@ def reset_peak(pid: int) -> bool:
 async def search_block(
     base: str, photos: list[tuple[str, bytes]], n: int, concurrency: int
 ) -> list[float]:
+    """`n` POST /search (top 10), `concurrency` at a time: seconds per search."""
     import httpx
 
     counter = iter(range(n))
@@ -96,6 +97,8 @@ def memory_variant(
     camera: list[tuple[str, bytes]],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
+    """A fresh server with the `sets` overrides: warmed on 4 web searches, then idle RSS, the
+    peak over idle during the camera searches, and what it still holds 5 s later (MiB)."""
     data_dir = work / f"mem-{len(list(work.iterdir()))}"
     server = Server(server_env(data_dir, model_dir, sets), work / f"{data_dir.name}.log")
     try:
