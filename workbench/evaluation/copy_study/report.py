@@ -1,5 +1,5 @@
-"""What the study reports: the JSON result, and the rule file (app/search/copy_verdict.json)
-that the service loads and GET /health shows."""
+"""What the study writes besides its rates: timing summaries, and the rule file
+(app/search/copy_verdict.json) that the service loads and GET /health shows."""
 
 from __future__ import annotations
 
