@@ -21,7 +21,6 @@ from workbench.ingest.bulk import (
     find_parts,
     load_faiss,
     load_milvus_bulk,
-    parse_shard,
     part_info,
     read_listing,
     read_part,
@@ -53,13 +52,6 @@ def test_shards_cover_every_entry_exactly_once() -> None:
                 assert 0 <= hi - lo <= total // count + 1
                 covered.extend(range(lo, hi))
             assert covered == list(range(total))
-
-
-@pytest.mark.parametrize("text", ["2/2", "-1/3", "a/b", "1", "0/0", "1/2/3"])
-def test_parse_shard_rejects_what_is_not_i_of_n(text: str) -> None:
-    with pytest.raises(ValueError, match="i/n"):
-        parse_shard(text)
-    assert parse_shard("3/4") == (3, 4)
 
 
 def test_listing_file_skips_comments_and_blank_lines(tmp_path: Path) -> None:
@@ -217,19 +209,6 @@ def test_milvus_bulk_insert_of_shards(ingest: dict, milvus_server) -> None:
             store.close()
     finally:
         harness.cleanup()
-
-
-def test_cli_takes_the_shard_index_from_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
-    from workbench.ingest.embed_shard import shard_from_args
-
-    monkeypatch.delenv("JOB_COMPLETION_INDEX", raising=False)
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
-    assert shard_from_args(None, 3) == (2, 3)
-    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
-    assert shard_from_args(None, 3) == (1, 3)
-    assert shard_from_args("0/5", None) == (0, 5)
-    with pytest.raises(ValueError, match="i/n"):
-        shard_from_args("3/3", None)
 
 
 def test_summary_files_are_json(tmp_path: Path) -> None:

@@ -53,18 +53,6 @@ META_KEY = b"simsearch"
 
 
 # ---------------------------------------------------------------------------- listing, shards
-def parse_shard(text: str) -> tuple[int, int]:
-    """ "i/n" -> (i, n) with 0 <= i < n; ValueError saying what is accepted otherwise."""
-    try:
-        index_text, count_text = text.split("/")
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard i/n needs n >= 1 and 0 <= i < n, got {text!r}")
-    return index, count
-
-
 def shard_bounds(total: int, index: int, count: int) -> tuple[int, int]:
     """[lo, hi) of shard `index` of `count` over `total` entries (contiguous, sizes differ by
     at most one; every entry in exactly one shard)."""

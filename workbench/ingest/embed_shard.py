@@ -16,6 +16,8 @@ default the file's folder). Run n of these, one per shard, with any scheduler:
 Resumable: re-run the same command after an interruption and finished parts are skipped.
 Embedding uses the service's model artifact and preprocessing (SIMSEARCH_* settings, e.g.
 --model-dir). Load the shards with workbench/ingest/load_shards.py. Prints a JSON summary.
+The options' meaning (shard, settings) is workbench/ingest/shard_options.py; the embedding
+is workbench/ingest/bulk.py.
 """
 
 from __future__ import annotations
@@ -23,26 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 
-from workbench.ingest.bulk import embed_shard, parse_shard
-
-INDEX_ENV_VARS = ("JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID")
-
-
-def shard_from_args(shard: str | None, shards: int | None) -> tuple[int, int]:
-    if shard is not None:
-        return parse_shard(shard)
-    if shards is None:
-        raise ValueError(
-            "give --shard i/n, or --shards n with the index in one of " + ", ".join(INDEX_ENV_VARS)
-        )
-    for var in INDEX_ENV_VARS:
-        if os.environ.get(var, "").strip():
-            return parse_shard(f"{os.environ[var].strip()}/{shards}")
-    raise ValueError(f"--shards {shards}: none of {', '.join(INDEX_ENV_VARS)} is set")
+from workbench.ingest.bulk import embed_shard
+from workbench.ingest.shard_options import embed_settings, shard_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,20 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from app.config import Settings
-
     try:
         shard = shard_from_args(args.shard, args.shards)
     except ValueError as exc:
         parser.error(str(exc))
     if not args.listing.exists():
         parser.error(f"{args.listing} does not exist")
-    settings = Settings()
-    if args.model_dir is not None:
-        settings = settings.model_copy(update={"model_dir": args.model_dir})
-    if args.no_thumbnails:
-        thumbs = settings.thumbnails.model_copy(update={"enabled": False})
-        settings = settings.model_copy(update={"thumbnails": thumbs})
+    settings = embed_settings(args.model_dir, thumbnails=not args.no_thumbnails)
     bar = None
     if not args.no_progress:
         try:
