@@ -236,7 +236,11 @@ def export_onnx(
             "producer": "dolg-simsearch models.export",
             "precision": "fp16" if fp16 else "fp32",
             "l2_normalized": "true",
-            "config": json.dumps(config.to_dict()) if hasattr(config, "to_dict") else "",
+            "config": (
+                json.dumps(config.to_dict())
+                if config is not None and hasattr(config, "to_dict")
+                else ""
+            ),
             **(extra_props or {}),
         }
         input_shape, output_shape = _finalise_graph(tmp, props)

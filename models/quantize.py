@@ -66,7 +66,7 @@ class QuantInfo:
 def _reader(input_name: str, tensors: Sequence[np.ndarray]) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
-    class _Inputs(CalibrationDataReader):  # type: ignore[misc]
+    class _Inputs(CalibrationDataReader):
         """One [1,3,H,W] feed per calibration tensor (shapes may differ between feeds)."""
 
         def __init__(self) -> None:

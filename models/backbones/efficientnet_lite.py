@@ -122,8 +122,27 @@ class Conv2dSame(nn.Conv2d):
     (k - 1) * d + 1 - s + (i % s when s == 2), put as (total // 2, total - total // 2).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, padding=0, **kwargs)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+    ) -> None:
+        # padding=0: the "SAME" padding is added in forward, from the input size.
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=0,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+        )
         if self.stride[0] not in (1, 2) or self.stride[0] != self.stride[1]:
             raise ValueError(f"Conv2dSame supports strides 1 and 2, got {self.stride}")
 

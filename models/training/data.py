@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from torch import Tensor
@@ -255,8 +255,10 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         shuffle: bool = True,
         group: int = 1,
     ) -> None:
-        self.sampler = DistributedSampler(
-            range(num_samples), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
+        # DistributedSampler only takes len() of its dataset: the indices 0..n-1 stand in for it.
+        indices = cast("Dataset[int]", range(num_samples))
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            indices, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
         )
         self.micro_batch = micro_batch
         self.group = group

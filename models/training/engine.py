@@ -552,7 +552,9 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         extra = ""
         head = self.net.head
+        # MadaCos sets both at its first forward.
         if isinstance(head, MadaCos) and head.last_scale is not None:
+            assert head.last_margin is not None
             extra = f" s {float(head.last_scale):.1f} m {float(head.last_margin):.3f}"
         if isinstance(self.net, FineStageNet):
             extra += f" triplet {triplet:.4f}"
@@ -580,8 +582,11 @@ class Trainer:
         model = self.net.model
         metrics: dict[str, Any] = {}
         if self.val_loader is not None:
+            # Every margin head keeps its class centres as the parameter `weight` [C, D].
+            class_weight = self.net.head.weight
+            assert isinstance(class_weight, Tensor), type(class_weight)
             metrics.update(classification_accuracy(
-                model, self.net.head.weight, self.val_loader, self.ctx,
+                model, class_weight, self.val_loader, self.ctx,
                 autocast=self._autocast(), channels_last=self.channels_last,
             ))
         if self.data.retrieval is not None:

@@ -173,7 +173,8 @@ def build_tiny_onnx(path: Path, dim: int = TINY_DIM, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     w1 = (rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32)
     w2 = (rng.standard_normal((dim, 16, 3, 3)) * 0.1).astype(np.float32)
-    conv = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    # make_node's keyword attributes (after name/doc_string/domain) are typed Any there.
+    conv: dict[str, Any] = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
     nodes = [
         helper.make_node("Conv", ["image", "w1"], ["c1"], **conv),
         helper.make_node("Relu", ["c1"], ["r1"]),

@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             runtime.embedder.warmup()
             for data in subset:  # the photos' shapes, as raw had
                 runtime.embedder.embed_bytes_sync(data)
-            rounds = []
+            rounds: list[dict[str, Any]] = []
             for r in range(args.rounds):
                 raw_r = raw_measure(raw, tensors)
                 emb = [embedder_measure(runtime, subset, _requests(c, args, len(subset)), c)

@@ -79,7 +79,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for photo in train:
         for t in range(args.tiles * args.tiles):
             name = photo.stem if args.tiles == 1 else f"{photo.stem}__t{t}"
