@@ -124,7 +124,8 @@ def scan_class_folders(root: str | Path) -> LabelledSet:
     samples: list[Sample] = []
     for label, name in enumerate(classes):
         files = sorted(
-            f for f in (root / name).rglob("*")
+            f
+            for f in (root / name).rglob("*")
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
         )
         samples.extend(Sample(f.relative_to(root).as_posix(), label) for f in files)
@@ -322,13 +323,27 @@ def make_loader(
     if num_workers > 0:
         extra = {"prefetch_factor": prefetch_factor, "persistent_workers": persistent_workers}
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                          pin_memory=pin_memory, **extra)
-    return DataLoader(dataset, sampler=sampler, batch_size=batch_size, shuffle=False,
-                      drop_last=False, num_workers=num_workers, pin_memory=pin_memory, **extra)
+        return DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            **extra,
+        )
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        **extra,
+    )
 
 
 def class_counts(samples: Sequence[Sample], num_classes: int) -> np.ndarray:
     """Samples per class [C] (int64)."""
-    return np.bincount(np.asarray([s.label for s in samples], dtype=np.int64),
-                       minlength=num_classes)
+    return np.bincount(
+        np.asarray([s.label for s in samples], dtype=np.int64), minlength=num_classes
+    )

@@ -245,8 +245,9 @@ class RetrievalTransform:
     colour: ColourSpec = ColourSpec()
 
     def __call__(self, img: np.ndarray) -> list[Tensor]:
-        planes = normalise(to_planar(cap_long_side(img, self.max_side), self.colour.order),
-                           self.colour)
+        planes = normalise(
+            to_planar(cap_long_side(img, self.max_side), self.colour.order), self.colour
+        )
         h, w = planes.shape[1:]
         sizes = [(round(h * s), round(w * s)) for s in self.scales]
         kept = [hw for hw in sizes if min(hw) >= 16] or [max(sizes)]

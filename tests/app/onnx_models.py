@@ -49,10 +49,16 @@ def _save_graph(
     graph = helper.make_graph(
         nodes,
         "tiny_embedder",
-        [helper.make_tensor_value_info(
-            input_name, TensorProto.FLOAT, input_shape or ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info(
-            output_name, TensorProto.FLOAT, output_shape or ["batch", dim])],
+        [
+            helper.make_tensor_value_info(
+                input_name, TensorProto.FLOAT, input_shape or ["batch", 3, "height", "width"]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                output_name, TensorProto.FLOAT, output_shape or ["batch", dim]
+            )
+        ],
         initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -129,9 +135,16 @@ def build_onnx(
     ]
     if l2_in_graph:
         nodes.append(helper.make_node("LpNormalization", [pooled], [output_name], axis=1, p=2))
-    _save_graph(path, nodes, {"w": weight.reshape(dim, 3, 1, 1), "b": bias}, dim=dim,
-                input_name=input_name, output_name=output_name, input_shape=input_shape,
-                output_shape=output_shape)
+    _save_graph(
+        path,
+        nodes,
+        {"w": weight.reshape(dim, 3, 1, 1), "b": bias},
+        dim=dim,
+        input_name=input_name,
+        output_name=output_name,
+        input_shape=input_shape,
+        output_shape=output_shape,
+    )
 
 
 def write_artifact(
@@ -195,8 +208,12 @@ def write_tiny_model(
     """model.onnx + model_meta.json of the two-conv graph in `directory`; returns it."""
     directory.mkdir(parents=True, exist_ok=True)
     build_tiny_onnx(directory / MODEL_FILE, dim)
-    meta = make_meta(directory / MODEL_FILE, dim=dim, name="tiny-test",
-                     description="tiny test graph",
-                     preprocessing=Preprocessing(max_side=max_side, scales=scales))
+    meta = make_meta(
+        directory / MODEL_FILE,
+        dim=dim,
+        name="tiny-test",
+        description="tiny test graph",
+        preprocessing=Preprocessing(max_side=max_side, scales=scales),
+    )
     save_model_meta(meta, directory)
     return directory
