@@ -168,8 +168,9 @@ def check_parity(
         expected = reference(x.to(device)).cpu().numpy().astype(np.float64)  # [B,D]
         got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0].astype(np.float64)
         if got.shape != expected.shape:
-            raise ExportParityError(f"shape {_shape_name(shape)}: ORT gave {got.shape}, "
-                                    f"torch {expected.shape}")
+            raise ExportParityError(
+                f"shape {_shape_name(shape)}: ORT gave {got.shape}, torch {expected.shape}"
+            )
         norms = np.linalg.norm(got, axis=1)
         cos = (got * expected).sum(axis=1) / (norms * np.linalg.norm(expected, axis=1))
         worst = float(np.min(cos))
@@ -236,7 +237,11 @@ def export_onnx(
             "producer": "dolg-simsearch models.export",
             "precision": "fp16" if fp16 else "fp32",
             "l2_normalized": "true",
-            "config": json.dumps(config.to_dict()) if hasattr(config, "to_dict") else "",
+            "config": (
+                json.dumps(config.to_dict())
+                if config is not None and hasattr(config, "to_dict")
+                else ""
+            ),
             **(extra_props or {}),
         }
         input_shape, output_shape = _finalise_graph(tmp, props)
@@ -265,7 +270,12 @@ def export_onnx(
     )
     logger.info(
         "exported %s (%s, opset %d, %.1f MB) in %.1f s; parity min cosine %.7f over %s",
-        out_path.name, info.precision, opset, info.file_bytes / 1e6, export_seconds,
-        info.min_cosine, list(cosines),
+        out_path.name,
+        info.precision,
+        opset,
+        info.file_bytes / 1e6,
+        export_seconds,
+        info.min_cosine,
+        list(cosines),
     )
     return info

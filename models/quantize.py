@@ -66,7 +66,7 @@ class QuantInfo:
 def _reader(input_name: str, tensors: Sequence[np.ndarray]) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
-    class _Inputs(CalibrationDataReader):  # type: ignore[misc]
+    class _Inputs(CalibrationDataReader):
         """One [1,3,H,W] feed per calibration tensor (shapes may differ between feeds)."""
 
         def __init__(self) -> None:
@@ -86,8 +86,11 @@ def _nodes_in_scope(model_path: Path, scope: Scope, op_types: Sequence[str]) -> 
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [n.name for n in graph.node if n.op_type in op_types
-            and (scope == "all" or n.name.startswith(BACKBONE_PREFIX))]
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type in op_types and (scope == "all" or n.name.startswith(BACKBONE_PREFIX))
+    ]
 
 
 def _cosines(fp32_path: Path, int8_path: Path, tensors: Sequence[np.ndarray]) -> np.ndarray:
@@ -166,15 +169,28 @@ def quantize_int8(
         pre.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     info = QuantInfo(
-        path=str(out_path), scope=scope, method="static QDQ, MinMax", per_channel=per_channel,
-        reduce_range=reduce_range, calibration_inputs=len(calibration),
-        quantized_nodes=len(nodes), seconds=round(seconds, 1),
-        file_bytes=out_path.stat().st_size, cosine_min=round(float(cos.min()), 6),
-        cosine_mean=round(float(cos.mean()), 6), op_types=op_types,
+        path=str(out_path),
+        scope=scope,
+        method="static QDQ, MinMax",
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        calibration_inputs=len(calibration),
+        quantized_nodes=len(nodes),
+        seconds=round(seconds, 1),
+        file_bytes=out_path.stat().st_size,
+        cosine_min=round(float(cos.min()), 6),
+        cosine_mean=round(float(cos.mean()), 6),
+        op_types=op_types,
     )
-    logger.info("int8 %s: %d %s nodes quantised in %.1f s; cosine to fp32 min %.5f mean %.5f",
-                out_path.name, len(nodes), "/".join(op_types), seconds, info.cosine_min,
-                info.cosine_mean)
+    logger.info(
+        "int8 %s: %d %s nodes quantised in %.1f s; cosine to fp32 min %.5f mean %.5f",
+        out_path.name,
+        len(nodes),
+        "/".join(op_types),
+        seconds,
+        info.cosine_min,
+        info.cosine_mean,
+    )
     return info
 
 

@@ -40,7 +40,9 @@ HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
 # The preprocessing the ImageNet weights were trained with (app.artifacts.Preprocessing fields).
 IMAGENET_PREPROCESSING: dict[str, Any] = {
-    "colour_order": "RGB", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+    "colour_order": "RGB",
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
     "interpolation": "bicubic",
 }
 
@@ -99,12 +101,16 @@ def lite_groups(variant: str) -> list[BlockGroup]:
     groups = []
     for index, g in enumerate(B0_GROUPS):
         fixed = index in (0, len(B0_GROUPS) - 1)
-        groups.append(BlockGroup(
-            g.repeats if fixed else round_repeats(g.repeats, depth), g.kernel, g.stride,
-            g.expand,
-            STEM_CHANNELS if index == 0 else round_filters(g.channels_in, width),
-            round_filters(g.channels_out, width),
-        ))
+        groups.append(
+            BlockGroup(
+                g.repeats if fixed else round_repeats(g.repeats, depth),
+                g.kernel,
+                g.stride,
+                g.expand,
+                STEM_CHANNELS if index == 0 else round_filters(g.channels_in, width),
+                round_filters(g.channels_out, width),
+            )
+        )
     return groups
 
 
@@ -122,8 +128,27 @@ class Conv2dSame(nn.Conv2d):
     (k - 1) * d + 1 - s + (i % s when s == 2), put as (total // 2, total - total // 2).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, padding=0, **kwargs)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+    ) -> None:
+        # padding=0: the "SAME" padding is added in forward, from the input size.
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=0,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+        )
         if self.stride[0] not in (1, 2) or self.stride[0] != self.stride[1]:
             raise ValueError(f"Conv2dSame supports strides 1 and 2, got {self.stride}")
 
@@ -155,8 +180,9 @@ class MBConvBlock(nn.Module):
         if self.has_expand:
             self._expand_conv = nn.Conv2d(c_in, hidden, 1, bias=False)
             self._bn0 = _bn(hidden)
-        self._depthwise_conv = Conv2dSame(hidden, hidden, kernel, stride=stride, groups=hidden,
-                                          bias=False)
+        self._depthwise_conv = Conv2dSame(
+            hidden, hidden, kernel, stride=stride, groups=hidden, bias=False
+        )
         self._bn1 = _bn(hidden)
         self._project_conv = nn.Conv2d(hidden, c_out, 1, bias=False)
         self._bn2 = _bn(c_out)
@@ -180,8 +206,10 @@ class EfficientNetLite(nn.Module):
     def __init__(self, variant: str = "lite0", with_classifier: bool = False) -> None:
         super().__init__()
         if variant not in LITE_VARIANTS:
-            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; "
-                             f"expected one of {sorted(LITE_VARIANTS)}")
+            raise ValueError(
+                f"unknown EfficientNet-Lite variant {variant!r}; "
+                f"expected one of {sorted(LITE_VARIANTS)}"
+            )
         self.variant = variant
         groups = lite_groups(variant)
         self.stage_channels = stage_channels(variant)
@@ -192,9 +220,15 @@ class EfficientNetLite(nn.Module):
         self.group_ends: list[int] = []
         for g in groups:
             for r in range(g.repeats):
-                blocks.append(MBConvBlock(g.channels_in if r == 0 else g.channels_out,
-                                          g.channels_out, g.kernel, g.stride if r == 0 else 1,
-                                          g.expand))
+                blocks.append(
+                    MBConvBlock(
+                        g.channels_in if r == 0 else g.channels_out,
+                        g.channels_out,
+                        g.kernel,
+                        g.stride if r == 0 else 1,
+                        g.expand,
+                    )
+                )
             self.group_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = nn.Conv2d(groups[-1].channels_out, HEAD_CHANNELS, 1, bias=False)
@@ -213,8 +247,9 @@ class EfficientNetLite(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                nn.init.uniform_(m.weight, -1.0 / math.sqrt(m.out_features),
-                                 1.0 / math.sqrt(m.out_features))
+                nn.init.uniform_(
+                    m.weight, -1.0 / math.sqrt(m.out_features), 1.0 / math.sqrt(m.out_features)
+                )
                 nn.init.zeros_(m.bias)
 
     def forward_stages(self, x: Tensor) -> list[Tensor]:
@@ -253,8 +288,10 @@ def weights_file(variant: str) -> Path:
     folder = Path(module.__file__ or "").parent / "models"
     files = sorted(folder.glob(f"efficientnet-{variant}-*.pth"))
     if len(files) != 1:
-        raise FileNotFoundError(f"expected one efficientnet-{variant}-*.pth in the package "
-                                f"{package}, found {[f.name for f in files]}")
+        raise FileNotFoundError(
+            f"expected one efficientnet-{variant}-*.pth in the package "
+            f"{package}, found {[f.name for f in files]}"
+        )
     return files[0]
 
 

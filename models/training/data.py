@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from torch import Tensor
@@ -124,7 +124,8 @@ def scan_class_folders(root: str | Path) -> LabelledSet:
     samples: list[Sample] = []
     for label, name in enumerate(classes):
         files = sorted(
-            f for f in (root / name).rglob("*")
+            f
+            for f in (root / name).rglob("*")
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
         )
         samples.extend(Sample(f.relative_to(root).as_posix(), label) for f in files)
@@ -255,8 +256,10 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         shuffle: bool = True,
         group: int = 1,
     ) -> None:
-        self.sampler = DistributedSampler(
-            range(num_samples), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
+        # DistributedSampler only takes len() of its dataset: the indices 0..n-1 stand in for it.
+        indices = cast("Dataset[int]", range(num_samples))
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            indices, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed
         )
         self.micro_batch = micro_batch
         self.group = group
@@ -320,13 +323,27 @@ def make_loader(
     if num_workers > 0:
         extra = {"prefetch_factor": prefetch_factor, "persistent_workers": persistent_workers}
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                          pin_memory=pin_memory, **extra)
-    return DataLoader(dataset, sampler=sampler, batch_size=batch_size, shuffle=False,
-                      drop_last=False, num_workers=num_workers, pin_memory=pin_memory, **extra)
+        return DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            **extra,
+        )
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        **extra,
+    )
 
 
 def class_counts(samples: Sequence[Sample], num_classes: int) -> np.ndarray:
     """Samples per class [C] (int64)."""
-    return np.bincount(np.asarray([s.label for s in samples], dtype=np.int64),
-                       minlength=num_classes)
+    return np.bincount(
+        np.asarray([s.label for s in samples], dtype=np.int64), minlength=num_classes
+    )

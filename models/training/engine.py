@@ -115,8 +115,11 @@ def build_data(cfg: TrainConfig, class_names: list[str] | None = None) -> DataBu
     retrieval = None
     if cfg.retrieval_list:
         retrieval = read_retrieval_list(cfg.retrieval_list, cfg.retrieval_root or None)
-        absent = [p for p, _ in retrieval.queries + retrieval.gallery
-                  if not (retrieval.root / p).is_file()]
+        absent = [
+            p
+            for p, _ in retrieval.queries + retrieval.gallery
+            if not (retrieval.root / p).is_file()
+        ]
         if absent:
             raise DataError(f"{len(absent)} retrieval images are missing, e.g. {absent[0]}")
     return DataBundle(root, labelled, train, val, retrieval)
@@ -182,8 +185,9 @@ class EpochMeter:
         z = torch.zeros((), dtype=torch.float64, device=device)
         return cls(z.clone(), z.clone(), z.clone(), z.clone())
 
-    def add(self, loss: Tensor, logits: Tensor, labels: Tensor,
-            triplet: Tensor | None = None) -> None:
+    def add(
+        self, loss: Tensor, logits: Tensor, labels: Tensor, triplet: Tensor | None = None
+    ) -> None:
         # Kept on the device: no host sync per step.
         self.loss_sum += loss.detach().double() * labels.shape[0]
         self.correct += (logits.detach().argmax(dim=1) == labels).sum()
@@ -214,8 +218,7 @@ class Trainer:
         self.ctx = ctx
         state = ckpt.load_training_checkpoint(resume) if resume else None
         if state is not None:
-            cfg = merge_resume_config(TrainConfig.from_dict(state["training"]["train_config"]),
-                                      cfg)
+            cfg = merge_resume_config(TrainConfig.from_dict(state["training"]["train_config"]), cfg)
         self.cfg = cfg
         if not cfg.out_dir:
             raise ValueError("out_dir is required")
@@ -247,12 +250,21 @@ class Trainer:
             self.init_report: dict[str, Any] = state["training"].get("init", {})
         else:
             model, self.model_config, self.init_report = initialise_model(
-                cfg.model_config(), cfg.init_weights or None, cfg.init_format,  # type: ignore[arg-type]
-                input_colour=self.colour.order, trusted=cfg.trusted, imagenet=cfg.imagenet,
+                cfg.model_config(),
+                cfg.init_weights or None,
+                cfg.init_format,  # type: ignore[arg-type]
+                input_colour=self.colour.order,
+                trusted=cfg.trusted,
+                imagenet=cfg.imagenet,
             )
         head = build_head(
-            cfg.head, embedding_dim(self.model_config), self.num_classes, scale=cfg.head_scale,
-            margin=cfg.head_margin, alpha=cfg.madacos_alpha, b_mode=cfg.madacos_b_mode,
+            cfg.head,
+            embedding_dim(self.model_config),
+            self.num_classes,
+            scale=cfg.head_scale,
+            margin=cfg.head_margin,
+            alpha=cfg.madacos_alpha,
+            b_mode=cfg.madacos_b_mode,
         )
         if state is not None:
             load_state_strict(head, state["head_state"], what=f"{cfg.head} head")
@@ -267,7 +279,8 @@ class Trainer:
             raise ValueError(f"stage must be 1 (global) or 2 (CFCD fine stage), got {cfg.stage}")
         self.fine_stage = cfg.stage == 2
         self.net = (
-            FineStageNet(model, head, cfg.tuple_size, cfg.triplet_margin) if self.fine_stage
+            FineStageNet(model, head, cfg.tuple_size, cfg.triplet_margin)
+            if self.fine_stage
             else TrainNet(model, head)
         ).to(self.device)
         if self.channels_last:
@@ -275,7 +288,8 @@ class Trainer:
         self.ddp: DistributedDataParallel | None = None
         if ctx.distributed:
             self.ddp = DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                self.net,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 gradient_as_bucket_view=True,
             )
         self.optimizer = build_sgd(
@@ -292,34 +306,52 @@ class Trainer:
             self._restore(state, resume)
 
         # ---- loaders
-        self.train_set = ImageDataset(self.data.root, self.data.train, self._train_transform(),
-                                      seed=cfg.seed)
+        self.train_set = ImageDataset(
+            self.data.root, self.data.train, self._train_transform(), seed=cfg.seed
+        )
         self.batch_sampler: EpochBatchSampler | TupleBatchSampler
         if self.fine_stage:
             self.batch_sampler = TupleBatchSampler(
-                [s.label for s in self.data.train], self.micro_batch, tuple_size=cfg.tuple_size,
-                world_size=ctx.world_size, rank=ctx.rank, seed=cfg.seed, group=cfg.accum_steps,
+                [s.label for s in self.data.train],
+                self.micro_batch,
+                tuple_size=cfg.tuple_size,
+                world_size=ctx.world_size,
+                rank=ctx.rank,
+                seed=cfg.seed,
+                group=cfg.accum_steps,
                 confusions=self._confusions(),
             )
         else:
             self.batch_sampler = EpochBatchSampler(
-                len(self.data.train), self.micro_batch, world_size=ctx.world_size,
-                rank=ctx.rank, seed=cfg.seed, group=cfg.accum_steps,
+                len(self.data.train),
+                self.micro_batch,
+                world_size=ctx.world_size,
+                rank=ctx.rank,
+                seed=cfg.seed,
+                group=cfg.accum_steps,
             )
         self.steps_per_epoch = self.batch_sampler.batches_per_epoch // cfg.accum_steps
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(
-            self.train_set, batch_sampler=self.batch_sampler, num_workers=cfg.num_workers,
-            pin_memory=pin, prefetch_factor=cfg.prefetch_factor,
+            self.train_set,
+            batch_sampler=self.batch_sampler,
+            num_workers=cfg.num_workers,
+            pin_memory=pin,
+            prefetch_factor=cfg.prefetch_factor,
         )
         self.val_loader = None
         if self.data.val:
-            val_set = ImageDataset(self.data.root, self.data.val, self._eval_transform(),
-                                   seed=cfg.seed)
+            val_set = ImageDataset(
+                self.data.root, self.data.val, self._eval_transform(), seed=cfg.seed
+            )
             self.val_loader = make_loader(
-                val_set, sampler=ShardSampler(len(val_set), ctx.world_size, ctx.rank),
-                batch_size=self.micro_batch, num_workers=min(cfg.num_workers, 4),
-                pin_memory=pin, prefetch_factor=cfg.prefetch_factor, persistent_workers=False,
+                val_set,
+                sampler=ShardSampler(len(val_set), ctx.world_size, ctx.rank),
+                batch_size=self.micro_batch,
+                num_workers=min(cfg.num_workers, 4),
+                pin_memory=pin,
+                prefetch_factor=cfg.prefetch_factor,
+                persistent_workers=False,
             )
         self.train_csv = CsvLog(self.out_dir / "train_log.csv", TRAIN_FIELDS)
         self.epoch_csv = CsvLog(self.out_dir / "epochs.csv", EPOCH_FIELDS)
@@ -355,8 +387,11 @@ class Trainer:
     def _train_transform(self) -> TrainTransform:
         c = self.cfg
         return TrainTransform(
-            size=c.image_size, colour=self.colour, area_frac=c.crop_area_min,
-            aspect=(c.crop_aspect_min, c.crop_aspect_max), flip_p=c.flip_p,
+            size=c.image_size,
+            colour=self.colour,
+            area_frac=c.crop_area_min,
+            aspect=(c.crop_aspect_min, c.crop_aspect_max),
+            flip_p=c.flip_p,
             lighting_std=c.lighting_std,
         )
 
@@ -367,34 +402,57 @@ class Trainer:
 
     def _retrieval_transform(self) -> RetrievalTransform:
         c = self.cfg
-        return RetrievalTransform(max_side=c.retrieval_max_side or c.image_size,
-                                  scales=tuple(c.retrieval_scales), colour=self.colour)
+        return RetrievalTransform(
+            max_side=c.retrieval_max_side or c.image_size,
+            scales=tuple(c.retrieval_scales),
+            colour=self.colour,
+        )
 
     def _log_setup(self) -> None:
         c, d = self.cfg, self.data
         counts = class_counts(d.train, self.num_classes)
         logger.info(
             "data: %d classes, %d train images (%d..%d per class), %d val images%s",
-            self.num_classes, len(d.train), counts.min(), counts.max(), len(d.val),
-            f", retrieval {len(d.retrieval.queries)} queries / {len(d.retrieval.gallery)} "
-            "gallery" if d.retrieval else "",
+            self.num_classes,
+            len(d.train),
+            counts.min(),
+            counts.max(),
+            len(d.val),
+            f", retrieval {len(d.retrieval.queries)} queries / {len(d.retrieval.gallery)} gallery"
+            if d.retrieval
+            else "",
         )
         logger.info(
             "model: %s %s dim %d, init %s; head %s; %s on %s, %d process(es)%s",
-            c.family, self.model_config.backbone_name, embedding_dim(self.model_config),
-            self.init_report.get("source"), c.head,
+            c.family,
+            self.model_config.backbone_name,
+            embedding_dim(self.model_config),
+            self.init_report.get("source"),
+            c.head,
             f"amp {self.amp_dtype}".replace("torch.", "") if self.amp_dtype else "fp32",
-            self.device, self.ctx.world_size,
+            self.device,
+            self.ctx.world_size,
             f"; fine stage: tuples of {c.tuple_size}, triplet x{c.triplet_weight} margin "
-            f"{c.triplet_margin}" if self.fine_stage else "",
+            f"{c.triplet_margin}"
+            if self.fine_stage
+            else "",
         )
         logger.info(
             "optimisation: global batch %d = %d per micro-batch x %d accumulation x %d "
             "process(es); %d steps per epoch, %d epochs; lr %g (warm-up %g epochs from x%g, "
             "cosine per %s); image %d px, channels_last=%s, workers %d",
-            c.batch_size, self.micro_batch, c.accum_steps, self.ctx.world_size,
-            self.steps_per_epoch, c.epochs, c.lr, c.warmup_epochs, c.warmup_factor,
-            "step" if c.lr_per_step else "epoch", c.image_size, self.channels_last,
+            c.batch_size,
+            self.micro_batch,
+            c.accum_steps,
+            self.ctx.world_size,
+            self.steps_per_epoch,
+            c.epochs,
+            c.lr,
+            c.warmup_epochs,
+            c.warmup_factor,
+            "step" if c.lr_per_step else "epoch",
+            c.image_size,
+            self.channels_last,
             c.num_workers,
         )
 
@@ -407,16 +465,24 @@ class Trainer:
             logger.warning(
                 "resuming a %d-process run on %d processes: the optimisation continues, but "
                 "the sample order is not the one the original run would have seen",
-                training.get("world_size", 1), self.ctx.world_size,
+                training.get("world_size", 1),
+                self.ctx.world_size,
             )
-        self.position = Position(int(training["epoch_index"]), int(training["step_in_epoch"]),
-                                 int(training["global_step"]))
+        self.position = Position(
+            int(training["epoch_index"]),
+            int(training["step_in_epoch"]),
+            int(training["global_step"]),
+        )
         self.history = list(training.get("history", []))
         self.best = dict(training.get("best", {}))
         ckpt.restore_rng_state(training["rng"])
-        logger.info("resumed from %s at epoch %d, step %d of the epoch (global step %d)",
-                    Path(str(resume)).name, self.position.epoch + 1,
-                    self.position.step_in_epoch, self.position.global_step)
+        logger.info(
+            "resumed from %s at epoch %d, step %d of the epoch (global step %d)",
+            Path(str(resume)).name,
+            self.position.epoch + 1,
+            self.position.step_in_epoch,
+            self.position.global_step,
+        )
 
     # ------------------------------------------------------------------------------ loop
 
@@ -451,14 +517,21 @@ class Trainer:
                 break
             seconds = time.perf_counter() - epoch_start
             self.position = Position(self.position.epoch + 1, 0, self.position.global_step)
-            self._end_of_epoch_eval(self.position.epoch, meter.reduce_all(self.ctx), seconds,
-                                    images / max(seconds, 1e-9))
+            self._end_of_epoch_eval(
+                self.position.epoch,
+                meter.reduce_all(self.ctx),
+                seconds,
+                images / max(seconds, 1e-9),
+            )
             self._save_epoch()
         barrier(self.ctx)
         return {
-            "epochs_done": self.position.epoch, "global_step": self.position.global_step,
-            "steps_per_epoch": self.steps_per_epoch, "history": self.history,
-            "best": self.best, "out_dir": str(self.out_dir),
+            "epochs_done": self.position.epoch,
+            "global_step": self.position.global_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "history": self.history,
+            "best": self.best,
+            "out_dir": str(self.out_dir),
         }
 
     def _train_epoch(self) -> tuple[EpochMeter, int]:
@@ -534,9 +607,13 @@ class Trainer:
             flag = torch.tensor([1.0 if late and self.ctx.is_main else 0.0], device=self.device)
             stop = stop or all_reduce_sum(flag, self.ctx).item() > 0
         if stop and not self._stop:
-            logger.info("stopping at global step %d (%s)", self.position.global_step,
-                        "max_steps" if c.max_steps and self.position.global_step >= c.max_steps
-                        else "max_minutes")
+            logger.info(
+                "stopping at global step %d (%s)",
+                self.position.global_step,
+                "max_steps"
+                if c.max_steps and self.position.global_step >= c.max_steps
+                else "max_minutes",
+            )
         self._stop = self._stop or stop
 
     def _log_window(self, window: EpochMeter, timer: StepTimer) -> None:
@@ -552,7 +629,9 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         extra = ""
         head = self.net.head
+        # MadaCos sets both at its first forward.
         if isinstance(head, MadaCos) and head.last_scale is not None:
+            assert head.last_margin is not None
             extra = f" s {float(head.last_scale):.1f} m {float(head.last_margin):.3f}"
         if isinstance(self.net, FineStageNet):
             extra += f" triplet {triplet:.4f}"
@@ -560,17 +639,30 @@ class Trainer:
                 extra += f" matches/tuple {float(self.net.last_matches):.1f}"
         logger.info(
             "epoch %d/%d step %d/%d | loss %.4f top1 %.3f | lr %.5g | %.1f img/s | eta %s%s",
-            pos.epoch + 1, c.epochs, pos.step_in_epoch, self.steps_per_epoch, loss, top1, lr,
-            rate, format_duration(eta), extra,
+            pos.epoch + 1,
+            c.epochs,
+            pos.step_in_epoch,
+            self.steps_per_epoch,
+            loss,
+            top1,
+            lr,
+            rate,
+            format_duration(eta),
+            extra,
         )
-        self.train_csv.append({
-            "global_step": pos.global_step,
-            "epoch": pos.epoch + 1,
-            "epoch_progress": pos.epoch + pos.step_in_epoch / self.steps_per_epoch,
-            "loss": loss, "train_top1": top1, "lr": lr, "images_per_s": rate,
-            "elapsed_s": time.perf_counter() - self._started,
-            "triplet_loss": triplet if self.fine_stage else None,
-        })
+        self.train_csv.append(
+            {
+                "global_step": pos.global_step,
+                "epoch": pos.epoch + 1,
+                "epoch_progress": pos.epoch + pos.step_in_epoch / self.steps_per_epoch,
+                "loss": loss,
+                "train_top1": top1,
+                "lr": lr,
+                "images_per_s": rate,
+                "elapsed_s": time.perf_counter() - self._started,
+                "triplet_loss": triplet if self.fine_stage else None,
+            }
+        )
 
     # ------------------------------------------------------------------------------ eval/save
 
@@ -580,15 +672,30 @@ class Trainer:
         model = self.net.model
         metrics: dict[str, Any] = {}
         if self.val_loader is not None:
-            metrics.update(classification_accuracy(
-                model, self.net.head.weight, self.val_loader, self.ctx,
-                autocast=self._autocast(), channels_last=self.channels_last,
-            ))
+            # Every margin head keeps its class centres as the parameter `weight` [C, D].
+            class_weight = self.net.head.weight
+            assert isinstance(class_weight, Tensor), type(class_weight)
+            metrics.update(
+                classification_accuracy(
+                    model,
+                    class_weight,
+                    self.val_loader,
+                    self.ctx,
+                    autocast=self._autocast(),
+                    channels_last=self.channels_last,
+                )
+            )
         if self.data.retrieval is not None:
-            metrics.update(retrieval_metrics(
-                model, self.data.retrieval, self._retrieval_transform(), self.device,
-                autocast=self._autocast(), channels_last=self.channels_last,
-            ))
+            metrics.update(
+                retrieval_metrics(
+                    model,
+                    self.data.retrieval,
+                    self._retrieval_transform(),
+                    self.device,
+                    autocast=self._autocast(),
+                    channels_last=self.channels_last,
+                )
+            )
         return metrics
 
     def _end_of_epoch_eval(
@@ -599,13 +706,18 @@ class Trainer:
         rate: float | None,
     ) -> None:
         c = self.cfg
-        row: dict[str, Any] = {"epoch": epoch_done, "global_step": self.position.global_step,
-                               "epoch_s": epoch_seconds, "images_per_s": rate}
+        row: dict[str, Any] = {
+            "epoch": epoch_done,
+            "global_step": self.position.global_step,
+            "epoch_s": epoch_seconds,
+            "images_per_s": rate,
+        }
         if train is not None:
             if self.fine_stage:
                 row["train_triplet_loss"] = train[3]
-            row.update(train_loss=train[0], train_top1=train[1],
-                       lr=self.optimizer.param_groups[0]["lr"])
+            row.update(
+                train_loss=train[0], train_top1=train[1], lr=self.optimizer.param_groups[0]["lr"]
+            )
         if epoch_done == 0 or epoch_done % c.val_every == 0 or epoch_done == c.epochs:
             start = time.perf_counter()
             row.update(self.evaluate())
@@ -659,12 +771,22 @@ class Trainer:
         }
         start = time.perf_counter()
         ckpt.save_training_checkpoint(
-            path, model=self.net.model, head=self.net.head, config=self.model_config,
-            preprocessing=self.colour.preprocessing_fields(), epoch=self.position.epoch,
+            path,
+            model=self.net.model,
+            head=self.net.head,
+            config=self.model_config,
+            preprocessing=self.colour.preprocessing_fields(),
+            epoch=self.position.epoch,
             optimizer=self.optimizer,
-            scaler=self.scaler if self.scaler.is_enabled() else None, training=training,
+            scaler=self.scaler if self.scaler.is_enabled() else None,
+            training=training,
             cfg_text=json.dumps(self.cfg.to_dict(), sort_keys=True),
         )
-        logger.info("saved %s (epoch %d, step %d) in %.1f s", path.name, self.position.epoch,
-                    self.position.global_step, time.perf_counter() - start)
+        logger.info(
+            "saved %s (epoch %d, step %d) in %.1f s",
+            path.name,
+            self.position.epoch,
+            self.position.global_step,
+            time.perf_counter() - start,
+        )
         return path

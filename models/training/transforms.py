@@ -59,7 +59,7 @@ class ColourSpec:
         """ImageNet statistics in the given channel order."""
         if order == "BGR":
             return cls("BGR", BGR_MEAN, BGR_STD)
-        return cls("RGB", BGR_MEAN[::-1], BGR_STD[::-1])  # type: ignore[arg-type]
+        return cls("RGB", BGR_MEAN[::-1], BGR_STD[::-1])
 
     def preprocessing_fields(self) -> dict[str, Any]:
         """The `app.artifacts.Preprocessing` fields this spec fixes (names as there)."""
@@ -74,8 +74,8 @@ class ColourSpec:
 def load_rgb(path: str | Path) -> np.ndarray:
     """Decode an image file to upright RGB uint8 [H,W,3]; transparency is composited on white
     (what the service's decoder does)."""
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
+    with Image.open(path) as opened:
+        img = ImageOps.exif_transpose(opened)
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             rgba = img.convert("RGBA")
             canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -245,8 +245,9 @@ class RetrievalTransform:
     colour: ColourSpec = ColourSpec()
 
     def __call__(self, img: np.ndarray) -> list[Tensor]:
-        planes = normalise(to_planar(cap_long_side(img, self.max_side), self.colour.order),
-                           self.colour)
+        planes = normalise(
+            to_planar(cap_long_side(img, self.max_side), self.colour.order), self.colour
+        )
         h, w = planes.shape[1:]
         sizes = [(round(h * s), round(w * s)) for s in self.scales]
         kept = [hw for hw in sizes if min(hw) >= 16] or [max(sizes)]

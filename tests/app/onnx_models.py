@@ -49,10 +49,16 @@ def _save_graph(
     graph = helper.make_graph(
         nodes,
         "tiny_embedder",
-        [helper.make_tensor_value_info(
-            input_name, TensorProto.FLOAT, input_shape or ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info(
-            output_name, TensorProto.FLOAT, output_shape or ["batch", dim])],
+        [
+            helper.make_tensor_value_info(
+                input_name, TensorProto.FLOAT, input_shape or ["batch", 3, "height", "width"]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                output_name, TensorProto.FLOAT, output_shape or ["batch", dim]
+            )
+        ],
         initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -129,9 +135,16 @@ def build_onnx(
     ]
     if l2_in_graph:
         nodes.append(helper.make_node("LpNormalization", [pooled], [output_name], axis=1, p=2))
-    _save_graph(path, nodes, {"w": weight.reshape(dim, 3, 1, 1), "b": bias}, dim=dim,
-                input_name=input_name, output_name=output_name, input_shape=input_shape,
-                output_shape=output_shape)
+    _save_graph(
+        path,
+        nodes,
+        {"w": weight.reshape(dim, 3, 1, 1), "b": bias},
+        dim=dim,
+        input_name=input_name,
+        output_name=output_name,
+        input_shape=input_shape,
+        output_shape=output_shape,
+    )
 
 
 def write_artifact(
@@ -173,7 +186,8 @@ def build_tiny_onnx(path: Path, dim: int = TINY_DIM, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     w1 = (rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32)
     w2 = (rng.standard_normal((dim, 16, 3, 3)) * 0.1).astype(np.float32)
-    conv = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    # make_node's keyword attributes (after name/doc_string/domain) are typed Any there.
+    conv: dict[str, Any] = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
     nodes = [
         helper.make_node("Conv", ["image", "w1"], ["c1"], **conv),
         helper.make_node("Relu", ["c1"], ["r1"]),
@@ -194,8 +208,12 @@ def write_tiny_model(
     """model.onnx + model_meta.json of the two-conv graph in `directory`; returns it."""
     directory.mkdir(parents=True, exist_ok=True)
     build_tiny_onnx(directory / MODEL_FILE, dim)
-    meta = make_meta(directory / MODEL_FILE, dim=dim, name="tiny-test",
-                     description="tiny test graph",
-                     preprocessing=Preprocessing(max_side=max_side, scales=scales))
+    meta = make_meta(
+        directory / MODEL_FILE,
+        dim=dim,
+        name="tiny-test",
+        description="tiny test graph",
+        preprocessing=Preprocessing(max_side=max_side, scales=scales),
+    )
     save_model_meta(meta, directory)
     return directory

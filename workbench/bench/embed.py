@@ -55,8 +55,9 @@ def preprocess_cost(blobs: list[bytes], settings: Any, prep: Any, reps: int = 3)
         totals = [0.0, 0.0, 0.0]
         for data in blobs:
             c0 = time.process_time()
-            img = decode_image(data, settings.limits.max_pixels,
-                               draft_max_side=prep.max_side if draft else None)
+            img = decode_image(
+                data, settings.limits.max_pixels, draft_max_side=prep.max_side if draft else None
+            )
             c1 = time.process_time()
             capped = cap_long_side(img, prep.max_side)
             c2 = time.process_time()
@@ -70,8 +71,11 @@ def preprocess_cost(blobs: list[bytes], settings: Any, prep: Any, reps: int = 3)
     for draft in (False, True):
         best = min((one_pass(draft) for _ in range(reps)), key=sum)
         out["draft" if draft else "exact"] = {
-            "decode_ms": round(best[0], 2), "cap_ms": round(best[1], 2),
-            "multiscale_ms": round(best[2], 2), "total_ms": round(sum(best), 2)}
+            "decode_ms": round(best[0], 2),
+            "cap_ms": round(best[1], 2),
+            "multiscale_ms": round(best[2], 2),
+            "total_ms": round(sum(best), 2),
+        }
     return out
 
 
@@ -106,14 +110,24 @@ def embedder_measure(runtime: Any, blobs: list[bytes], n: int, concurrency: int)
     after = runtime.batcher.stats.batch_sizes
     sizes = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     mean_batch = sum(k * v for k, v in sizes.items()) / max(1, sum(sizes.values()))
-    return {"concurrency": concurrency, "requests": n, "images_per_s": round(n / wall, 3),
-            "latency": summarize_s(lat), "mean_batch": round(mean_batch, 2),
-            "cpu_s_per_image": round(cpu, 4), "loadavg": loadavg()}
+    return {
+        "concurrency": concurrency,
+        "requests": n,
+        "images_per_s": round(n / wall, 3),
+        "latency": summarize_s(lat),
+        "mean_batch": round(mean_batch, 2),
+        "cpu_s_per_image": round(cpu, 4),
+        "loadavg": loadavg(),
+    }
 
 
 # ---------------------------------------------------------------------------- http
 async def _http_block(
-    base: str, endpoint: str, photos: list[tuple[str, bytes]], n: int, concurrency: int,
+    base: str,
+    endpoint: str,
+    photos: list[tuple[str, bytes]],
+    n: int,
+    concurrency: int,
     tag: str,
 ) -> tuple[float, list[float], list[dict]]:
     import httpx
@@ -124,13 +138,17 @@ async def _http_block(
         async def call(i: int) -> dict:
             name, data = photos[i % len(photos)]
             if endpoint == "index":
-                r = await client.post("/index", files={"files": (name, data, "image/jpeg")},
-                                      data={"ids": f"{tag}-{i}"})
+                r = await client.post(
+                    "/index",
+                    files={"files": (name, data, "image/jpeg")},
+                    data={"ids": f"{tag}-{i}"},
+                )
                 if r.status_code != 201:
                     raise RuntimeError(f"/index: {r.status_code} {r.text[:300]}")
             else:
-                r = await client.post("/search", files={"file": (name, data, "image/jpeg")},
-                                      data={"top_k": "10"})
+                r = await client.post(
+                    "/search", files={"file": (name, data, "image/jpeg")}, data={"top_k": "10"}
+                )
                 if r.status_code != 200:
                     raise RuntimeError(f"/search: {r.status_code} {r.text[:300]}")
             return r.json()
@@ -139,8 +157,14 @@ async def _http_block(
 
 
 def http_measure(
-    server: Server, endpoint: str, photos: list[tuple[str, bytes]], n: int, concurrency: int,
-    raw: RawOrt, tensors: list[list[np.ndarray]], repeats: int,
+    server: Server,
+    endpoint: str,
+    photos: list[tuple[str, bytes]],
+    n: int,
+    concurrency: int,
+    raw: RawOrt,
+    tensors: list[list[np.ndarray]],
+    repeats: int,
 ) -> dict[str, Any]:
     """`repeats` blocks of n requests, each between two raw measurements (its limit is their
     mean): images/s and ratios are medians over blocks, latencies pooled over blocks."""
@@ -152,7 +176,8 @@ def http_measure(
         tag = f"bench-{endpoint}-c{concurrency}-{time.monotonic_ns()}"
         c0, client0 = cpu_seconds(server.proc.pid), cpu_seconds()
         wall, block_lat, bodies = asyncio.run(
-            _http_block(server.base, endpoint, photos, n, concurrency, tag))
+            _http_block(server.base, endpoint, photos, n, concurrency, tag)
+        )
         cpu = (cpu_seconds(server.proc.pid) - c0) / n
         client_cpu = (cpu_seconds() - client0) / n
         after = raw_measure(raw, tensors)
@@ -162,22 +187,33 @@ def http_measure(
                 stages.setdefault(key, []).append(ms / 1e3)
         limit = (before["images_per_s"] + after["images_per_s"]) / 2
         raw_cpu = (before["cpu_s_per_image"] + after["cpu_s_per_image"]) / 2
-        blocks.append({"images_per_s": n / wall, "raw_images_per_s": limit,
-                       "ratio": n / wall / limit, "server_cpu_s_per_image": cpu,
-                       "raw_cpu_s_per_image": raw_cpu, "cpu_ratio": raw_cpu / cpu,
-                       "client_cpu_s_per_request": client_cpu,
-                       "raw_p50_ms": (before["latency"]["p50_ms"]
-                                      + after["latency"]["p50_ms"]) / 2})
+        blocks.append(
+            {
+                "images_per_s": n / wall,
+                "raw_images_per_s": limit,
+                "ratio": n / wall / limit,
+                "server_cpu_s_per_image": cpu,
+                "raw_cpu_s_per_image": raw_cpu,
+                "cpu_ratio": raw_cpu / cpu,
+                "client_cpu_s_per_request": client_cpu,
+                "raw_p50_ms": (before["latency"]["p50_ms"] + after["latency"]["p50_ms"]) / 2,
+            }
+        )
         before = after
 
     def med(key: str) -> float:
         return float(np.median([b[key] for b in blocks]))
 
     out: dict[str, Any] = {
-        "endpoint": f"POST /{endpoint}", "concurrency": concurrency, "requests": n * repeats,
-        "blocks": repeats, "images_per_s": round(med("images_per_s"), 3),
-        "latency": summarize_s(lat), "raw_images_per_s": round(med("raw_images_per_s"), 3),
-        "raw_p50_ms": round(med("raw_p50_ms"), 1), "ratio_to_raw": round(med("ratio"), 3),
+        "endpoint": f"POST /{endpoint}",
+        "concurrency": concurrency,
+        "requests": n * repeats,
+        "blocks": repeats,
+        "images_per_s": round(med("images_per_s"), 3),
+        "latency": summarize_s(lat),
+        "raw_images_per_s": round(med("raw_images_per_s"), 3),
+        "raw_p50_ms": round(med("raw_p50_ms"), 1),
+        "ratio_to_raw": round(med("ratio"), 3),
         "ratio_per_block": [round(b["ratio"], 3) for b in blocks],
         "server_cpu_s_per_image": round(med("server_cpu_s_per_image"), 4),
         "raw_cpu_s_per_image": round(med("raw_cpu_s_per_image"), 4),
@@ -185,7 +221,8 @@ def http_measure(
         "cpu_ratio_raw_over_server": round(med("cpu_ratio"), 3),
         # The httpx client shares the machine's cores with the server.
         "client_cpu_s_per_request": round(med("client_cpu_s_per_request"), 4),
-        "rss_after": server.rss(), "loadavg": loadavg(),
+        "rss_after": server.rss(),
+        "loadavg": loadavg(),
     }
     if stages:
         out["server_timings"] = {k: summarize_s(v) for k, v in stages.items()}
@@ -211,14 +248,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prep = meta.preprocessing
         settings = settings_for(work / "inproc", model_dir, sets)
         result: dict[str, Any] = {
-            "model": {"name": meta.name, "precision": meta.precision, "depth": meta.depth,
-                      "max_side": prep.max_side, "scales": list(prep.scales)},
-            "photos": {"dir": os.path.relpath(photos_dir, REPO), "count": len(photos),
-                       "raw_subset": min(args.raw_images, len(photos))},
-            "settings": {"inference": settings.inference.model_dump(mode="json"),
-                         "intra_op_threads": settings.resolved_intra_op_threads(),
-                         "decode_threads": settings.resolved_decode_threads(),
-                         "overrides": sets},
+            "model": {
+                "name": meta.name,
+                "precision": meta.precision,
+                "depth": meta.depth,
+                "max_side": prep.max_side,
+                "scales": list(prep.scales),
+            },
+            "photos": {
+                "dir": os.path.relpath(photos_dir, REPO),
+                "count": len(photos),
+                "raw_subset": min(args.raw_images, len(photos)),
+            },
+            "settings": {
+                "inference": settings.inference.model_dump(mode="json"),
+                "intra_op_threads": settings.resolved_intra_op_threads(),
+                "decode_threads": settings.resolved_decode_threads(),
+                "overrides": sets,
+            },
         }
         blobs = [b for _, b in photos]
         subset = blobs[: min(args.raw_images, len(blobs))]
@@ -236,14 +283,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             runtime.embedder.warmup()
             for data in subset:  # the photos' shapes, as raw had
                 runtime.embedder.embed_bytes_sync(data)
-            rounds = []
+            rounds: list[dict[str, Any]] = []
             for r in range(args.rounds):
                 raw_r = raw_measure(raw, tensors)
-                emb = [embedder_measure(runtime, subset, _requests(c, args, len(subset)), c)
-                       for c in concurrencies]
+                emb = [
+                    embedder_measure(runtime, subset, _requests(c, args, len(subset)), c)
+                    for c in concurrencies
+                ]
                 rounds.append({"raw": raw_r, "embedder": emb})
-                log(f"embed: round {r + 1}/{args.rounds}: raw {raw_r['images_per_s']:.2f} img/s, "
-                    f"embedder {[e['images_per_s'] for e in emb]} img/s")
+                log(
+                    f"embed: round {r + 1}/{args.rounds}: raw {raw_r['images_per_s']:.2f} img/s, "
+                    f"embedder {[e['images_per_s'] for e in emb]} img/s"
+                )
         finally:
             runtime.close()
         result["rounds"] = rounds
@@ -251,14 +302,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["embedder"] = []
         for i in range(len(concurrencies)):
             per = [r["embedder"][i] for r in rounds]
-            ratios = [p["images_per_s"] / r["raw"]["images_per_s"] for p, r in zip(per, rounds,
-                                                                                    strict=True)]
+            ratios = [
+                p["images_per_s"] / r["raw"]["images_per_s"]
+                for p, r in zip(per, rounds, strict=True)
+            ]
             best = per[int(np.argsort([p["images_per_s"] for p in per])[len(per) // 2])]
-            cpu_ratios = [r["raw"]["cpu_s_per_image"] / p["cpu_s_per_image"]
-                          for p, r in zip(per, rounds, strict=True)]
-            result["embedder"].append({**best, "ratio_to_raw": round(float(np.median(ratios)), 3),
-                                       "cpu_ratio_raw_over_embedder":
-                                           round(float(np.median(cpu_ratios)), 3)})
+            cpu_ratios = [
+                r["raw"]["cpu_s_per_image"] / p["cpu_s_per_image"]
+                for p, r in zip(per, rounds, strict=True)
+            ]
+            result["embedder"].append(
+                {
+                    **best,
+                    "ratio_to_raw": round(float(np.median(ratios)), 3),
+                    "cpu_ratio_raw_over_embedder": round(float(np.median(cpu_ratios)), 3),
+                }
+            )
 
         # 3: HTTP.
         if args.http:
@@ -266,22 +325,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 ready_s = server.wait_ready(args.ready_timeout)
                 idle = server.rss()
-                log(f"embed: server ready in {ready_s:.1f}s (RSS {idle['rss_mib']} MiB); "
-                    "warming it on the photos ...")
-                asyncio.run(_http_block(server.base, "search", photos[: len(subset)],
-                                        len(subset), 1, "warm"))
+                log(
+                    f"embed: server ready in {ready_s:.1f}s (RSS {idle['rss_mib']} MiB); "
+                    "warming it on the photos ..."
+                )
+                asyncio.run(
+                    _http_block(
+                        server.base, "search", photos[: len(subset)], len(subset), 1, "warm"
+                    )
+                )
                 http_rows = []
                 for endpoint in args.endpoints.split(","):
                     for c in concurrencies:
-                        row = http_measure(server, endpoint, photos,
-                                           _requests(c, args, len(photos)), c, raw, tensors,
-                                           args.http_repeats)
+                        row = http_measure(
+                            server,
+                            endpoint,
+                            photos,
+                            _requests(c, args, len(photos)),
+                            c,
+                            raw,
+                            tensors,
+                            args.http_repeats,
+                        )
                         http_rows.append(row)
-                        log(f"embed: {row['endpoint']} c={c}: {row['images_per_s']:.2f} img/s "
+                        log(
+                            f"embed: {row['endpoint']} c={c}: {row['images_per_s']:.2f} img/s "
                             f"(raw {row['raw_images_per_s']:.2f}; per block "
-                            f"{row['ratio_per_block']}), p50 {row['latency']['p50_ms']:.0f} ms")
-                result["http"] = {"ready_s": round(ready_s, 2), "rss_idle": idle,
-                                  "rss_after": server.rss(), "rows": http_rows}
+                            f"{row['ratio_per_block']}), p50 {row['latency']['p50_ms']:.0f} ms"
+                        )
+                result["http"] = {
+                    "ready_s": round(ready_s, 2),
+                    "rss_idle": idle,
+                    "rss_after": server.rss(),
+                    "rows": http_rows,
+                }
             finally:
                 server.stop()
     finally:
@@ -302,26 +379,47 @@ def _median_raw(raws: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--photos", type=Path, help="folder of JPEGs (default ../shared/data/photos)")
     p.add_argument("--photos-limit", type=int, default=0, help="0 = all")
-    p.add_argument("--raw-images", type=int, default=12,
-                   help="photos in the raw / embedder rounds (the first N)")
+    p.add_argument(
+        "--raw-images",
+        type=int,
+        default=12,
+        help="photos in the raw / embedder rounds (the first N)",
+    )
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--concurrency", default="1,8,32")
-    p.add_argument("--requests", type=int, default=0,
-                   help="requests per concurrency level (0 = min(max(3c, 12), 64))")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=0,
+        help="requests per concurrency level (0 = min(max(3c, 12), 64))",
+    )
     p.add_argument("--endpoints", default="index,search")
-    p.add_argument("--http-repeats", type=int, default=2,
-                   help="blocks per HTTP row, each between two raw measurements")
+    p.add_argument(
+        "--http-repeats",
+        type=int,
+        default=2,
+        help="blocks per HTTP row, each between two raw measurements",
+    )
     p.add_argument("--no-http", dest="http", action="store_false")
-    p.add_argument("--scales", type=lambda s: tuple(float(v) for v in s.split(",")),
-                   help="override the artifact's scales, e.g. 1.0 (one scale at max_side)")
-    p.add_argument("--set", action="append", default=[], metavar="GROUP.FIELD=VALUE",
-                   help="settings override for the runtime and the server, e.g. "
-                        "inference.jpeg_draft=true (repeatable)")
+    p.add_argument(
+        "--scales",
+        type=lambda s: tuple(float(v) for v in s.split(",")),
+        help="override the artifact's scales, e.g. 1.0 (one scale at max_side)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="GROUP.FIELD=VALUE",
+        help="settings override for the runtime and the server, e.g. "
+        "inference.jpeg_draft=true (repeatable)",
+    )
     p.add_argument("--ready-timeout", type=float, default=300.0)
     args = p.parse_args(argv)
     print(json.dumps(run(args)))

@@ -19,6 +19,8 @@ one fresh collection; the FAISS backend runs as one process. The photos are inde
   add_vector  POST /index/vectors of one new item through A (the add path minus inference)
   get_item    GET /items/{id}
 Every figure is the client-side latency (httpx over loopback, keep-alive), p50 / p99 in ms.
+The requests are workbench/bench/api_latency.py's; the API processes are started by
+workbench/servers/service.py.
 """
 
 from __future__ import annotations
@@ -27,142 +29,61 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
-
-from workbench.bench.common import log, machine_info, summarize_s
-from workbench.servers.milvus_server import LocalMilvus, free_port
+from workbench.bench.api_latency import measure
+from workbench.bench.common import log, machine_info
+from workbench.servers.milvus_server import LocalMilvus
+from workbench.servers.service import running, server_env
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PHOTOS = REPO.parent / "shared" / "data" / "photos"
+MODEL_DIR = REPO / "index_data" / "model"
 
 
 @contextlib.contextmanager
-def api_process(workdir: Path, name: str, settings: dict[str, str]) -> Iterator[str]:
-    """`python -m app` on a free loopback port with SIMSEARCH_* `settings`; yields its URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMSEARCH_")}
-    env.update(
-        SIMSEARCH_HOST="127.0.0.1",
-        SIMSEARCH_PORT=str(port),
-        SIMSEARCH_DATA_DIR=str(workdir / name),
-        SIMSEARCH_MODEL_DIR=str(REPO / "index_data" / "model"),
-        SIMSEARCH_ACCESS_LOG="false",
-        SIMSEARCH_LOG_LEVEL="WARNING",
-    )
-    env.update({f"SIMSEARCH_{k.upper()}": v for k, v in settings.items()})
-    log_path = workdir / f"{name}.log"
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app"], cwd=REPO, env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not ready: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+def api_process(workdir: Path, name: str, sets: dict[str, str]) -> Iterator[str]:
+    """`python -m app` with only these settings (`sets`: "group.field" -> value, data under
+    workdir/name, log in workdir/name.log); yields its URL once ready."""
+    env = server_env(workdir / name, MODEL_DIR, sets)
+    env["SIMSEARCH_ACCESS_LOG"] = "false"
+    with running(
+        env,
+        workdir / f"{name}.log",
+        ready_timeout=180,
+        stop_grace=60,
+        launcher="app",
+        inherit_settings=False,
+    ) as server:
+        yield server.base
 
 
-def timed(fn: Callable[[int], httpx.Response], n: int, warmup: int = 5) -> dict[str, Any]:
-    """fn(i) -> response, n times after `warmup` calls; every response must be 2xx."""
-    for i in range(warmup):
-        fn(i).raise_for_status()
-    samples = []
-    for i in range(n):
-        t = time.perf_counter()
-        response = fn(i)
-        samples.append(time.perf_counter() - t)
-        response.raise_for_status()
-    return summarize_s(samples)
-
-
-def measure(
-    writer: str, reader: str, photos: list[Path], args: argparse.Namespace
+def milvus_modes(
+    work: Path, uri: str, photos: list[Path], args: argparse.Namespace
 ) -> dict[str, Any]:
+    """Per strong_wait mode: replicas A and B on one fresh collection at `uri`, measured."""
     out: dict[str, Any] = {}
-    ids = [f"photo/{p.stem}" for p in photos]
-    with (
-        httpx.Client(base_url=writer, timeout=120) as a,
-        httpx.Client(base_url=reader, timeout=120) as b,
-    ):
-        add = []
-        for item_id, photo in zip(ids, photos, strict=True):
-            t = time.perf_counter()
-            r = a.post(
-                "/index",
-                files={"files": (photo.name, photo.read_bytes(), "image/jpeg")},
-                data={"ids": item_id},
-            )
-            add.append(time.perf_counter() - t)
-            assert r.status_code == 201, r.text
-        out["add_photo_with_inference"] = summarize_s(add)
-        # Read-your-writes across replicas: the last photo through B, right after A's 201.
-        assert b.get(f"/items/{ids[-1]}").status_code == 200
-        vectors = [
-            b.get(f"/items/{i}", params={"include_vector": "true"}).json()["vector"] for i in ids
-        ]
-        n = args.requests
-        out["by_id"] = timed(
-            lambda i: b.post("/search/by-id", json={"id": ids[i % len(ids)], "top_k": 10}), n
-        )
-        out["vector"] = timed(
-            lambda i: b.post("/search/vector", json={"vector": vectors[i % len(ids)], "top_k": 10}),
-            n,
-        )
-        out["get_item"] = timed(lambda i: b.get(f"/items/{ids[i % len(ids)]}"), n)
-        # Image search minus inference: the client's latency less the embedding it reports.
-        blobs = [p.read_bytes() for p in photos]
-        search_only, totals = [], []
-        for i in range(min(n, args.image_requests) + 3):
-            blob = blobs[i % len(blobs)]
-            t = time.perf_counter()
-            r = b.post(
-                "/search", files={"file": ("q.jpg", blob, "image/jpeg")}, data={"top_k": "10"}
-            )
-            elapsed = time.perf_counter() - t
-            r.raise_for_status()
-            if i >= 3:
-                totals.append(elapsed)
-                search_only.append(elapsed - r.json()["timings_ms"]["embed"] / 1e3)
-        out["image_minus_embed"] = summarize_s(search_only)
-        out["image_total"] = summarize_s(totals)
-        rng = np.random.default_rng(0)
-        new = rng.standard_normal((n + 5, len(vectors[0]))).astype(np.float32)
-        out["add_vector"] = timed(
-            lambda i: a.post(
-                "/index/vectors",
-                json={"items": [{"id": f"new/{i}", "vector": new[i].tolist()}]},
-            ),
-            min(n, 100),
-        )
+    for mode in args.strong_wait.split(","):
+        milvus = {
+            "store.backend": "milvus",
+            "store.milvus.uri": uri,
+            "store.milvus.collection": f"bench_api_{mode}_{os.getpid()}",
+            "store.milvus.strong_wait": mode,
+        }
+        key = f"milvus_strong_wait_{mode}"
+        with (
+            api_process(work, f"{mode}-a", milvus) as a,
+            api_process(work, f"{mode}-b", milvus) as b,
+        ):
+            out[key] = measure(a, b, photos, args.requests, args.image_requests)
+        log(f"milvus, strong_wait {mode}: {out[key]}")
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -178,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-requests", type=int, default=60)
     parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
     parser.add_argument("--skip-faiss", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     folder = args.photos if args.photos.is_dir() else REPO / "index_data" / "samples"
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
     result: dict[str, Any] = {"photos": len(photos), "machine": machine_info()}
@@ -194,22 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                 stack.callback(server.stop)
                 uri = server.uri
                 result["time_tick_ms"] = server.time_tick_ms
-            for mode in args.strong_wait.split(","):
-                milvus = {
-                    "store__backend": "milvus",
-                    "store__milvus__uri": uri,
-                    "store__milvus__collection": f"bench_api_{mode}_{os.getpid()}",
-                    "store__milvus__strong_wait": mode,
-                }
-                with (
-                    api_process(work, f"{mode}-a", milvus) as a,
-                    api_process(work, f"{mode}-b", milvus) as b,
-                ):
-                    result[f"milvus_strong_wait_{mode}"] = measure(a, b, photos, args)
-                log(f"milvus, strong_wait {mode}: {result[f'milvus_strong_wait_{mode}']}")
+            result.update(milvus_modes(work, uri, photos, args))
         if not args.skip_faiss:
             with api_process(work, "faiss", {}) as url:
-                result["faiss"] = measure(url, url, photos, args)
+                result["faiss"] = measure(url, url, photos, args.requests, args.image_requests)
             log(f"faiss: {result['faiss']}")
     print(json.dumps(result))
     return 0

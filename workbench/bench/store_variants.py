@@ -55,7 +55,12 @@ def train_variant(factory: str, d: int, train_x: np.ndarray, nprobe: int) -> Any
 
     index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     if factory.startswith("OPQ"):
-        opq = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+        pre = faiss.downcast_index(index)
+        assert isinstance(pre, faiss.IndexPreTransform), type(pre)
+        # faiss's stub types `chain` as a list; it is a SWIG VectorTransformVector (at(i)).
+        first = pre.chain.at(0)  # type: ignore[attr-defined]
+        opq = faiss.downcast_VectorTransform(first)
+        assert isinstance(opq, faiss.OPQMatrix), type(opq)
         opq.max_train_points = OPQ_TRAIN_ROWS
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.spherical = True  # as app/index/ivf.py trains the store's index

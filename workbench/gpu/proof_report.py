@@ -82,8 +82,9 @@ def env(args: argparse.Namespace) -> int:
         if torch_proc.returncode == 0
         else {"error": torch_proc.stderr.strip()[-500:]}
     )
+    gpu = gpu_info()
     result = {
-        "gpu": gpu_info(),
+        "gpu": gpu,
         "python": sys.version.split()[0],
         "python_executable": sys.executable,
         "torch": torch_info,
@@ -92,7 +93,6 @@ def env(args: argparse.Namespace) -> int:
     }
     Path(args.json_out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
-    gpu = result["gpu"]
     if args.require_gpu and (not gpu or "error" in gpu or not gpu.get("count")):
         print(f"no GPU: nvidia-smi says {gpu}", file=sys.stderr)
         return 1

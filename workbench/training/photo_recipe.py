@@ -49,14 +49,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--holdout", type=int, default=8, help="photos kept out for retrieval")
     p.add_argument("--views", type=int, default=64, help="rendered views per class (0: none)")
     p.add_argument("--repeats", type=int, default=64, help="list repeats with --views 0")
-    p.add_argument("--tiles", type=int, default=1,
-                   help="split each training photo into T x T tiles, one class each")
+    p.add_argument(
+        "--tiles",
+        type=int,
+        default=1,
+        help="split each training photo into T x T tiles, one class each",
+    )
     p.add_argument("--view-side", type=int, default=640, help="long side of views (no upscale)")
     p.add_argument("--heldout-side", type=int, default=1024, help="long-side cap, held-out")
-    p.add_argument("--transforms", default="all",
-                   help=f"comma list of query transforms (default all: {','.join(TRANSFORMS)})")
-    p.add_argument("--distractors", action=argparse.BooleanOptionalAction, default=True,
-                   help="add the training photos to the gallery (never a correct answer)")
+    p.add_argument(
+        "--transforms",
+        default="all",
+        help=f"comma list of query transforms (default all: {','.join(TRANSFORMS)})",
+    )
+    p.add_argument(
+        "--distractors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the training photos to the gallery (never a correct answer)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     return p.parse_args(argv)
@@ -79,20 +90,34 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for photo in train:
         for t in range(args.tiles * args.tiles):
             name = photo.stem if args.tiles == 1 else f"{photo.stem}__t{t}"
-            jobs.append({"photo": str(photo), "name": name, "tile": t, "tiles": args.tiles,
-                         "class_id": len(jobs), "views": args.views, "repeats": args.repeats,
-                         "view_side": args.view_side, "seed": args.seed, "out": str(out)})
+            jobs.append(
+                {
+                    "photo": str(photo),
+                    "name": name,
+                    "tile": t,
+                    "tiles": args.tiles,
+                    "class_id": len(jobs),
+                    "views": args.views,
+                    "repeats": args.repeats,
+                    "view_side": args.view_side,
+                    "seed": args.seed,
+                    "out": str(out),
+                }
+            )
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:
             rendered = list(pool.map(render_class, jobs))
     else:
         rendered = [render_class(job) for job in jobs]
-    train_lines = [f"{path} {job['class_id']}" for job, paths in zip(jobs, rendered, strict=True)
-                   for path in paths]
+    train_lines = [
+        f"{path} {job['class_id']}"
+        for job, paths in zip(jobs, rendered, strict=True)
+        for path in paths
+    ]
     (out / "train_list.txt").write_text("\n".join(train_lines) + "\n", encoding="utf-8")
     (out / "classes.tsv").write_text(
         "class_id\tname\tphoto\n"
@@ -139,8 +164,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         "distractors": len(train) if args.distractors else 0,
     }
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
-    logger.info("wrote %d training images of %d classes; %d queries, %d gallery images",
-                len(train_lines), len(jobs), recipe["queries"], recipe["gallery"])
+    logger.info(
+        "wrote %d training images of %d classes; %d queries, %d gallery images",
+        len(train_lines),
+        len(jobs),
+        recipe["queries"],
+        recipe["gallery"],
+    )
     return recipe
 
 
