@@ -27,7 +27,7 @@ from workbench.ingest.bulk import (
     shard_bounds,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
 NAMES = [
     "mate_aqua.jpg",

@@ -15,7 +15,7 @@ import pytest
 from workbench.gpu import proof_report as report
 from workbench.gpu import wheels as gpu_wheels
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "workbench" / "gpu" / "proof.sh"
 STEPS = [
     "env",
