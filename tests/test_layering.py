@@ -1,7 +1,8 @@
 """The floors of docs/ARCHITECTURE.md 1, read from the source: imports point down, never up.
 
 workbench (the tooling) sits on app and models; app and models never import it, app never
-imports models, models never import app, and the client imports nothing of the project.
+imports models, models never import app, the client imports nothing of the project, and no
+shipped package imports the tests (a Docker image or an installed package has none).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = ("app", "models", "workbench", "simsearch_client")
+PROJECT = ("app", "models", "workbench", "simsearch_client", "tests")
 # package -> the project packages it must not import
 FORBIDDEN = {
-    "app": {"models", "workbench"},
-    "models": {"app", "workbench"},
-    "simsearch_client": {"app", "models", "workbench"},
+    "app": {"models", "workbench", "tests"},
+    "models": {"app", "workbench", "tests"},
+    "simsearch_client": {"app", "models", "workbench", "tests"},
+    "workbench": {"tests"},
 }
 
 

@@ -1,70 +1,25 @@
 """Tiny real ONNX embedding graphs (built with onnx.helper) and matching model_meta.json files.
 
-Two graphs, both image [batch,3,height,width] -> embedding [batch,dim]:
-- "closed form" (`write_artifact`, `build_onnx`): Conv 1x1 (3->dim, fixed random weights) ->
-  ReLU -> ReduceMean over H,W -> LpNormalization (optional). `reference_forward` is its exact
-  output, so inference tests can check the session; variants (names, fixed axes, no in-graph
-  L2) exercise the graph-vs-meta checks.
-- "two conv" (`write_tiny_model`, `build_tiny_onnx`): Conv3x3/2 (3->16) -> ReLU -> Conv3x3/2
-  (16->dim) -> ReLU -> mean over H,W -> L2. Spatial structure makes different photos give
-  different descriptors, cheaply on two cores: what service, reliability and script tests use.
+- "closed form" (`write_artifact`, `build_onnx`): image [batch,3,height,width] -> Conv 1x1
+  (3->dim, fixed random weights) -> ReLU -> ReduceMean over H,W -> LpNormalization (optional)
+  -> embedding [batch,dim]. `reference_forward` is its exact output, so inference tests can
+  check the session; variants (names, fixed axes, no in-graph L2) exercise the graph-vs-meta
+  checks.
+- "two conv" (`write_tiny_model`, `build_tiny_onnx`): workbench/artifacts/tiny_model.py, what
+  service, reliability and tool tests serve.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from app.artifacts import (
-    MODEL_FILE,
-    ModelMeta,
-    Preprocessing,
-    SourceInfo,
-    TensorSpec,
-    save_model_meta,
-    sha256_file,
-)
+from app.artifacts import MODEL_FILE, ModelMeta, Preprocessing, save_model_meta
+from workbench.artifacts.tiny_model import save_graph, tiny_meta
 
 DIM = 16  # closed-form graph
-TINY_DIM = 32  # two-conv graph
-
-
-def _save_graph(
-    path: Path,
-    nodes: list[Any],
-    initializers: dict[str, np.ndarray],
-    *,
-    dim: int,
-    input_name: str = "image",
-    output_name: str = "embedding",
-    input_shape: list[int | str] | None = None,
-    output_shape: list[int | str] | None = None,
-) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        nodes,
-        "tiny_embedder",
-        [
-            helper.make_tensor_value_info(
-                input_name, TensorProto.FLOAT, input_shape or ["batch", 3, "height", "width"]
-            )
-        ],
-        [
-            helper.make_tensor_value_info(
-                output_name, TensorProto.FLOAT, output_shape or ["batch", dim]
-            )
-        ],
-        initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # what onnxruntime >= 1.14 reads; newer onnx would write a later IR
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
 
 
 def make_meta(
@@ -75,22 +30,17 @@ def make_meta(
     input_name: str = "image",
     output_name: str = "embedding",
     preprocessing: Preprocessing | None = None,
-    name: str = "tiny-inference-test",
-    description: str = "1x1 conv test graph",
 ) -> ModelMeta:
-    return ModelMeta(
-        name=name,
-        version="1",
-        depth=50,
-        onnx_sha256=sha256_file(model_path),
-        opset=17,
-        input=TensorSpec(name=input_name, shape=["batch", 3, "height", "width"]),
-        output=TensorSpec(name=output_name, shape=["batch", dim]),
-        embedding_dim=dim,
-        l2_normalized_in_graph=l2_in_graph,
-        preprocessing=preprocessing or Preprocessing(),
-        source=SourceInfo(kind="random-init", seed=0, description=description),
-        intended_use="tests only",
+    """The sidecar of a closed-form graph (16-d unless told otherwise)."""
+    return tiny_meta(
+        model_path,
+        dim=dim,
+        l2_in_graph=l2_in_graph,
+        input_name=input_name,
+        output_name=output_name,
+        preprocessing=preprocessing,
+        name="tiny-inference-test",
+        description="1x1 conv test graph",
     )
 
 
@@ -135,7 +85,7 @@ def build_onnx(
     ]
     if l2_in_graph:
         nodes.append(helper.make_node("LpNormalization", [pooled], [output_name], axis=1, p=2))
-    _save_graph(
+    save_graph(
         path,
         nodes,
         {"w": weight.reshape(dim, 3, 1, 1), "b": bias},
@@ -175,45 +125,3 @@ def reference_forward(
     if l2:
         feat /= np.maximum(np.linalg.norm(feat, axis=1, keepdims=True), 1e-12)
     return feat
-
-
-# ------------------------------------------------------------------ two-conv graph
-
-
-def build_tiny_onnx(path: Path, dim: int = TINY_DIM, seed: int = 0) -> None:
-    from onnx import helper
-
-    rng = np.random.default_rng(seed)
-    w1 = (rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32)
-    w2 = (rng.standard_normal((dim, 16, 3, 3)) * 0.1).astype(np.float32)
-    # make_node's keyword attributes (after name/doc_string/domain) are typed Any there.
-    conv: dict[str, Any] = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
-    nodes = [
-        helper.make_node("Conv", ["image", "w1"], ["c1"], **conv),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2"], ["c2"], **conv),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("ReduceMean", ["r2"], ["pooled"], axes=[2, 3], keepdims=0),
-        helper.make_node("LpNormalization", ["pooled"], ["embedding"], axis=1, p=2),
-    ]
-    _save_graph(path, nodes, {"w1": w1, "w2": w2}, dim=dim)
-
-
-def write_tiny_model(
-    directory: Path,
-    dim: int = TINY_DIM,
-    max_side: int = 256,
-    scales: tuple[float, ...] = (0.7071, 1.0),
-) -> Path:
-    """model.onnx + model_meta.json of the two-conv graph in `directory`; returns it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    build_tiny_onnx(directory / MODEL_FILE, dim)
-    meta = make_meta(
-        directory / MODEL_FILE,
-        dim=dim,
-        name="tiny-test",
-        description="tiny test graph",
-        preprocessing=Preprocessing(max_side=max_side, scales=scales),
-    )
-    save_model_meta(meta, directory)
-    return directory

@@ -12,7 +12,7 @@ from app.errors import ArtifactMismatch
 from app.inference.session import GpuUnavailableError
 from app.metrics import Metrics
 from app.runtime import Runtime
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 
 
 def _start(data_dir: Path, model_dir: Path, **kw: object) -> Runtime:
@@ -34,7 +34,7 @@ def test_store_of_another_model_is_refused(tmp_path: Path) -> None:
     other = tmp_path / "m2"
     write_tiny_model(other, dim=32)
     # Same shape, different weights: a different graph hash.
-    from tests.app.onnx_models import build_tiny_onnx
+    from workbench.artifacts.tiny_model import build_tiny_onnx
 
     build_tiny_onnx(other / "model.onnx", 32, seed=1)
     meta_path = other / "model_meta.json"

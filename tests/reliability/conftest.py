@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.onnx_models import write_tiny_model
 from tests.reliability.server import MakeServer, ServerProcess
+from workbench.artifacts.tiny_model import write_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -178,18 +178,19 @@ def test_a_collection_of_another_model_is_refused(
     make_server: MakeServer, milvus_server: LocalMilvus, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """The collection records the model sha256: an API with another model refuses to start."""
-    from tests.app import onnx_models
+    from app.artifacts import MODEL_FILE, save_model_meta
+    from workbench.artifacts import tiny_model
 
     settings = milvus_settings(milvus_server)
     first = make_server(**settings)
     first.start()
     first.terminate()
     # The same tiny architecture with other weights: same dim, another sha256.
-    other_model = onnx_models.write_tiny_model(tmp_path_factory.mktemp("other_model"))
-    graph = other_model / onnx_models.MODEL_FILE
-    onnx_models.build_tiny_onnx(graph, seed=1)
-    onnx_models.save_model_meta(
-        onnx_models.make_meta(graph, dim=32, name="tiny-other", description="other weights"),
+    other_model = tiny_model.write_tiny_model(tmp_path_factory.mktemp("other_model"))
+    graph = other_model / MODEL_FILE
+    tiny_model.build_tiny_onnx(graph, seed=1)
+    save_model_meta(
+        tiny_model.tiny_meta(graph, dim=32, name="tiny-other", description="other weights"),
         other_model,
     )
     second: ServerProcess = make_server(**settings)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from simsearch_client import SimSearchClient
-from tests.app.onnx_models import write_tiny_model
 from tests.reliability.server import ServerProcess
+from workbench.artifacts.tiny_model import write_tiny_model
 
 
 @pytest.fixture(scope="module")

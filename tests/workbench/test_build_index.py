@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "index_data" / "samples"
@@ -18,7 +18,8 @@ def _run(root: Path, data_dir: Path) -> dict:
     out = subprocess.run(
         [
             sys.executable,
-            "-m", "workbench.build_index",
+            "-m",
+            "workbench.build_index",
             str(root),
             "--data-dir",
             str(data_dir),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.config import FaissStoreSettings
 from app.index.faiss_store import FaissStore
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
@@ -57,7 +57,8 @@ def test_build_index_on_a_store_another_process_holds(tmp_path: Path) -> None:
 def test_evaluate_without_the_dataset(tmp_path: Path) -> None:
     line = _error_line(
         _run(
-            "-m", "workbench.evaluate",
+            "-m",
+            "workbench.evaluate",
             "--data-root",
             str(tmp_path),
             "--dataset",

@@ -19,7 +19,7 @@ def prepare_model(model_dir: Path | None, quick: bool, work: Path) -> Path:
         return model_dir
     out = work / "model"
     if quick:
-        from tests.app.onnx_models import write_tiny_model
+        from workbench.artifacts.tiny_model import write_tiny_model
 
         log("no --model-dir: using the tiny test graph (--quick)")
         return write_tiny_model(out, max_side=256)

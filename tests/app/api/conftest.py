@@ -16,7 +16,7 @@ from app.config import (
     StoreSettings,
 )
 from app.main import create_app
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[3]
 PHOTOS = REPO.parent / "shared" / "data" / "photos"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.app.onnx_models import write_tiny_model
 from tests.reliability.server import ServerProcess
+from workbench.artifacts.tiny_model import write_tiny_model
 
 playwright_sync = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"

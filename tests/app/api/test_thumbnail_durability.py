@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.app.api.conftest import PHOTOS, photo_bytes
-from tests.app.onnx_models import write_tiny_model
 from tests.reliability.clients import item_url
 from tests.reliability.server import ServerProcess
+from workbench.artifacts.tiny_model import write_tiny_model
 
 pytestmark = pytest.mark.skipif(not PHOTOS.is_dir(), reason="shared photos not available")
 

@@ -17,7 +17,8 @@ from app.config import InferenceSettings, Settings
 from app.inference.session import CUDA, OnnxSession
 from app.metrics import Metrics
 from app.runtime import Runtime
-from tests.app.onnx_models import TinyArtifact, reference_forward, write_tiny_model
+from tests.app.onnx_models import TinyArtifact, reference_forward
+from workbench.artifacts.tiny_model import write_tiny_model
 
 pytestmark = [
     pytest.mark.gpu,

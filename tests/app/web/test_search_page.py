@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from app.config import ThumbnailSettings
-from tests.app.onnx_models import write_tiny_model
 from tests.reliability.clients import item_url
 from tests.reliability.server import REPO, ServerProcess
+from workbench.artifacts.tiny_model import write_tiny_model
 
 playwright_sync = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
@@ -83,16 +83,20 @@ def _new_page(browser: Any, errors: list[str]) -> Any:
     page.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
     page.on(
         "console",
-        lambda msg: errors.append(f"console: {msg.text}")
-        if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-        else None,
+        lambda msg: (
+            errors.append(f"console: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
     )
     # Failed loads are recorded with their URL (the console message has none).
     page.on(
         "response",
-        lambda resp: errors.append(f"{resp.status} {resp.request.method} {resp.url}")
-        if resp.status >= 400
-        else None,
+        lambda resp: (
+            errors.append(f"{resp.status} {resp.request.method} {resp.url}")
+            if resp.status >= 400
+            else None
+        ),
     )
     return page
 

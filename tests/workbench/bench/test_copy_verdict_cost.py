@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 from workbench.bench.copy_verdict_cost import QUERY_EDITS, edited_queries, measure
 
 REPO = Path(__file__).resolve().parents[3]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.search.verdict import default_rule
-from tests.app.onnx_models import TINY_DIM, write_tiny_model
+from workbench.artifacts.tiny_model import TINY_DIM, write_tiny_model
 from workbench.bench.duplicates_data import near_copies, photo_thumbnails, vectors_with_copies
 from workbench.bench.duplicates_graph import graph_memory
 from workbench.bench.duplicates_scan import measure

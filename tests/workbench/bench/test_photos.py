@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 from workbench.bench.photos import parse_args, run
 
 REPO = Path(__file__).resolve().parents[3]

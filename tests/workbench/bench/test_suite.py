@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 from workbench.bench.report.block import write_markdown
 from workbench.bench.report.markdown import markdown
 from workbench.bench.suite import _command, main

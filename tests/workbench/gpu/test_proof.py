@@ -318,7 +318,7 @@ def _no_gpu_here() -> None:
 def test_gpu_mode_checks_refuse_a_machine_without_gpu(tmp_path: Path) -> None:
     """The three flags only the GPU run passes (a dry run cannot): each fails here, clearly."""
     _no_gpu_here()
-    from tests.app.onnx_models import write_tiny_model
+    from workbench.artifacts.tiny_model import write_tiny_model
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -326,7 +326,8 @@ def test_gpu_mode_checks_refuse_a_machine_without_gpu(tmp_path: Path) -> None:
         )
 
     env = run(
-        "-m", "workbench.gpu.proof_report",
+        "-m",
+        "workbench.gpu.proof_report",
         "env",
         "--json-out",
         str(tmp_path / "env.json"),
@@ -339,7 +340,8 @@ def test_gpu_mode_checks_refuse_a_machine_without_gpu(tmp_path: Path) -> None:
     )
     assert install.returncode == 1 and "no CUDAExecutionProvider" in install.stderr
     health = run(
-        "-m", "workbench.gpu.health_probe",
+        "-m",
+        "workbench.gpu.health_probe",
         "--model-dir",
         str(write_tiny_model(tmp_path / "model")),
         "--require-gpu",

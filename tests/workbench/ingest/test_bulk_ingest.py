@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from app.config import ThumbnailSettings
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 from workbench.ingest.bulk import (
     check_parts,
     embed_shard,

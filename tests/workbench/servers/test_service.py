@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 from workbench.servers.service import running, server_env
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.onnx_models import write_tiny_model
+from workbench.artifacts.tiny_model import write_tiny_model
 
 REPO = Path(__file__).resolve().parents[4]
 PHOTOS = REPO.parent / "shared" / "data" / "photos"
