@@ -41,7 +41,7 @@ from workbench.bench.inputs import (
     load_photos,
     prepare_tensors,
 )
-from workbench.bench.raw_ort import RawOrt, raw_measure
+from workbench.bench.raw_ort import RawOrt, against_raw, raw_measure
 from workbench.servers.service import Server, parse_sets, server_env, settings_for
 
 
@@ -178,23 +178,18 @@ def http_measure(
         wall, block_lat, bodies = asyncio.run(
             _http_block(server.base, endpoint, photos, n, concurrency, tag)
         )
-        cpu = (cpu_seconds(server.proc.pid) - c0) / n
+        server_cpu = cpu_seconds(server.proc.pid) - c0
         client_cpu = (cpu_seconds() - client0) / n
         after = raw_measure(raw, tensors)
         lat += block_lat
         for body in bodies:
             for key, ms in (body.get("timings_ms") or {}).items():
                 stages.setdefault(key, []).append(ms / 1e3)
-        limit = (before["images_per_s"] + after["images_per_s"]) / 2
-        raw_cpu = (before["cpu_s_per_image"] + after["cpu_s_per_image"]) / 2
+        block = against_raw(n, wall, server_cpu, before, after)
         blocks.append(
             {
-                "images_per_s": n / wall,
-                "raw_images_per_s": limit,
-                "ratio": n / wall / limit,
-                "server_cpu_s_per_image": cpu,
-                "raw_cpu_s_per_image": raw_cpu,
-                "cpu_ratio": raw_cpu / cpu,
+                **block,
+                "cpu_ratio": block["raw_cpu_s_per_image"] / block["server_cpu_s_per_image"],
                 "client_cpu_s_per_request": client_cpu,
                 "raw_p50_ms": (before["latency"]["p50_ms"] + after["latency"]["p50_ms"]) / 2,
             }

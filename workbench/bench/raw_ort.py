@@ -80,3 +80,18 @@ def raw_measure(raw: RawOrt, tensors: list[list[np.ndarray]]) -> dict[str, Any]:
         "cpu_s_per_image": round(cpu, 4),
         "loadavg": loadavg(),
     }
+
+
+def against_raw(
+    images: int, wall_s: float, server_cpu_s: float, before: dict[str, Any], after: dict[str, Any]
+) -> dict[str, float]:
+    """One measured block of the service beside the raw limit taken just before and just
+    after it (`raw_measure`): throughput and CPU per image, each side, and their ratio."""
+    limit = (before["images_per_s"] + after["images_per_s"]) / 2
+    return {
+        "images_per_s": images / wall_s,
+        "raw_images_per_s": limit,
+        "ratio": images / wall_s / limit,
+        "server_cpu_s_per_image": server_cpu_s / images,
+        "raw_cpu_s_per_image": (before["cpu_s_per_image"] + after["cpu_s_per_image"]) / 2,
+    }

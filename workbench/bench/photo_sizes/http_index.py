@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from workbench.bench.common import cpu_seconds, loadavg, log
-from workbench.bench.raw_ort import RawOrt, raw_measure
+from workbench.bench.raw_ort import RawOrt, against_raw, raw_measure
 from workbench.servers.service import Server, server_env
 
 # --duplicate-check: rows with POST /index's per-file duplicate report, without it, or both.
@@ -93,17 +93,11 @@ def http_index(
                 check_duplicates,
             )
         )
-        cpu = (cpu_seconds(server.proc.pid) - c0) / n_images
+        server_cpu = cpu_seconds(server.proc.pid) - c0
         after = raw_measure(raw, tensors)
-        limit = (before["images_per_s"] + after["images_per_s"]) / 2
-        raw_cpu = (before["cpu_s_per_image"] + after["cpu_s_per_image"]) / 2
         blocks.append(
             {
-                "images_per_s": n_images / wall,
-                "raw_images_per_s": limit,
-                "ratio": n_images / wall / limit,
-                "server_cpu_s_per_image": cpu,
-                "raw_cpu_s_per_image": raw_cpu,
+                **against_raw(n_images, wall, server_cpu, before, after),
                 "p50_request_s": float(np.median(lat)),
             }
         )
