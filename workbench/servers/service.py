@@ -31,19 +31,26 @@ def parse_sets(items: Sequence[str]) -> dict[str, str]:
 
 
 def settings_for(data_dir: Path, model_dir: Path, sets: dict[str, str]) -> Any:
-    """Settings as the service would build them from SIMSEARCH_ env variables."""
+    """Settings as the service would build them from SIMSEARCH_ env variables; a key names its
+    group by its dotted path ("inference.max_wait_ms", "store.milvus.uri")."""
     from app.config import Settings
 
-    groups: dict[str, dict[str, str]] = {}
+    groups: dict[tuple[str, ...], dict[str, str]] = {}
     for key, value in sets.items():
-        group, field = key.split(".", 1)
-        groups.setdefault(group, {})[field] = value
-    base = Settings(data_dir=data_dir, model_dir=model_dir)
-    update: dict[str, Any] = {}
+        *path, field = key.split(".")
+        groups.setdefault(tuple(path), {})[field] = value
+    settings: Any = Settings(data_dir=data_dir, model_dir=model_dir)
     for group, fields in groups.items():
-        current = getattr(base, group)
-        update[group] = type(current).model_validate({**current.model_dump(), **fields})
-    return base.model_copy(update=update)
+        settings = _with_fields(settings, group, fields)
+    return settings
+
+
+def _with_fields(model: Any, path: Sequence[str], fields: dict[str, str]) -> Any:
+    """`model` with the group at `path` re-validated with `fields` changed (the rest kept)."""
+    if not path:
+        return type(model).model_validate({**model.model_dump(), **fields})
+    head, *rest = path
+    return model.model_copy(update={head: _with_fields(getattr(model, head), rest, fields)})
 
 
 def server_env(data_dir: Path, model_dir: Path, sets: dict[str, str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 
 from app.config import Settings
 from workbench.artifacts.tiny_model import write_tiny_model
-from workbench.servers.service import running, server_env
+from workbench.servers.service import running, server_env, settings_for
 
 
 def _only(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,3 +76,14 @@ def test_a_service_that_exits_at_start_reports_the_end_of_its_log(
         running(env, tmp_path / "uvicorn.log", ready_timeout=120),
     ):
         pass
+
+
+def test_settings_for_reaches_nested_groups(tmp_path: Path) -> None:
+    settings = settings_for(
+        tmp_path / "data",
+        tmp_path / "model",
+        {"store.milvus.uri": "http://127.0.0.1:19999", "inference.max_wait_ms": "3"},
+    )
+    assert settings.store.milvus.uri == "http://127.0.0.1:19999"
+    assert settings.inference.max_wait_ms == 3
+    assert settings.store.faiss == type(settings.store.faiss)()  # the sibling group untouched
