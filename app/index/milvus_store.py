@@ -658,24 +658,24 @@ class MilvusStore:
                 if "vector" in fields
                 else None
             )
-            scores = (
-                vectors @ query
-                if rescore and vectors is not None
-                else [r["distance"] for r in found]
-            )
+            if rescore and vectors is not None:
+                scores = vectors @ query  # [C]
+                # Best first (stable, as Milvus's order breaks ties), and Hits for the top k
+                # only: the other candidates' metadata is never decoded.
+                keep = np.argsort(-scores, kind="stable")[:k].tolist()
+            else:
+                scores = np.asarray([r["distance"] for r in found], dtype=np.float64)
+                keep = list(range(min(k, len(found))))
             hits = [
                 Hit(
-                    r["id"],
-                    float(score),
-                    self._metadata(r["entity"]),
+                    found[i]["id"],
+                    float(scores[i]),
+                    self._metadata(found[i]["entity"]),
                     -1,  # Milvus has no row numbers
                     vectors[i] if with_vectors and vectors is not None else None,
                 )
-                for i, (r, score) in enumerate(zip(found, scores, strict=True))
+                for i in keep
             ]
-            if rescore:
-                hits.sort(key=lambda h: -h.score)
-            hits = hits[:k]
             if score_threshold is not None:
                 hits = [h for h in hits if h.score >= score_threshold]
             out.append(hits)
