@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from app.artifacts import fsync_dir
+
 logger = logging.getLogger("bulk_ingest")
 
 PART_GLOB = "shard-*-of-*/part-*.parquet"
@@ -99,14 +101,6 @@ def part_schema() -> Any:
     )
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_parquet_atomic(table: Any, path: Path) -> None:
     """Write to a temp file beside `path`, fsync, rename, fsync the folder: a part either
     exists whole or not at all."""
@@ -120,7 +114,7 @@ def write_parquet_atomic(table: Any, path: Path) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def part_info(path: Path) -> dict[str, Any]:
